@@ -1,0 +1,181 @@
+"""FaaS executor runtime: runs tasks for its Rust parent, one at a time, over a framed pipe.
+
+Started as ``python -c "...import faas_executor; faas_executor.main()"`` so ``__main__`` (which
+dill binds users' ``__main__`` functions to) holds nothing of ours.
+
+Protocol, both directions: a 4-byte big-endian length, then a UTF-8 JSON object.
+
+- executor -> parent, once at start: {"ready": true, "pid", "python", "dill"}
+- parent -> executor: {"task_id", "function_id", "function": base64 | null, "params": base64}
+  ("function" may be null when the parent believes this executor has the function cached)
+- executor -> parent: {"task_id", "outcome": "completed" | "raised" | "need_function",
+  "result": base64 (dill of the value or of the exception), "started_at", "finished_at" (us)}
+
+The protocol uses private copies of fds 0 and 1; fd 0 then reads /dev/null and fd 1 goes to
+fd 2, so nothing a user's function prints or writes to fd 1/2 can corrupt the protocol.
+"""
+
+import base64
+import collections
+import json
+import os
+import struct
+import sys
+import time
+import traceback
+
+_FUNCTION_CACHE_SIZE = 256
+_HEADER = struct.Struct(">I")
+
+
+def main():
+    proto_in, proto_out = _take_protocol_fds()
+    import faulthandler
+
+    faulthandler.enable()  # a segfault leaves a Python traceback in the parent's log
+    import dill
+
+    _send(proto_out, {
+        "ready": True,
+        "pid": os.getpid(),
+        "python": "%d.%d.%d" % sys.version_info[:3],
+        "dill": dill.__version__,
+    })
+    cache = collections.OrderedDict()
+    while True:
+        request = _recv(proto_in)
+        if request is None:
+            return  # the parent closed the pipe: it is gone or wants us gone
+        reply = _run(dill, cache, request)
+        _flush_user_output()
+        _send(proto_out, reply)
+
+
+def _take_protocol_fds():
+    proto_in = os.dup(0)  # dup'd descriptors are non-inheritable: user subprocesses
+    proto_out = os.dup(1)  # never hold the protocol pipe open
+    devnull = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(devnull, 0)
+    os.close(devnull)
+    os.dup2(2, 1)
+    return proto_in, proto_out
+
+
+def _run(dill, cache, request):
+    task_id = request["task_id"]
+    started = _now_us()
+
+    def reply(outcome, result=None):
+        return {"task_id": task_id, "outcome": outcome, "result": result,
+                "started_at": started, "finished_at": _now_us()}
+
+    function_id = request["function_id"]
+    fn = cache.get(function_id)
+    if fn is None:
+        body = request.get("function")
+        if body is None:
+            return reply("need_function")
+        try:
+            fn = dill.loads(base64.b64decode(body))
+        except BaseException as exc:  # noqa: BLE001 - any failure is the user's to see
+            return reply("raised", _serialize_exception(dill, exc))
+        cache[function_id] = fn
+        if len(cache) > _FUNCTION_CACHE_SIZE:
+            cache.popitem(last=False)
+    else:
+        cache.move_to_end(function_id)
+
+    try:
+        args, kwargs = _unpack_params(dill.loads(base64.b64decode(request["params"])))
+        if not callable(fn):
+            raise TypeError("the registered object of type %s is not callable"
+                            % type(fn).__name__)
+        value = fn(*args, **kwargs)
+    except BaseException as exc:  # noqa: BLE001 - SystemExit and friends included
+        return reply("raised", _serialize_exception(dill, exc, skip_frames=1))
+
+    try:
+        data = dill.dumps(value)
+    except BaseException as exc:  # noqa: BLE001
+        error = TypeError("the function returned a %s, which cannot be serialized: %s"
+                          % (type(value).__name__, exc))
+        return reply("raised", _serialize_exception(dill, error))
+    return reply("completed", base64.b64encode(data).decode("ascii"))
+
+
+def _unpack_params(params):
+    if (isinstance(params, (tuple, list)) and len(params) == 2
+            and isinstance(params[0], (tuple, list)) and isinstance(params[1], dict)):
+        return params[0], params[1]
+    raise TypeError("task parameters must be an (args, kwargs) pair such as ((1, 2), {}), "
+                    "got %s" % type(params).__name__)
+
+
+def _serialize_exception(dill, exc, skip_frames=0):
+    """base64(dill(exc)) carrying the remote traceback text in ``__notes__``. Falls back to a
+    RuntimeError with the same text when the exception does not survive a round trip (for
+    example a custom exception whose __init__ takes extra arguments)."""
+    tb = exc.__traceback__
+    for _ in range(skip_frames):
+        if tb is not None:
+            tb = tb.tb_next
+    text = "".join(traceback.format_exception(type(exc), exc, tb))
+    note = "Remote traceback (FaaS executor pid %d):\n%s" % (os.getpid(), text)
+    try:
+        _add_note(exc, note)
+        data = dill.dumps(exc)
+        dill.loads(data)
+    except BaseException:  # noqa: BLE001
+        fallback = RuntimeError("%s: %s" % (type(exc).__qualname__, exc))
+        _add_note(fallback, note)
+        data = dill.dumps(fallback)
+    return base64.b64encode(data).decode("ascii")
+
+
+def _add_note(exc, note):
+    if hasattr(exc, "add_note"):
+        exc.add_note(note)
+    else:  # before 3.11 notes are not printed, but stay readable as an attribute
+        exc.__notes__ = list(getattr(exc, "__notes__", [])) + [note]
+
+
+def _flush_user_output():
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except Exception:  # noqa: BLE001 - a user may have closed or replaced them
+            pass
+
+
+def _now_us():
+    return time.time_ns() // 1000
+
+
+def _recv(fd):
+    header = _read_exact(fd, _HEADER.size)
+    if header is None:
+        return None
+    (length,) = _HEADER.unpack(header)
+    body = _read_exact(fd, length)
+    if body is None:
+        return None
+    return json.loads(body)
+
+
+def _read_exact(fd, n):
+    chunks = []
+    while n > 0:
+        chunk = os.read(fd, min(n, 1 << 20))
+        if not chunk:
+            return None
+        chunks.append(chunk)
+        n -= len(chunk)
+    return b"".join(chunks)
+
+
+def _send(fd, message):
+    body = json.dumps(message, separators=(",", ":")).encode("utf-8")
+    view = memoryview(_HEADER.pack(len(body)) + body)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]

@@ -1,0 +1,45 @@
+//! `faas-gateway`: the REST API of the platform.
+
+use anyhow::Context;
+use clap::Parser;
+use faas::gateway::{self, AppState, DEFAULT_BIND, DEFAULT_MAX_BODY_BYTES, GatewayConfig};
+use faas::store::Store;
+
+#[derive(Parser)]
+#[command(
+    version,
+    about = "The FaaS REST gateway: register functions, execute them, fetch results"
+)]
+struct Cli {
+    /// Address to listen on. The default is loopback only; bind a public address only behind
+    /// a proxy that authenticates.
+    #[arg(long, default_value = DEFAULT_BIND)]
+    bind: String,
+    /// Redis holding functions, tasks and the queue.
+    #[arg(long, env = "FAAS_REDIS_URL", default_value = "redis://127.0.0.1:6379")]
+    redis_url: String,
+    /// Largest request body accepted, in bytes; larger requests get 413.
+    #[arg(long, env = "FAAS_MAX_BODY_BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES)]
+    max_body_bytes: usize,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    faas::telemetry::init_tracing("info");
+    let cli = Cli::parse();
+    let shutdown = faas::shutdown::on_signal();
+    let store = Store::connect(&cli.redis_url)
+        .await
+        .with_context(|| format!("cannot connect to Redis at {}", cli.redis_url))?;
+    let listener = tokio::net::TcpListener::bind(&cli.bind)
+        .await
+        .with_context(|| format!("cannot listen on {}", cli.bind))?;
+    let config = GatewayConfig {
+        max_body_bytes: cli.max_body_bytes,
+    };
+    gateway::serve(listener, AppState { store }, &config, shutdown)
+        .await
+        .context("gateway failed")?;
+    tracing::info!("gateway stopped");
+    Ok(())
+}

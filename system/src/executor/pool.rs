@@ -1,0 +1,182 @@
+//! A pool of executor processes serving one queue of jobs. Each slot owns one executor; when
+//! the executor dies or is killed, the slot reports the task and starts a fresh one.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Mutex, mpsc};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use super::process::{ExecutorProcess, ExecutorSpec, SpawnError};
+use super::{Job, TaskOutcome};
+use crate::task::TaskId;
+
+/// Pause between attempts to replace an executor that will not start.
+const RESPAWN_BACKOFF: Duration = Duration::from_secs(1);
+
+/// A finished job, reported by the pool.
+#[derive(Debug, Clone)]
+pub struct Completion {
+    pub task_id: TaskId,
+    pub outcome: TaskOutcome,
+    pub started_at: Option<u64>,
+    pub finished_at: u64,
+}
+
+/// N executors behind one job queue.
+pub struct ExecutorPool {
+    jobs: mpsc::Sender<Job>,
+    size: usize,
+    /// Cancelled to stop taking jobs; slots finish the job in hand.
+    stop: CancellationToken,
+    /// Cancelled to abandon jobs in hand and kill every executor now.
+    kill: CancellationToken,
+    slots: TaskTracker,
+}
+
+impl ExecutorPool {
+    /// Starts `size` executors (in parallel) and waits until all are ready; each finished job
+    /// is reported on `completions`.
+    pub async fn start(
+        spec: ExecutorSpec,
+        size: usize,
+        name: &str,
+        completions: mpsc::UnboundedSender<Completion>,
+    ) -> Result<Self, SpawnError> {
+        // Start all executors at once: each spends ~100 ms importing dill.
+        let mut starting = tokio::task::JoinSet::new();
+        for i in 0..size {
+            let (spec, label) = (spec.clone(), format!("{name}/{i}"));
+            starting.spawn(async move { (i, ExecutorProcess::spawn(&spec, label).await) });
+        }
+        let mut processes: Vec<Option<ExecutorProcess>> = (0..size).map(|_| None).collect();
+        while let Some(joined) = starting.join_next().await {
+            let (i, process) = joined.expect("executor start-up task panicked");
+            processes[i] = Some(process?);
+        }
+        let (jobs, rx) = mpsc::channel(size.max(1));
+        let rx = Arc::new(Mutex::new(rx));
+        let stop = CancellationToken::new();
+        let kill = CancellationToken::new();
+        let slots = TaskTracker::new();
+        let spec = Arc::new(spec);
+        for (i, process) in processes.into_iter().flatten().enumerate() {
+            let slot = Slot {
+                label: format!("{name}/{i}"),
+                spec: spec.clone(),
+                jobs: rx.clone(),
+                completions: completions.clone(),
+                stop: stop.clone(),
+                kill: kill.clone(),
+            };
+            slots.spawn(slot.run(process));
+        }
+        slots.close();
+        tracing::info!(executors = size, python = %spec.env.python.display(), "executor pool ready");
+        Ok(Self {
+            jobs,
+            size,
+            stop,
+            kill,
+            slots,
+        })
+    }
+
+    /// How many executors the pool runs.
+    #[must_use]
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// Queues a job for the next free executor; waits while all `size` queue places are taken.
+    /// Gives the job back if the pool is shutting down.
+    pub async fn submit(&self, job: Job) -> Result<(), Job> {
+        self.jobs.send(job).await.map_err(|e| e.0)
+    }
+
+    /// Stops taking jobs, lets jobs in hand finish for up to `grace`, then kills every
+    /// executor. Jobs abandoned at the kill are not reported.
+    pub async fn shutdown(self, grace: Duration) {
+        self.stop.cancel();
+        drop(self.jobs);
+        if tokio::time::timeout(grace, self.slots.wait())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                ?grace,
+                "executors still busy after the grace period; killing them"
+            );
+            self.kill.cancel();
+            self.slots.wait().await;
+        }
+    }
+}
+
+/// One pool place: an executor and the loop feeding it.
+struct Slot {
+    label: String,
+    spec: Arc<ExecutorSpec>,
+    jobs: Arc<Mutex<mpsc::Receiver<Job>>>,
+    completions: mpsc::UnboundedSender<Completion>,
+    stop: CancellationToken,
+    kill: CancellationToken,
+}
+
+impl Slot {
+    async fn run(self, mut process: ExecutorProcess) {
+        loop {
+            let job = tokio::select! {
+                biased;
+                () = self.stop.cancelled() => break,
+                job = async { self.jobs.lock().await.recv().await } => match job {
+                    Some(job) => job,
+                    None => break,
+                },
+            };
+            let run = tokio::select! {
+                biased;
+                () = self.kill.cancelled() => break,
+                run = process.run(&job, self.spec.task_timeout) => run,
+            };
+            if let TaskOutcome::WorkerFailure(reason) = &run.outcome {
+                tracing::warn!(executor = %self.label, task_id = %job.task_id, %reason, "task failed by the platform");
+            }
+            let lost = run.executor_lost;
+            let _ = self.completions.send(Completion {
+                task_id: job.task_id,
+                outcome: run.outcome,
+                started_at: run.started_at,
+                finished_at: run.finished_at,
+            });
+            if lost {
+                match self.respawn().await {
+                    Some(fresh) => process = fresh,
+                    None => return,
+                }
+            }
+        }
+        process.kill().await;
+    }
+
+    /// A fresh executor, retrying until one starts; `None` if the pool is killed meanwhile.
+    async fn respawn(&self) -> Option<ExecutorProcess> {
+        loop {
+            let attempt = tokio::select! {
+                () = self.kill.cancelled() => return None,
+                p = ExecutorProcess::spawn(&self.spec, self.label.clone()) => p,
+            };
+            match attempt {
+                Ok(p) => return Some(p),
+                Err(e) => {
+                    tracing::error!(executor = %self.label, error = %e, "cannot restart executor; retrying");
+                    tokio::select! {
+                        () = self.kill.cancelled() => return None,
+                        () = tokio::time::sleep(RESPAWN_BACKOFF) => {}
+                    }
+                }
+            }
+        }
+    }
+}

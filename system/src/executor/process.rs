@@ -1,0 +1,302 @@
+//! One Python executor process: spawned in its own process group, driven over the framed
+//! pipe, killed with its whole group on a deadline, a crash or drop.
+
+use std::collections::HashSet;
+use std::process::Stdio;
+use std::time::Duration;
+
+use tokio::io::AsyncReadExt;
+use tokio::process::{Child, ChildStdin, ChildStdout, Command};
+
+use super::frame::{self, FrameError, Ready, ReplyOutcome, RunReply, RunRequest};
+use super::python_env::PythonEnv;
+use super::{Job, TaskOutcome};
+use crate::task::{FunctionId, now_micros};
+
+/// How long a fresh executor may take to import dill and greet its parent.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Environment variables an executor inherits; everything else (Redis URLs, tokens, keys) is
+/// withheld from users' code.
+const INHERITED_ENV: &[&str] = &[
+    "PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR",
+];
+
+/// How to start executors.
+#[derive(Debug, Clone)]
+pub struct ExecutorSpec {
+    pub env: PythonEnv,
+    /// Address-space limit per executor, in bytes (`RLIMIT_AS`); `None` for no limit.
+    pub memory_limit: Option<u64>,
+    /// Per-task deadline; the executor is killed and respawned when a task exceeds it.
+    pub task_timeout: Option<Duration>,
+}
+
+/// Why an executor could not be started.
+#[derive(Debug, thiserror::Error)]
+pub enum SpawnError {
+    #[error("cannot start {python}: {source}")]
+    Spawn {
+        python: String,
+        source: std::io::Error,
+    },
+    #[error("executor did not become ready: {0}")]
+    NoGreeting(FrameError),
+    #[error("executor did not become ready within {0:?}")]
+    Timeout(Duration),
+}
+
+/// A running executor.
+pub struct ExecutorProcess {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: ChildStdout,
+    /// Also its process group id.
+    pid: i32,
+    /// Functions this executor has been sent; it may have evicted some, in which case it
+    /// answers `need_function` and gets the body again.
+    cached: HashSet<FunctionId>,
+    /// A label for logs: which pool slot this is.
+    label: String,
+}
+
+impl ExecutorProcess {
+    /// Starts an executor and waits for its greeting.
+    pub async fn spawn(spec: &ExecutorSpec, label: String) -> Result<Self, SpawnError> {
+        let mut cmd = Command::new(&spec.env.python);
+        cmd.arg("-c")
+            .arg("import sys; sys.path.insert(0, sys.argv[1]); import faas_executor; faas_executor.main()")
+            .arg(&spec.env.runtime_dir)
+            .env_clear()
+            .envs(INHERITED_ENV.iter().filter_map(|k| std::env::var_os(k).map(|v| (k, v))))
+            .env("PYTHONUNBUFFERED", "1")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .process_group(0)
+            .kill_on_drop(true);
+        let memory_limit = spec.memory_limit;
+        // SAFETY: only async-signal-safe calls (prctl, setrlimit) between fork and exec.
+        unsafe {
+            cmd.pre_exec(move || {
+                // Die with the parent, even when it is killed with SIGKILL.
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                if let Some(bytes) = memory_limit {
+                    let limit = libc::rlimit {
+                        rlim_cur: bytes,
+                        rlim_max: bytes,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_AS, &limit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                }
+                Ok(())
+            });
+        }
+        let mut child = cmd.spawn().map_err(|source| SpawnError::Spawn {
+            python: spec.env.python.display().to_string(),
+            source,
+        })?;
+        let pid = child.id().and_then(|p| i32::try_from(p).ok()).unwrap_or(0);
+        let stdin = child.stdin.take().expect("stdin is piped");
+        let mut stdout = child.stdout.take().expect("stdout is piped");
+        if let Some(stderr) = child.stderr.take() {
+            tokio::spawn(forward_output(stderr, label.clone()));
+        }
+        let greeting = tokio::time::timeout(
+            STARTUP_TIMEOUT,
+            frame::read_message::<_, Ready>(&mut stdout),
+        )
+        .await;
+        let mut process = Self {
+            child,
+            stdin,
+            stdout,
+            pid,
+            cached: HashSet::new(),
+            label,
+        };
+        match greeting {
+            Ok(Ok(ready)) if ready.ready => {
+                tracing::debug!(executor = %process.label, pid, python = %ready.python, dill = %ready.dill, "executor ready");
+                Ok(process)
+            }
+            Ok(Ok(_)) => {
+                process.kill().await;
+                Err(SpawnError::NoGreeting(FrameError::Closed))
+            }
+            Ok(Err(e)) => {
+                process.kill().await;
+                Err(SpawnError::NoGreeting(e))
+            }
+            Err(_) => {
+                process.kill().await;
+                Err(SpawnError::Timeout(STARTUP_TIMEOUT))
+            }
+        }
+    }
+
+    /// Runs one job to its end. After anything but a normal reply the process is dead (or
+    /// killed here) and must be replaced; [`Run::executor_lost`] says so.
+    pub async fn run(&mut self, job: &Job, deadline: Option<Duration>) -> Run {
+        let work = self.exchange(job);
+        let reply = match deadline {
+            Some(limit) => match tokio::time::timeout(limit, work).await {
+                Ok(reply) => reply,
+                Err(_) => {
+                    self.kill().await;
+                    return Run::lost(TaskOutcome::WorkerFailure(format!(
+                        "task {} exceeded its deadline of {} and its executor was killed",
+                        job.task_id,
+                        humanize(limit)
+                    )));
+                }
+            },
+            None => work.await,
+        };
+        match reply {
+            Ok(reply) => Run {
+                outcome: match reply.outcome {
+                    ReplyOutcome::Completed => {
+                        TaskOutcome::Completed(reply.result.unwrap_or_default())
+                    }
+                    _ => TaskOutcome::Raised(reply.result.unwrap_or_default()),
+                },
+                started_at: Some(reply.started_at),
+                finished_at: reply.finished_at,
+                executor_lost: false,
+            },
+            Err(e) => {
+                let cause = self.death_cause(&e).await;
+                Run::lost(TaskOutcome::WorkerFailure(format!(
+                    "the executor running task {} died: {cause}",
+                    job.task_id
+                )))
+            }
+        }
+    }
+
+    /// Sends the job, resending it with the function body if the executor asks for it.
+    async fn exchange(&mut self, job: &Job) -> Result<RunReply, FrameError> {
+        let mut send_body = !self.cached.contains(&job.function_id);
+        loop {
+            let request = RunRequest {
+                task_id: job.task_id,
+                function_id: job.function_id,
+                function: send_body.then_some(&*job.function),
+                params: &job.params,
+            };
+            frame::write_message(&mut self.stdin, &request).await?;
+            let reply: RunReply = frame::read_message(&mut self.stdout).await?;
+            if reply.outcome == ReplyOutcome::NeedFunction && !send_body {
+                send_body = true;
+                continue;
+            }
+            self.cached.insert(job.function_id);
+            return Ok(reply);
+        }
+    }
+
+    /// Why the executor stopped answering, for the `WorkerFailure` message.
+    async fn death_cause(&mut self, error: &FrameError) -> String {
+        use std::os::unix::process::ExitStatusExt;
+        let status = tokio::time::timeout(Duration::from_secs(2), self.child.wait()).await;
+        self.kill().await;
+        match status {
+            Ok(Ok(s)) => match (s.code(), s.signal()) {
+                (Some(code), _) => format!("it exited with status {code}"),
+                (None, Some(sig)) => {
+                    format!("it was killed by signal {sig} ({})", signal_name(sig))
+                }
+                _ => s.to_string(),
+            },
+            _ => error.to_string(),
+        }
+    }
+
+    /// Kills the executor and everything it started (its process group), and reaps it.
+    pub async fn kill(&mut self) {
+        if self.pid > 0 {
+            // SAFETY: signalling a process group we created; ESRCH when already gone is fine.
+            unsafe {
+                libc::killpg(self.pid, libc::SIGKILL);
+            }
+        }
+        let _ = self.child.kill().await;
+    }
+}
+
+impl Drop for ExecutorProcess {
+    fn drop(&mut self) {
+        if self.pid > 0 {
+            // SAFETY: as in `kill`; the child itself is reaped by tokio's orphan queue.
+            unsafe {
+                libc::killpg(self.pid, libc::SIGKILL);
+            }
+        }
+    }
+}
+
+/// The end of one job on an executor.
+#[derive(Debug)]
+pub struct Run {
+    pub outcome: TaskOutcome,
+    /// When Python began the task (µs), if it got that far.
+    pub started_at: Option<u64>,
+    pub finished_at: u64,
+    /// The executor is gone and must be respawned.
+    pub executor_lost: bool,
+}
+
+impl Run {
+    fn lost(outcome: TaskOutcome) -> Self {
+        Self {
+            outcome,
+            started_at: None,
+            finished_at: now_micros(),
+            executor_lost: true,
+        }
+    }
+}
+
+/// Forwards what users' code prints (and Python's own crash reports) to the log, a chunk at a
+/// time so a flood or a line without end never grows memory.
+async fn forward_output(mut stderr: tokio::process::ChildStderr, label: String) {
+    let mut buf = vec![0u8; 8192];
+    loop {
+        match stderr.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => {
+                let text = String::from_utf8_lossy(&buf[..n]);
+                for line in text.lines().filter(|l| !l.is_empty()) {
+                    tracing::debug!(target: "faas::executor::output", executor = %label, "{line}");
+                }
+            }
+        }
+    }
+}
+
+fn signal_name(sig: i32) -> &'static str {
+    match sig {
+        libc::SIGKILL => "SIGKILL, often the out-of-memory killer",
+        libc::SIGSEGV => "SIGSEGV, a segmentation fault",
+        libc::SIGABRT => "SIGABRT",
+        libc::SIGBUS => "SIGBUS",
+        libc::SIGFPE => "SIGFPE",
+        libc::SIGILL => "SIGILL",
+        libc::SIGTERM => "SIGTERM",
+        libc::SIGINT => "SIGINT",
+        _ => "signal",
+    }
+}
+
+/// `5s`, `1.5s`, `250ms`: how deadlines read in messages.
+fn humanize(d: Duration) -> String {
+    if d.as_millis() < 1000 {
+        format!("{}ms", d.as_millis())
+    } else {
+        format!("{}s", d.as_secs_f64())
+    }
+}

@@ -1,0 +1,155 @@
+//! The endpoint handlers of the public contract.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::{Method, StatusCode, Uri};
+use serde::{Deserialize, Serialize};
+
+use super::AppState;
+use super::error::ApiError;
+use super::json::JsonBody;
+use crate::payload::{PayloadError, decode_payload};
+use crate::task::{FunctionId, TaskId, TaskStatus};
+
+/// Payloads up to this size are checked inline; bigger ones on the blocking pool, so a 10 MB
+/// argument does not stall other requests on this async thread.
+const INLINE_CHECK_BYTES: usize = 256 * 1024;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RegisterRequest {
+    name: String,
+    payload: String,
+}
+
+#[derive(Serialize)]
+pub struct RegisterResponse {
+    function_id: FunctionId,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExecuteRequest {
+    function_id: String,
+    payload: String,
+}
+
+#[derive(Serialize)]
+pub struct ExecuteResponse {
+    task_id: TaskId,
+}
+
+#[derive(Serialize)]
+pub struct StatusResponse {
+    task_id: TaskId,
+    status: TaskStatus,
+}
+
+#[derive(Serialize)]
+pub struct ResultResponse {
+    task_id: TaskId,
+    status: TaskStatus,
+    /// `base64(dill.dumps(value))` once final; `null` before.
+    result: Option<String>,
+}
+
+pub async fn register_function(
+    State(state): State<AppState>,
+    JsonBody(req): JsonBody<RegisterRequest>,
+) -> Result<(StatusCode, Json<RegisterResponse>), ApiError> {
+    if req.name.trim().is_empty() {
+        return Err(ApiError::BadBody("name must not be empty".into()));
+    }
+    let payload = check_payload("payload", req.payload).await?;
+    let function_id = FunctionId::new_random();
+    state
+        .store
+        .register_function(function_id, &req.name, &payload)
+        .await?;
+    tracing::debug!(%function_id, name = %req.name, "function registered");
+    Ok((StatusCode::CREATED, Json(RegisterResponse { function_id })))
+}
+
+pub async fn execute_function(
+    State(state): State<AppState>,
+    JsonBody(req): JsonBody<ExecuteRequest>,
+) -> Result<(StatusCode, Json<ExecuteResponse>), ApiError> {
+    let function_id: FunctionId = parse_id("function_id", &req.function_id)?;
+    let params = check_payload("payload", req.payload).await?;
+    let task_id = TaskId::new_random();
+    if !state
+        .store
+        .submit_task(task_id, function_id, &params)
+        .await?
+    {
+        return Err(ApiError::UnknownFunction(function_id));
+    }
+    Ok((StatusCode::CREATED, Json(ExecuteResponse { task_id })))
+}
+
+pub async fn status(
+    State(state): State<AppState>,
+    Path(task_id): Path<String>,
+) -> Result<Json<StatusResponse>, ApiError> {
+    let task_id: TaskId = parse_id("task id", &task_id)?;
+    let status = state
+        .store
+        .task_status(task_id)
+        .await?
+        .ok_or(ApiError::UnknownTask(task_id))?;
+    Ok(Json(StatusResponse { task_id, status }))
+}
+
+pub async fn result(
+    State(state): State<AppState>,
+    Path(task_id): Path<String>,
+) -> Result<Json<ResultResponse>, ApiError> {
+    let task_id: TaskId = parse_id("task id", &task_id)?;
+    let task = state
+        .store
+        .task_result(task_id)
+        .await?
+        .ok_or(ApiError::UnknownTask(task_id))?;
+    Ok(Json(ResultResponse {
+        task_id,
+        status: task.status,
+        result: task.result,
+    }))
+}
+
+/// 200 when the gateway can reach Redis, 503 otherwise.
+pub async fn health(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
+    state.store.ping().await?;
+    Ok(Json(serde_json::json!({ "status": "ok" })))
+}
+
+pub async fn no_route(uri: Uri) -> ApiError {
+    ApiError::NoRoute(uri.path().to_owned())
+}
+
+pub async fn method_not_allowed(method: Method, uri: Uri) -> ApiError {
+    ApiError::MethodNotAllowed {
+        method: method.to_string(),
+        path: uri.path().to_owned(),
+    }
+}
+
+fn parse_id<T: std::str::FromStr>(what: &'static str, given: &str) -> Result<T, ApiError> {
+    given.parse().map_err(|_| ApiError::BadId {
+        what,
+        given: given.chars().take(64).collect(),
+    })
+}
+
+/// Checks that `text` is base64 of a pickle stream and hands it back unchanged: the store
+/// keeps what the client sent.
+async fn check_payload(field: &'static str, text: String) -> Result<String, ApiError> {
+    let checked = if text.len() <= INLINE_CHECK_BYTES {
+        decode_payload(&text).map(|_| text)
+    } else {
+        tokio::task::spawn_blocking(move || decode_payload(&text).map(|_| text))
+            .await
+            .map_err(|e| ApiError::Internal(format!("payload check panicked: {e}")))?
+    };
+    checked.map_err(|source: PayloadError| ApiError::BadPayload { field, source })
+}

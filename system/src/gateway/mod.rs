@@ -1,0 +1,75 @@
+//! The REST gateway: the public contract over HTTP, backed by the [`Store`].
+//!
+//! [`router`] builds the axum app (so tests can drive it without a socket); [`serve`] runs it
+//! until shutdown.
+
+mod error;
+mod handlers;
+mod json;
+
+use std::net::SocketAddr;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use tokio_util::sync::CancellationToken;
+
+use crate::store::Store;
+pub use error::ApiError;
+use json::BodyLimit;
+
+/// Where the gateway listens unless told otherwise: loopback only.
+pub const DEFAULT_BIND: &str = "127.0.0.1:8000";
+/// The default request body limit. A 10 MB argument is about 13.4 MB as base64.
+pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
+
+/// What the gateway needs to answer requests.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+}
+
+/// Gateway settings.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// Largest request body accepted; larger ones get 413.
+    pub max_body_bytes: usize,
+}
+
+impl Default for GatewayConfig {
+    fn default() -> Self {
+        Self {
+            max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+        }
+    }
+}
+
+/// The gateway's routes.
+pub fn router(state: AppState, config: &GatewayConfig) -> Router {
+    Router::new()
+        .route("/register_function", post(handlers::register_function))
+        .route("/execute_function", post(handlers::execute_function))
+        .route("/status/{task_id}", get(handlers::status))
+        .route("/result/{task_id}", get(handlers::result))
+        .route("/health", get(handlers::health))
+        .fallback(handlers::no_route)
+        .method_not_allowed_fallback(handlers::method_not_allowed)
+        .layer(DefaultBodyLimit::max(config.max_body_bytes))
+        .layer(axum::Extension(BodyLimit(config.max_body_bytes)))
+        .with_state(state)
+}
+
+/// Serves the gateway on `listener` until `shutdown` is cancelled, then finishes the requests
+/// in progress.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    state: AppState,
+    config: &GatewayConfig,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let addr: Option<SocketAddr> = listener.local_addr().ok();
+    tracing::info!(?addr, "gateway listening");
+    axum::serve(listener, router(state, config))
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+}

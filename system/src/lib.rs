@@ -1,0 +1,24 @@
+//! A Function-as-a-Service platform: users register dill-serialized Python functions over
+//! REST and run them as tasks on pools of Python executor processes.
+//!
+//! # Layout
+//!
+//! - [`task`]: task and function ids, the task state machine, timestamps.
+//! - [`payload`] and [`pickle`]: client payloads checked without Python; the `WorkerFailure`
+//!   exception built in Rust.
+//! - [`store`]: the Redis key schema, records, durable queue and atomic state transitions.
+//! - [`gateway`]: the REST API (axum).
+//! - [`executor`]: the Python runtime, its environment, and pools of executor processes.
+//! - [`dispatcher`]: the core that moves tasks from the queue to executors and records
+//!   outcomes, and the transports (dispatch modes) behind it.
+//! - [`shutdown`] and [`telemetry`]: what every binary shares.
+
+pub mod dispatcher;
+pub mod executor;
+pub mod gateway;
+pub mod payload;
+pub mod pickle;
+pub mod shutdown;
+pub mod store;
+pub mod task;
+pub mod telemetry;

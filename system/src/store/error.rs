@@ -1,0 +1,33 @@
+//! Errors at the Redis boundary.
+
+use redis::{ErrorKind, ServerErrorKind};
+
+/// What can go wrong talking to the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// Redis refused the command or could not be reached.
+    #[error("redis: {0}")]
+    Redis(#[from] redis::RedisError),
+    /// A record exists but does not have the shape this code writes.
+    #[error("corrupt record {key}: {reason}")]
+    Corrupt { key: String, reason: String },
+}
+
+impl StoreError {
+    /// True when Redis is away (connection refused, dropped or timed out) rather than
+    /// rejecting what was asked: callers answer 503 and retry instead of failing the work.
+    #[must_use]
+    pub fn is_unavailable(&self) -> bool {
+        match self {
+            Self::Redis(e) => {
+                e.is_io_error()
+                    || e.is_connection_dropped()
+                    || e.is_connection_refusal()
+                    || e.is_timeout()
+                    || e.is_unrecoverable_error()
+                    || e.kind() == ErrorKind::Server(ServerErrorKind::BusyLoading)
+            }
+            Self::Corrupt { .. } => false,
+        }
+    }
+}

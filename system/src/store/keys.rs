@@ -1,0 +1,39 @@
+//! The Redis key schema, in one place.
+//!
+//! | key | type | contents |
+//! |---|---|---|
+//! | `faas:function:{id}` | hash | `name`, `payload` (base64 dill of the function), `created_at` |
+//! | `faas:task:{id}` | hash | `function_id`, `params` (base64 dill of `(args, kwargs)`, dropped once final), `status`, `result`, `attempts`, `worker`, `queue_entry` (id of the task's live stream entry), and the timestamps `submitted_at`, `dispatched_at`, `started_at`, `finished_at` (µs since the epoch) |
+//! | `faas:queue` | stream | one entry `{task: id}` per task waiting for or held by a dispatcher; consumer group [`QUEUE_GROUP`] |
+//! | `faas:dispatcher:{consumer}` | string with TTL | present while the dispatcher that reads the queue as `consumer` is alive |
+//! | `tasks` | pub/sub channel | every new task id (public contract) |
+//! | `faas:done` | pub/sub channel | every task id that became final |
+
+use crate::task::{FunctionId, TaskId};
+
+/// The durable queue stream.
+pub const QUEUE: &str = "faas:queue";
+/// The consumer group all dispatchers share, so each entry goes to exactly one of them.
+pub const QUEUE_GROUP: &str = "dispatchers";
+/// The contract's channel announcing new task ids.
+pub const TASKS_CHANNEL: &str = "tasks";
+/// Announces task ids that became final, for clients waiting on results.
+pub const DONE_CHANNEL: &str = "faas:done";
+
+/// The hash of a registered function.
+#[must_use]
+pub fn function(id: FunctionId) -> String {
+    format!("faas:function:{id}")
+}
+
+/// The hash of a task.
+#[must_use]
+pub fn task(id: TaskId) -> String {
+    format!("faas:task:{id}")
+}
+
+/// The liveness marker of a dispatcher reading the queue as `consumer`.
+#[must_use]
+pub fn dispatcher(consumer: &str) -> String {
+    format!("faas:dispatcher:{consumer}")
+}

@@ -1,0 +1,1 @@
+"""Conformance test suite for the Function-as-a-Service REST API."""
