@@ -1,0 +1,219 @@
+//! The gateway's contract and input checks, against a real Redis, with no dispatcher running
+//! (so tasks stay QUEUED and the queue can be inspected).
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TestSystem, serialize_function, serialize_params};
+use faas::store::{FinalOutcome, Store};
+use faas::task::{FunctionId, TaskId, TaskStatus, now_micros};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn bad_requests_get_4xx_with_a_json_error() {
+    let system = TestSystem::without_dispatcher(&["--max-body-bytes", "100000"]).await;
+    let f = system.register("def f():\n    return 1\n", "f").await;
+    let good = serialize_params("((), {})");
+    let json_b64 = faas::payload::encode_payload(b"{\"a\": 1}");
+    let random_b64 = faas::payload::encode_payload(&[0x13, 0x99, 0x02, 0xfe, 0x44, 0x00, 0x7f]);
+    let cases: Vec<(&str, serde_json::Value, u16)> = vec![
+        (
+            "/register_function",
+            serde_json::json!({"name": "f", "payload": "payload"}),
+            400,
+        ),
+        (
+            "/register_function",
+            serde_json::json!({"name": "f", "payload": ""}),
+            400,
+        ),
+        (
+            "/register_function",
+            serde_json::json!({"name": "f", "payload": json_b64}),
+            400,
+        ),
+        (
+            "/register_function",
+            serde_json::json!({"name": "f", "payload": random_b64}),
+            400,
+        ),
+        ("/register_function", serde_json::json!({"name": "f"}), 400),
+        (
+            "/register_function",
+            serde_json::json!({"name": "", "payload": good}),
+            400,
+        ),
+        (
+            "/register_function",
+            serde_json::json!({"name": 5, "payload": good}),
+            400,
+        ),
+        (
+            "/register_function",
+            serde_json::json!({"name": "f", "payload": good, "x": 1}),
+            400,
+        ),
+        ("/register_function", serde_json::json!([1, 2]), 400),
+        (
+            "/execute_function",
+            serde_json::json!({"function_id": "nope", "payload": good}),
+            400,
+        ),
+        (
+            "/execute_function",
+            serde_json::json!({"function_id": f, "payload": "%%%"}),
+            400,
+        ),
+        (
+            "/execute_function",
+            serde_json::json!({"function_id": f}),
+            400,
+        ),
+        (
+            "/execute_function",
+            serde_json::json!({"function_id": TaskId::new_random().to_string(), "payload": good}),
+            404,
+        ),
+        (
+            "/execute_function",
+            serde_json::json!({"function_id": f, "payload": "A".repeat(200_000)}),
+            413,
+        ),
+    ];
+    for (path, body, want) in cases {
+        let (status, reply) = system.post(path, body.clone()).await;
+        assert_eq!(status, want, "{path} {body}: {reply}");
+        assert!(
+            reply["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{path} {body}: no error text in {reply}"
+        );
+    }
+
+    for raw in ["", "{", "not json", "{\"name\": \"f\", \"payload\": }"] {
+        let r = system
+            .http
+            .post(format!("{}/register_function", system.url))
+            .body(raw)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status().as_u16(), 400, "body {raw:?}");
+        let reply: serde_json::Value = r.json().await.expect("JSON error body");
+        assert!(reply["error"].is_string(), "{reply}");
+    }
+
+    for (path, want) in [
+        ("/status/not-a-uuid", 400),
+        ("/result/123", 400),
+        (&*format!("/status/{}", TaskId::new_random()), 404),
+        (&*format!("/result/{}", TaskId::new_random()), 404),
+        ("/no/such/endpoint", 404),
+        ("/register_function", 405),
+    ] {
+        let (status, reply) = system.get(path).await;
+        assert_eq!(status, want, "GET {path}: {reply}");
+        assert!(reply["error"].is_string(), "GET {path}: {reply}");
+    }
+
+    // Still serving after all that.
+    let task = system.execute_serialized(&f, &good).await;
+    assert_eq!(
+        system.get(&format!("/status/{task}")).await.1["status"],
+        "QUEUED"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_new_task_is_recorded_queued_and_announced() {
+    let system = TestSystem::without_dispatcher(&[]).await;
+    let f = system.register("def f(x):\n    return x\n", "f").await;
+    let client = redis::Client::open(system.redis.url()).unwrap();
+    let mut pubsub = client.get_async_pubsub().await.unwrap();
+    pubsub.subscribe("tasks").await.unwrap();
+
+    let task = system.execute(&f, "((1,), {})").await;
+
+    let message = tokio::time::timeout(Duration::from_secs(5), async {
+        use futures_util::StreamExt;
+        pubsub.on_message().next().await
+    })
+    .await
+    .expect("announcement on `tasks`")
+    .expect("message");
+    assert_eq!(message.get_payload::<String>().unwrap(), task);
+    let (status, body) = system.get(&format!("/result/{task}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        body,
+        serde_json::json!({"task_id": task, "status": "QUEUED", "result": null})
+    );
+    let entry = system
+        .task_field(&task, "queue_entry")
+        .await
+        .expect("queue entry");
+    let mut conn = system.redis.connection().await;
+    let len: usize = redis::cmd("XLEN")
+        .arg("faas:queue")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(len, 1, "entry {entry} not on the queue");
+    assert!(system.task_field(&task, "submitted_at").await.is_some());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn final_writes_are_first_wins() {
+    let system = TestSystem::without_dispatcher(&[]).await;
+    let store = Store::connect(&system.redis.url()).await.unwrap();
+    let function_id = FunctionId::new_random();
+    store
+        .register_function(
+            function_id,
+            "f",
+            &serialize_function("def f():\n    return 1\n", "f"),
+        )
+        .await
+        .unwrap();
+    let task_id = TaskId::new_random();
+    assert!(
+        store
+            .submit_task(task_id, function_id, &serialize_params("((), {})"))
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .submit_task(TaskId::new_random(), FunctionId::new_random(), "x")
+            .await
+            .unwrap()
+    );
+
+    let outcome = |status, result: &str| FinalOutcome {
+        task_id,
+        status,
+        result: result.to_owned(),
+        started_at: None,
+        finished_at: now_micros(),
+    };
+    let first = store
+        .finish_tasks(&[outcome(TaskStatus::Completed, "first")])
+        .await
+        .unwrap();
+    let late = store
+        .finish_tasks(&[outcome(TaskStatus::Failed, "late")])
+        .await
+        .unwrap();
+    assert_eq!((first, late), (vec![true], vec![false]));
+    let recorded = store.task_result(task_id).await.unwrap().unwrap();
+    assert_eq!(
+        (recorded.status, recorded.result.as_deref()),
+        (TaskStatus::Completed, Some("first"))
+    );
+    let mut conn = system.redis.connection().await;
+    let len: usize = redis::cmd("XLEN")
+        .arg("faas:queue")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(len, 0, "a final task's queue entry must be removed");
+}

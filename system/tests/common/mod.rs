@@ -1,0 +1,384 @@
+//! `TestSystem`: a private redis-server, the real gateway and dispatcher binaries on free
+//! ports, typed helpers to drive them, and cleanup of every process on drop.
+
+#![allow(dead_code)] // each test binary uses a different subset
+
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use faas::executor::python_env;
+
+/// A free TCP port on loopback (bound, then released for the child to take).
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind an ephemeral port")
+        .local_addr()
+        .expect("local addr")
+        .port()
+}
+
+/// A child process killed (SIGKILL) and reaped when dropped.
+pub struct Proc {
+    pub name: String,
+    pub child: Child,
+}
+
+impl Proc {
+    pub fn spawn(name: &str, cmd: &mut Command) -> Self {
+        let child = cmd
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        Self {
+            name: name.to_owned(),
+            child,
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        i32::try_from(self.child.id()).expect("pid fits")
+    }
+
+    /// Sends `signal` to the process.
+    pub fn signal(&self, signal: i32) {
+        // SAFETY: signalling our own child.
+        unsafe {
+            libc::kill(self.pid(), signal);
+        }
+    }
+
+    /// Waits up to `timeout` for the process to exit; its status if it did.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        None
+    }
+}
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A private redis-server on a free port, in its own temporary directory.
+pub struct RedisServer {
+    pub port: u16,
+    pub dir: PathBuf,
+    proc: Proc,
+}
+
+impl RedisServer {
+    pub fn start() -> Self {
+        let port = free_port();
+        let dir =
+            std::env::temp_dir().join(format!("faas-test-redis-{port}-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("redis dir");
+        let proc = Proc::spawn(
+            "redis-server",
+            Command::new("redis-server")
+                .args([
+                    "--port",
+                    &port.to_string(),
+                    "--bind",
+                    "127.0.0.1",
+                    "--save",
+                    "",
+                ])
+                .args(["--appendonly", "no", "--dir"])
+                .arg(&dir)
+                .stdout(Stdio::null()),
+        );
+        let server = Self { port, dir, proc };
+        wait_until(
+            Duration::from_secs(10),
+            "redis-server to accept connections",
+            || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
+        );
+        server
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    pub async fn connection(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.url())
+            .expect("redis url")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connect to test redis")
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Polls `ready` every 20 ms until it holds, panicking after `timeout`.
+pub fn wait_until(timeout: Duration, what: &str, mut ready: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !ready() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The Python the executors use (created on first use), for serializing test payloads.
+pub fn python() -> PathBuf {
+    python_env::resolve(None)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .python
+}
+
+fn py_request(request: serde_json::Value) -> String {
+    let mut child = Command::new(python())
+        .arg(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/common/pyhelper.py"
+        ))
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run pyhelper");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(request.to_string().as_bytes())
+        .expect("write request");
+    let out = child.wait_with_output().expect("pyhelper output");
+    assert!(
+        out.status.success(),
+        "pyhelper failed on {request}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout)
+        .expect("utf8")
+        .trim()
+        .replace("\\n", "\n")
+}
+
+/// `base64(dill.dumps(fn))` for the function `name` defined by `src`.
+pub fn serialize_function(src: &str, name: &str) -> String {
+    py_request(serde_json::json!({"op": "function", "src": src, "name": name}))
+}
+
+/// `base64(dill.dumps(eval(expr)))`, e.g. `"((21,), {})"`.
+pub fn serialize_params(expr: &str) -> String {
+    py_request(serde_json::json!({"op": "params", "expr": expr}))
+}
+
+/// The type name and `str()` of a serialized result, loaded with plain dill.
+pub fn describe(result: &str) -> (String, String) {
+    let out: serde_json::Value = serde_json::from_str(&py_request(
+        serde_json::json!({"op": "describe", "b64": result}),
+    ))
+    .expect("describe json");
+    (
+        out["type"].as_str().unwrap_or_default().to_owned(),
+        out["str"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+/// Redis, the gateway and any number of dispatchers.
+pub struct TestSystem {
+    pub redis: RedisServer,
+    pub url: String,
+    pub http: reqwest::Client,
+    gateway: Proc,
+    pub dispatchers: Vec<Proc>,
+}
+
+impl TestSystem {
+    /// Redis and the gateway (with `gateway_args` added), no dispatcher yet.
+    pub async fn without_dispatcher(gateway_args: &[&str]) -> Self {
+        let redis = RedisServer::start();
+        let port = free_port();
+        let gateway = Proc::spawn(
+            "faas-gateway",
+            Command::new(env!("CARGO_BIN_EXE_faas-gateway"))
+                .args([
+                    "--bind",
+                    &format!("127.0.0.1:{port}"),
+                    "--redis-url",
+                    &redis.url(),
+                ])
+                .args(gateway_args),
+        );
+        let url = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(r) = http.get(format!("{url}/health")).send().await
+                && r.status().is_success()
+            {
+                break;
+            }
+            assert!(Instant::now() < deadline, "gateway did not become healthy");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        Self {
+            redis,
+            url,
+            http,
+            gateway,
+            dispatchers: Vec::new(),
+        }
+    }
+
+    /// Redis, the gateway and one dispatcher started with `dispatcher_args`.
+    pub async fn start(dispatcher_args: &[&str]) -> Self {
+        let mut system = Self::without_dispatcher(&[]).await;
+        system.spawn_dispatcher(dispatcher_args).await;
+        system
+    }
+
+    /// Starts a dispatcher and waits until it reads the queue (its liveness marker appears).
+    pub async fn spawn_dispatcher(&mut self, args: &[&str]) -> usize {
+        let before = self.live_dispatchers().await;
+        let proc = Proc::spawn(
+            "task_dispatcher",
+            Command::new(env!("CARGO_BIN_EXE_task_dispatcher"))
+                .args(["--redis-url", &self.redis.url()])
+                .args(args)
+                .env("FAAS_PYTHON", python()),
+        );
+        self.dispatchers.push(proc);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while self.live_dispatchers().await.len() <= before.len() {
+            assert!(Instant::now() < deadline, "dispatcher did not start");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.dispatchers.len() - 1
+    }
+
+    /// Liveness markers of dispatchers currently in Redis.
+    pub async fn live_dispatchers(&self) -> Vec<String> {
+        let mut conn = self.redis.connection().await;
+        redis::cmd("KEYS")
+            .arg("faas:dispatcher:*")
+            .query_async(&mut conn)
+            .await
+            .expect("KEYS")
+    }
+
+    pub async fn post(&self, path: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
+        let r = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .json(&body)
+            .send()
+            .await
+            .expect("POST");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, serde_json::Value) {
+        let r = self
+            .http
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .expect("GET");
+        let status = r.status().as_u16();
+        (status, r.json().await.unwrap_or(serde_json::Value::Null))
+    }
+
+    /// Registers the function `name` defined by Python `src`; its id.
+    pub async fn register(&self, src: &str, name: &str) -> String {
+        let payload = serialize_function(src, name);
+        let (status, body) = self
+            .post(
+                "/register_function",
+                serde_json::json!({"name": name, "payload": payload}),
+            )
+            .await;
+        assert!(status == 200 || status == 201, "register: {status} {body}");
+        body["function_id"]
+            .as_str()
+            .expect("function_id")
+            .to_owned()
+    }
+
+    /// Executes `function_id` with the Python params expression `params`; the task id.
+    pub async fn execute(&self, function_id: &str, params: &str) -> String {
+        self.execute_serialized(function_id, &serialize_params(params))
+            .await
+    }
+
+    pub async fn execute_serialized(&self, function_id: &str, payload: &str) -> String {
+        let (status, body) = self
+            .post(
+                "/execute_function",
+                serde_json::json!({"function_id": function_id, "payload": payload}),
+            )
+            .await;
+        assert!(status == 200 || status == 201, "execute: {status} {body}");
+        body["task_id"].as_str().expect("task_id").to_owned()
+    }
+
+    /// Polls until the task is final; its status and result.
+    pub async fn wait_final(&self, task_id: &str, timeout: Duration) -> (String, String) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (code, body) = self.get(&format!("/result/{task_id}")).await;
+            assert_eq!(code, 200, "result of {task_id}: {body}");
+            let status = body["status"].as_str().unwrap_or_default().to_owned();
+            if status == "COMPLETED" || status == "FAILED" {
+                return (
+                    status,
+                    body["result"].as_str().unwrap_or_default().to_owned(),
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "task {task_id} still {status} after {timeout:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// Polls until the task has the given status.
+    pub async fn wait_status(&self, task_id: &str, want: &str, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let (_, body) = self.get(&format!("/status/{task_id}")).await;
+            if body["status"] == want {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "task {task_id} never {want}: {body}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// A field of the task's Redis hash.
+    pub async fn task_field(&self, task_id: &str, field: &str) -> Option<String> {
+        let mut conn = self.redis.connection().await;
+        redis::cmd("HGET")
+            .arg(format!("faas:task:{task_id}"))
+            .arg(field)
+            .query_async(&mut conn)
+            .await
+            .expect("HGET")
+    }
+}

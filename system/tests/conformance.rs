@@ -1,0 +1,46 @@
+//! Runs the Python conformance suite (`tests/` at the repository root) against a system this
+//! test starts, the way external clients drive it.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::Command;
+
+use common::TestSystem;
+
+/// The Python with pytest, requests and dill that `scripts/test` creates in `.venv`.
+fn test_python() -> PathBuf {
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let python = std::env::var_os("FAAS_TEST_PYTHON")
+        .map_or_else(|| repo.join(".venv/bin/python"), PathBuf::from);
+    assert!(
+        python.exists(),
+        "{} is missing: run scripts/test, which creates it, or set FAAS_TEST_PYTHON",
+        python.display()
+    );
+    python
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn python_conformance_suite_passes_in_local_mode() {
+    let system = TestSystem::start(&["-m", "local", "-w", "2", "--task-timeout", "3"]).await;
+    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let out = Command::new(test_python())
+        .args(["-m", "pytest", "tests", "-q", "-p", "no:cacheprovider"])
+        .current_dir(&repo)
+        .env("FAAS_URL", &system.url)
+        .env("FAAS_TASK_TIMEOUT", "3")
+        .output()
+        .expect("run pytest");
+    let report = String::from_utf8_lossy(&out.stdout);
+    eprintln!("{report}");
+    assert!(
+        out.status.success(),
+        "conformance suite failed:\n{report}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        !report.contains(" skipped"),
+        "tests were skipped:\n{report}"
+    );
+}

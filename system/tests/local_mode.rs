@@ -1,0 +1,180 @@
+//! The local-mode dispatcher end to end: real Redis, real binaries, real Python executors.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{TestSystem, describe};
+
+const SLEEP_FN: &str =
+    "def nap(seconds):\n    import time\n    time.sleep(seconds)\n    return seconds\n";
+
+#[tokio::test(flavor = "multi_thread")]
+async fn double_21_is_42() {
+    let system = TestSystem::start(&["-m", "local", "-w", "2"]).await;
+    let f = system
+        .register("def double(x):\n    return x * 2\n", "double")
+        .await;
+    let task = system.execute(&f, "((21,), {})").await;
+    let (status, result) = system.wait_final(&task, Duration::from_secs(30)).await;
+    assert_eq!(status, "COMPLETED");
+    assert_eq!(describe(&result), ("int".to_owned(), "42".to_owned()));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn n_executors_run_n_tasks_at_once() {
+    let system = TestSystem::start(&["-m", "local", "-w", "4"]).await;
+    let f = system.register(SLEEP_FN, "nap").await;
+    let mut tasks = Vec::new();
+    for _ in 0..4 {
+        tasks.push(system.execute(&f, "((1.0,), {})").await);
+    }
+    let mut started = Vec::new();
+    let mut finished = Vec::new();
+    for task in &tasks {
+        let (status, _) = system.wait_final(task, Duration::from_secs(30)).await;
+        assert_eq!(status, "COMPLETED");
+        started.push(timestamp(&system, task, "started_at").await);
+        finished.push(timestamp(&system, task, "finished_at").await);
+    }
+    // Truly parallel: every task had started before any finished.
+    let last_start = started.iter().max().unwrap();
+    let first_finish = finished.iter().min().unwrap();
+    assert!(
+        last_start < first_finish,
+        "tasks ran one after another: started {started:?}, finished {finished:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn timestamps_are_recorded_in_order() {
+    let system = TestSystem::start(&["-m", "local", "-w", "1"]).await;
+    let f = system.register("def one():\n    return 1\n", "one").await;
+    let task = system.execute(&f, "((), {})").await;
+    system.wait_final(&task, Duration::from_secs(30)).await;
+    let mut times = Vec::new();
+    for field in ["submitted_at", "dispatched_at", "started_at", "finished_at"] {
+        times.push(timestamp(&system, &task, field).await);
+    }
+    assert!(
+        times.windows(2).all(|w| w[0] <= w[1]),
+        "timestamps out of order: {times:?}"
+    );
+    assert_eq!(
+        system.task_field(&task, "attempts").await.as_deref(),
+        Some("1")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_dispatchers_tasks_are_recovered_by_its_successor() {
+    let mut system = TestSystem::start(&["-m", "local", "-w", "1"]).await;
+    let f = system.register(SLEEP_FN, "nap").await;
+    let running = system.execute(&f, "((2.0,), {})").await;
+    system
+        .wait_status(&running, "RUNNING", Duration::from_secs(30))
+        .await;
+    let queued = system.execute(&f, "((0.1,), {})").await;
+
+    system.dispatchers[0].signal(libc::SIGKILL);
+    system.dispatchers[0]
+        .wait_exit(Duration::from_secs(5))
+        .expect("dispatcher died");
+    system.spawn_dispatcher(&["-m", "local", "-w", "1"]).await;
+
+    // The successor requeues them once the dead one's liveness marker expires (5 s).
+    for task in [&running, &queued] {
+        let (status, result) = system.wait_final(task, Duration::from_secs(40)).await;
+        assert_eq!(status, "COMPLETED", "{task}: {:?}", describe(&result));
+    }
+    assert_eq!(
+        system.task_field(&running, "attempts").await.as_deref(),
+        Some("2")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_no_retries_a_lost_task_fails_with_worker_failure() {
+    let args = ["-m", "local", "-w", "1", "--max-retries", "0"];
+    let mut system = TestSystem::start(&args).await;
+    let f = system.register(SLEEP_FN, "nap").await;
+    let task = system.execute(&f, "((5.0,), {})").await;
+    system
+        .wait_status(&task, "RUNNING", Duration::from_secs(30))
+        .await;
+    system.dispatchers[0].signal(libc::SIGKILL);
+    system.dispatchers[0]
+        .wait_exit(Duration::from_secs(5))
+        .expect("dispatcher died");
+    system.spawn_dispatcher(&args).await;
+
+    let (status, result) = system.wait_final(&task, Duration::from_secs(40)).await;
+    assert_eq!(status, "FAILED");
+    let (kind, message) = describe(&result);
+    assert_eq!(kind, "WorkerFailure");
+    assert!(message.contains("was lost"), "{message}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_finishes_the_task_in_hand_and_exits() {
+    let mut system = TestSystem::start(&["-m", "local", "-w", "1"]).await;
+    let f = system.register(SLEEP_FN, "nap").await;
+    let task = system.execute(&f, "((1.0,), {})").await;
+    system
+        .wait_status(&task, "RUNNING", Duration::from_secs(30))
+        .await;
+    system.dispatchers[0].signal(libc::SIGTERM);
+    let exit = system.dispatchers[0].wait_exit(Duration::from_secs(15));
+    assert!(
+        exit.is_some_and(|s| s.success()),
+        "dispatcher did not exit cleanly: {exit:?}"
+    );
+    let (status, _) = system.wait_final(&task, Duration::from_secs(5)).await;
+    assert_eq!(status, "COMPLETED");
+    assert!(
+        system.live_dispatchers().await.is_empty(),
+        "liveness marker left behind"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn executors_get_no_secrets_and_respect_the_memory_limit() {
+    let system = TestSystem::start(&["-m", "local", "-w", "1", "--memory-limit-mb", "400"]).await;
+    let env = system
+        .register(
+            "def env():\n    import os\n    return sorted(os.environ)\n",
+            "env",
+        )
+        .await;
+    let task = system.execute(&env, "((), {})").await;
+    let (status, result) = system.wait_final(&task, Duration::from_secs(30)).await;
+    assert_eq!(status, "COMPLETED");
+    let (_, names) = describe(&result);
+    assert!(
+        !names.contains("FAAS_"),
+        "executor environment leaks: {names}"
+    );
+
+    let bomb = system
+        .register("def bomb():\n    return bytearray(2 * 1024 ** 3)\n", "bomb")
+        .await;
+    let task = system.execute(&bomb, "((), {})").await;
+    let (status, result) = system.wait_final(&task, Duration::from_secs(30)).await;
+    assert_eq!(status, "FAILED");
+    assert_eq!(describe(&result).0, "MemoryError");
+
+    let task = system.execute(&env, "((), {})").await;
+    assert_eq!(
+        system.wait_final(&task, Duration::from_secs(30)).await.0,
+        "COMPLETED"
+    );
+}
+
+/// A task timestamp (µs) from its Redis hash.
+async fn timestamp(system: &TestSystem, task: &str, field: &str) -> u64 {
+    system
+        .task_field(task, field)
+        .await
+        .and_then(|v| v.parse().ok())
+        .unwrap_or_else(|| panic!("task {task} has no {field}"))
+}
