@@ -6,11 +6,11 @@ mod common;
 use std::path::PathBuf;
 use std::process::Command;
 
-use common::TestSystem;
+use common::{TestSystem, repo_root};
 
 /// The Python with pytest, requests and dill that `scripts/test` creates in `.venv`.
 fn test_python() -> PathBuf {
-    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let repo = repo_root();
     let python = std::env::var_os("FAAS_TEST_PYTHON")
         .map_or_else(|| repo.join(".venv/bin/python"), PathBuf::from);
     assert!(
@@ -24,7 +24,7 @@ fn test_python() -> PathBuf {
 #[tokio::test(flavor = "multi_thread")]
 async fn python_conformance_suite_passes_in_local_mode() {
     let system = TestSystem::start(&["-m", "local", "-w", "2", "--task-timeout", "3"]).await;
-    let repo = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..");
+    let repo = repo_root();
     let out = Command::new(test_python())
         .args(["-m", "pytest", "tests", "-q", "-p", "no:cacheprovider"])
         .current_dir(&repo)

@@ -17,9 +17,19 @@ use crate::task::{FunctionId, now_micros};
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// Environment variables an executor inherits; everything else (Redis URLs, tokens, keys) is
-/// withheld from users' code.
+/// withheld from users' code. `PYTHONPATH` is how an operator makes modules importable for
+/// functions that dill pickled by reference; the working directory is on the path too.
 const INHERITED_ENV: &[&str] = &[
-    "PATH", "HOME", "USER", "LOGNAME", "LANG", "LC_ALL", "LC_CTYPE", "TZ", "TMPDIR",
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "LANG",
+    "LC_ALL",
+    "LC_CTYPE",
+    "TZ",
+    "TMPDIR",
+    "PYTHONPATH",
 ];
 
 /// How to start executors.

@@ -2,7 +2,7 @@
 //!
 //! Either the interpreter the operator names (`--python` / `FAAS_PYTHON`), or a virtualenv
 //! this module creates on first use in the cache directory with `system/python/requirements.txt`
-//! (dill, numpy). Creation is serialized with a file lock, so parallel processes build it once.
+//! (dill, numpy, requests, pytest). Creation is serialized with a file lock, so parallel processes build it once.
 
 use std::fs;
 use std::io::Write;
@@ -116,7 +116,7 @@ fn write_runtime(cache: &Path) -> Result<PathBuf, PythonEnvError> {
 fn ensure_venv(cache: &Path) -> Result<PathBuf, PythonEnvError> {
     let venv = cache.join("venv");
     let python = venv.join("bin").join("python");
-    let probe = "import dill, numpy";
+    let probe = "import dill, numpy, requests, pytest";
     if check_imports(&python, probe).is_ok() {
         return Ok(python);
     }

@@ -11,6 +11,14 @@ use std::time::{Duration, Instant};
 
 use faas::executor::python_env;
 
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("system/ has a parent")
+        .to_path_buf()
+}
+
 /// A free TCP port on loopback (bound, then released for the child to take).
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -255,6 +263,9 @@ impl TestSystem {
         let proc = Proc::spawn(
             "task_dispatcher",
             Command::new(env!("CARGO_BIN_EXE_task_dispatcher"))
+                // From the repository root, as the README starts it: executors can import
+                // the conformance suite's modules, as dill's by-reference functions need.
+                .current_dir(repo_root())
                 .args(["--redis-url", &self.redis.url()])
                 .args(args)
                 .env("FAAS_PYTHON", python()),
