@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestSystem, describe};
+use common::{TestSystem, describe, serialize_params};
 
 const SLEEP_FN: &str =
     "def nap(seconds):\n    import time\n    time.sleep(seconds)\n    return seconds\n";
@@ -25,9 +25,10 @@ async fn double_21_is_42() {
 async fn n_executors_run_n_tasks_at_once() {
     let system = TestSystem::start(&["-m", "local", "-w", "4"]).await;
     let f = system.register(SLEEP_FN, "nap").await;
+    let params = serialize_params("((1.5,), {})");
     let mut tasks = Vec::new();
     for _ in 0..4 {
-        tasks.push(system.execute(&f, "((1.0,), {})").await);
+        tasks.push(system.execute_serialized(&f, &params).await);
     }
     let mut started = Vec::new();
     let mut finished = Vec::new();
