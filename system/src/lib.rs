@@ -11,14 +11,21 @@
 //! - [`executor`]: the Python runtime, its environment, and pools of executor processes.
 //! - [`dispatcher`]: the core that moves tasks from the queue to executors and records
 //!   outcomes, and the transports (dispatch modes) behind it.
-//! - [`shutdown`] and [`telemetry`]: what every binary shares.
+//! - [`protocol`] and [`bridge`]: the worker ↔ dispatcher messages, and ZeroMQ sockets on
+//!   their own threads.
+//! - [`worker`]: the remote workers of the pull and push modes.
+//! - [`cli`], [`shutdown`] and [`telemetry`]: what every binary shares.
 
+pub mod bridge;
+pub mod cli;
 pub mod dispatcher;
 pub mod executor;
 pub mod gateway;
 pub mod payload;
 pub mod pickle;
+pub mod protocol;
 pub mod shutdown;
 pub mod store;
 pub mod task;
 pub mod telemetry;
+pub mod worker;

@@ -1,17 +1,21 @@
 //! `task_dispatcher -m local|pull|push -p PORT -w N`: moves tasks from the queue to executors.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::Context;
 use clap::{Parser, ValueEnum};
+use faas::cli::ExecutorArgs;
+use faas::dispatcher::remote::{DEFAULT_MISSES, DEFAULT_PREFETCH, RemoteConfig};
 use faas::dispatcher::{self, DEFAULT_MAX_RETRIES, DispatcherConfig};
-use faas::executor::{ExecutorSpec, python_env};
 
-#[derive(Clone, Copy, ValueEnum)]
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Mode {
     /// Run tasks on this process's own pool of `-w` executors.
     Local,
+    /// Workers (`pull_worker`) ask for tasks over ZeroMQ REQ.
+    Pull,
+    /// Tasks are sent to workers (`push_worker`) over ZeroMQ DEALER, with heartbeats.
+    Push,
 }
 
 #[derive(Parser)]
@@ -21,11 +25,15 @@ struct Cli {
     #[arg(short = 'm', long, value_enum)]
     mode: Mode,
     /// Port workers connect to (pull and push modes).
-    #[arg(short = 'p', long)]
+    #[arg(short = 'p', long, required_if_eq_any = [("mode", "pull"), ("mode", "push")])]
     port: Option<u16>,
     /// Executor processes (local mode).
     #[arg(short = 'w', long, default_value_t = 2)]
     workers: usize,
+    /// Address workers connect to (pull and push). Loopback by default; bind a routable
+    /// address only on a network you trust.
+    #[arg(long, default_value = "127.0.0.1")]
+    bind: String,
     /// Redis holding functions, tasks and the queue.
     #[arg(long, env = "FAAS_REDIS_URL", default_value = "redis://127.0.0.1:6379")]
     redis_url: String,
@@ -33,16 +41,26 @@ struct Cli {
     /// its executor is killed and replaced. 0 disables the deadline.
     #[arg(long, env = "FAAS_TASK_TIMEOUT", default_value_t = 300.0)]
     task_timeout: f64,
-    /// Attempts beyond the first for a task whose executor host was lost; 0 fails it at once.
+    /// Attempts beyond the first for a task whose worker or dispatcher was lost; 0 fails it
+    /// with WorkerFailure at once.
     #[arg(long, default_value_t = DEFAULT_MAX_RETRIES)]
     max_retries: u32,
-    /// Address-space limit per executor in MiB (RLIMIT_AS); unlimited when absent.
-    #[arg(long, env = "FAAS_MEMORY_LIMIT_MB")]
-    memory_limit_mb: Option<u64>,
-    /// Python with dill to run executors; by default a virtualenv is created in the cache
-    /// directory (FAAS_CACHE_DIR, else ~/.cache/faas) on first use.
-    #[arg(long, env = "FAAS_PYTHON")]
-    python: Option<PathBuf>,
+    /// Seconds between heartbeats (push) and keep-alives of parked asks (pull).
+    #[arg(long, default_value_t = 1.0)]
+    heartbeat: f64,
+    /// Heartbeat intervals a worker may stay silent before it is declared dead.
+    #[arg(long, default_value_t = DEFAULT_MISSES)]
+    heartbeat_misses: u32,
+    /// Push mode: tasks a worker may hold beyond its executors.
+    #[arg(long, default_value_t = DEFAULT_PREFETCH)]
+    prefetch: u32,
+    #[command(flatten)]
+    executor: ExecutorArgs,
+}
+
+fn seconds(name: &str, value: f64) -> anyhow::Result<Duration> {
+    Duration::try_from_secs_f64(value)
+        .with_context(|| format!("{name} must be a number of seconds, 0 or more"))
 }
 
 #[tokio::main]
@@ -50,27 +68,37 @@ async fn main() -> anyhow::Result<()> {
     faas::telemetry::init_tracing("info");
     let cli = Cli::parse();
     anyhow::ensure!(cli.workers > 0, "-w must be at least 1");
+    let task_timeout = seconds("--task-timeout", cli.task_timeout)?;
+    let heartbeat = seconds("--heartbeat", cli.heartbeat)?;
     anyhow::ensure!(
-        cli.task_timeout.is_finite() && cli.task_timeout >= 0.0,
-        "--task-timeout must be a number of seconds, 0 or more"
+        heartbeat >= Duration::from_millis(10),
+        "--heartbeat must be at least 0.01 s"
+    );
+    anyhow::ensure!(
+        cli.heartbeat_misses > 0,
+        "--heartbeat-misses must be at least 1"
     );
     let shutdown = faas::shutdown::on_signal();
-    let explicit = cli.python.clone();
-    let env = tokio::task::spawn_blocking(move || python_env::resolve(explicit.as_deref()))
-        .await
-        .context("python environment setup panicked")??;
-    let spec = ExecutorSpec {
-        env,
-        memory_limit: cli.memory_limit_mb.map(|mb| mb * 1024 * 1024),
-        task_timeout: (cli.task_timeout > 0.0).then(|| Duration::from_secs_f64(cli.task_timeout)),
-    };
+
     let mut config = DispatcherConfig::new(cli.redis_url);
     config.max_retries = cli.max_retries;
+    config.task_timeout = (!task_timeout.is_zero()).then_some(task_timeout);
+    let remote = RemoteConfig {
+        bind: cli.bind,
+        port: cli.port.unwrap_or_default(),
+        heartbeat,
+        misses: cli.heartbeat_misses,
+        prefetch: cli.prefetch,
+    };
     match cli.mode {
-        Mode::Local => dispatcher::local::run(config, spec, cli.workers, shutdown)
-            .await
-            .context("local dispatcher failed")?,
+        Mode::Local => {
+            let spec = cli.executor.into_spec().await?;
+            dispatcher::local::run(config, spec, cli.workers, shutdown).await
+        }
+        Mode::Pull => dispatcher::pull::run(config, remote, shutdown).await,
+        Mode::Push => dispatcher::push::run(config, remote, shutdown).await,
     }
+    .context("dispatcher failed")?;
     tracing::info!("dispatcher stopped");
     Ok(())
 }

@@ -1,12 +1,13 @@
 //! `local` mode: the dispatcher runs its own pool of executor processes.
 
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::{DispatcherConfig, DispatcherError, Transport, run_core};
-use crate::executor::{ExecutorPool, ExecutorSpec, Job};
+use crate::executor::{Completion, ExecutorPool, ExecutorSpec, Job};
 use crate::store::Store;
 
 impl Transport for ExecutorPool {
@@ -27,7 +28,19 @@ pub async fn run(
     shutdown: CancellationToken,
 ) -> Result<(), DispatcherError> {
     let store = Store::connect(&config.redis_url).await?;
+    let (pool_tx, mut pool_rx) = mpsc::unbounded_channel::<Completion>();
+    let pool = ExecutorPool::start(spec, executors, "local", pool_tx).await?;
+    // Every finished job frees its executor: hand the place back to the fetcher.
+    let capacity = Arc::new(Semaphore::new(executors));
     let (completions_tx, completions) = mpsc::unbounded_channel();
-    let pool = ExecutorPool::start(spec, executors, "local", completions_tx).await?;
-    run_core(store, config, pool, executors, completions, shutdown).await
+    let freed = capacity.clone();
+    tokio::spawn(async move {
+        while let Some(done) = pool_rx.recv().await {
+            freed.add_permits(1);
+            if completions_tx.send(done).is_err() {
+                return;
+            }
+        }
+    });
+    run_core(store, config, pool, capacity, completions, shutdown).await
 }

@@ -4,13 +4,19 @@
 //! - [`fetch`]: the queue reader, which only asks for as many tasks as there is capacity.
 //! - [`recovery`]: this dispatcher's liveness marker, and requeueing what dead ones held.
 //! - [`local`]: the `local` mode, the dispatcher's own executor pool.
+//! - [`pull`] and [`push`]: remote workers over ZeroMQ (REQ and DEALER), sharing
+//!   [`remote`] (the transport handle and settings) and [`registry`] (workers, liveness).
 //!
 //! Every task this dispatcher holds is an entry pending for its consumer in the queue's group,
 //! so whatever it has not finished when it dies is found by the others (or by its successor).
 
 mod fetch;
 pub mod local;
+pub mod pull;
+pub mod push;
 mod recovery;
+pub mod registry;
+pub mod remote;
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -33,6 +39,9 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// A dispatcher silent for this long is dead and its tasks are requeued by the others.
 pub const DEFAULT_LIVENESS_TTL: Duration = Duration::from_secs(5);
 
+/// The default per-task deadline.
+pub const DEFAULT_TASK_TIMEOUT: Duration = Duration::from_secs(300);
+
 /// Most completions recorded in one Redis round trip.
 const RECORD_BATCH: usize = 256;
 /// Function bodies kept in memory; past this the cache starts over (bodies are immutable, so
@@ -47,6 +56,8 @@ pub struct DispatcherConfig {
     pub max_retries: u32,
     pub shutdown_grace: Duration,
     pub liveness_ttl: Duration,
+    /// Per-task deadline on the executor; `None` for none.
+    pub task_timeout: Option<Duration>,
     /// This dispatcher's consumer name in the queue's group; unique per process.
     pub consumer: String,
 }
@@ -63,6 +74,7 @@ impl DispatcherConfig {
             max_retries: DEFAULT_MAX_RETRIES,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             liveness_ttl: DEFAULT_LIVENESS_TTL,
+            task_timeout: Some(DEFAULT_TASK_TIMEOUT),
             consumer: format!(
                 "{host}:{}:{}",
                 std::process::id(),
@@ -87,9 +99,16 @@ pub enum DispatcherError {
     Python(#[from] crate::executor::python_env::PythonEnvError),
     #[error("executors: {0}")]
     Executors(#[from] crate::executor::process::SpawnError),
+    #[error("cannot listen for workers on {endpoint}: {source}")]
+    Bind {
+        endpoint: String,
+        source: zmq::Error,
+    },
 }
 
-/// How jobs reach executors: what a dispatch mode implements.
+/// How jobs reach executors: what a dispatch mode implements. A transport owns the capacity
+/// semaphore it is started with: it adds a permit for each executor place that becomes free
+/// (and may forget permits when places vanish); the core's fetcher takes one per task.
 pub trait Transport {
     /// Hands a started task to an executor; gives it back if the transport is closing.
     fn dispatch(&mut self, job: Job) -> impl Future<Output = Result<(), Job>> + Send;
@@ -116,12 +135,12 @@ struct Core {
     give_up: CancellationToken,
 }
 
-/// Runs the core with `transport` (whose executors number `capacity`) until `shutdown`.
+/// Runs the core with `transport`, which manages `capacity`, until `shutdown`.
 async fn run_core<T: Transport>(
     store: Store,
     config: DispatcherConfig,
     mut transport: T,
-    capacity: usize,
+    capacity: Arc<Semaphore>,
     mut completions: mpsc::UnboundedReceiver<Completion>,
     shutdown: CancellationToken,
 ) -> Result<(), DispatcherError> {
@@ -129,7 +148,6 @@ async fn run_core<T: Transport>(
     store
         .mark_dispatcher_alive(&config.consumer, config.liveness_ttl)
         .await?;
-    let capacity = Arc::new(Semaphore::new(capacity));
     let stop = shutdown.child_token();
     let (entries_tx, mut entries) = mpsc::channel(16);
     let fetcher = tokio::spawn(fetch::run(
@@ -215,6 +233,7 @@ impl Core {
                         function_id,
                         function,
                         params,
+                        timeout: self.config.task_timeout,
                     };
                     if transport.dispatch(job).await.is_err() {
                         tracing::warn!(%task_id, "transport closed; task left for requeue");
@@ -237,7 +256,16 @@ impl Core {
                 Err(_) => break,
             }
         }
-        let outcomes: Vec<FinalOutcome> = batch.into_iter().map(final_outcome).collect();
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for done in batch {
+            match done.outcome {
+                TaskOutcome::Lost(reason) => self.requeue_lost(done.task_id, &reason).await,
+                _ => outcomes.push(final_outcome(done)),
+            }
+        }
+        if outcomes.is_empty() {
+            return;
+        }
         let store = self.store.clone();
         let recorded = self
             .retry("record results", || store.finish_tasks(&outcomes))
@@ -246,10 +274,28 @@ impl Core {
             if recorded.as_ref().is_some_and(|r| !r[i]) {
                 tracing::debug!(task_id = %outcome.task_id, "late result dropped: task already final");
             }
-            if self.in_flight.remove(&outcome.task_id).is_some() {
-                self.capacity.add_permits(1);
-            }
+            self.in_flight.remove(&outcome.task_id);
         }
+    }
+
+    /// A task whose worker was lost goes back on the queue, or fails once out of attempts.
+    async fn requeue_lost(&mut self, task_id: TaskId, reason: &str) {
+        let Some(entry) = self.in_flight.remove(&task_id) else {
+            return; // not ours (any more): whoever holds it decides
+        };
+        let failure = worker_failure_result(&format!(
+            "{reason}; the task has now been attempted {} time(s), the limit (--max-retries {})",
+            self.config.max_attempts(),
+            self.config.max_retries
+        ));
+        let store = self.store.clone();
+        let max_attempts = self.config.max_attempts();
+        let outcome = self
+            .retry("requeue a lost task", || {
+                store.requeue_task(&entry, max_attempts, &failure)
+            })
+            .await;
+        tracing::info!(%task_id, reason, ?outcome, "lost task handled");
     }
 
     /// Fails a started task that never reached the transport.
@@ -264,6 +310,7 @@ impl Core {
         let outcomes = [final_outcome(done)];
         self.retry("record results", || store.finish_tasks(&outcomes))
             .await;
+        // The transport never saw this task: its place is free again.
         self.capacity.add_permits(1);
     }
 
@@ -346,12 +393,13 @@ impl Core {
     }
 }
 
-/// The record a completion becomes: the one place task outcomes map to statuses.
+/// The record a completion becomes: the one place task outcomes map to statuses. (`Lost` only
+/// gets here if it is final; the core requeues it instead while attempts remain.)
 fn final_outcome(done: Completion) -> FinalOutcome {
     let (status, result) = match done.outcome {
         TaskOutcome::Completed(value) => (TaskStatus::Completed, value),
         TaskOutcome::Raised(exception) => (TaskStatus::Failed, exception),
-        TaskOutcome::WorkerFailure(message) => {
+        TaskOutcome::WorkerFailure(message) | TaskOutcome::Lost(message) => {
             (TaskStatus::Failed, worker_failure_result(&message))
         }
     };

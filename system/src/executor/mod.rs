@@ -12,6 +12,9 @@ pub mod process;
 pub mod python_env;
 
 use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
 
 use crate::task::{FunctionId, TaskId};
 
@@ -27,10 +30,14 @@ pub struct Job {
     pub function: Arc<str>,
     /// `base64(dill.dumps((args, kwargs)))`.
     pub params: String,
+    /// Deadline on the executor; past it the executor is killed and the task fails.
+    pub timeout: Option<Duration>,
 }
 
-/// How a task ended on an executor. Not an error type: all three are normal results.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// How a task ended. Not an error type: these are all normal results, decided on in one place
+/// (the dispatcher core).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum TaskOutcome {
     /// The function returned; `base64(dill.dumps(value))`.
     Completed(String),
@@ -38,4 +45,7 @@ pub enum TaskOutcome {
     Raised(String),
     /// The platform failed the task (deadline, executor died); the message says how.
     WorkerFailure(String),
+    /// The worker or connection running it was lost: the task may run again (up to
+    /// `--max-retries`). Never produced by an executor itself.
+    Lost(String),
 }

@@ -15,8 +15,8 @@ use crate::task::TaskId;
 /// Pause between attempts to replace an executor that will not start.
 const RESPAWN_BACKOFF: Duration = Duration::from_secs(1);
 
-/// A finished job, reported by the pool.
-#[derive(Debug, Clone)]
+/// A finished job, reported by the pool (and carried to the dispatcher by workers).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Completion {
     pub task_id: TaskId,
     pub outcome: TaskOutcome,
@@ -138,7 +138,7 @@ impl Slot {
             let run = tokio::select! {
                 biased;
                 () = self.kill.cancelled() => break,
-                run = process.run(&job, self.spec.task_timeout) => run,
+                run = process.run(&job, job.timeout) => run,
             };
             if let TaskOutcome::WorkerFailure(reason) = &run.outcome {
                 tracing::warn!(executor = %self.label, task_id = %job.task_id, %reason, "task failed by the platform");

@@ -38,8 +38,6 @@ pub struct ExecutorSpec {
     pub env: PythonEnv,
     /// Address-space limit per executor, in bytes (`RLIMIT_AS`); `None` for no limit.
     pub memory_limit: Option<u64>,
-    /// Per-task deadline; the executor is killed and respawned when a task exceeds it.
-    pub task_timeout: Option<Duration>,
 }
 
 /// Why an executor could not be started.

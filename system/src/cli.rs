@@ -1,0 +1,66 @@
+//! Command-line pieces the binaries share.
+
+use std::path::PathBuf;
+
+use crate::executor::ExecutorSpec;
+use crate::executor::python_env::{self, PythonEnvError};
+
+/// How executors are started: shared by the dispatcher (local mode) and the workers.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ExecutorArgs {
+    /// Address-space limit per executor in MiB (RLIMIT_AS); unlimited when absent.
+    #[arg(long, env = "FAAS_MEMORY_LIMIT_MB")]
+    pub memory_limit_mb: Option<u64>,
+    /// Python with dill to run executors; by default a virtualenv is created in the cache
+    /// directory (FAAS_CACHE_DIR, else ~/.cache/faas) on first use.
+    #[arg(long, env = "FAAS_PYTHON")]
+    pub python: Option<PathBuf>,
+}
+
+impl ExecutorArgs {
+    /// Resolves (or creates) the Python environment, off the async threads.
+    pub async fn into_spec(self) -> Result<ExecutorSpec, PythonEnvError> {
+        let python = self.python;
+        let env = tokio::task::spawn_blocking(move || python_env::resolve(python.as_deref()))
+            .await
+            .expect("python environment setup panicked")?;
+        Ok(ExecutorSpec {
+            env,
+            memory_limit: self.memory_limit_mb.map(|mb| mb * 1024 * 1024),
+        })
+    }
+}
+
+/// `N tcp://HOST:PORT`: what both worker binaries take.
+#[derive(Debug, Clone, clap::Args)]
+pub struct WorkerArgs {
+    /// Executor processes this worker runs.
+    pub executors: usize,
+    /// The dispatcher's address, e.g. tcp://127.0.0.1:5555.
+    pub endpoint: String,
+    /// This worker's name in the dispatcher's logs and registry (default: host-pid-random).
+    #[arg(long)]
+    pub name: Option<String>,
+    #[command(flatten)]
+    pub executor: ExecutorArgs,
+}
+
+impl WorkerArgs {
+    /// The worker's configuration, with its Python environment ready.
+    pub async fn into_config(self) -> anyhow::Result<crate::worker::WorkerConfig> {
+        anyhow::ensure!(self.executors > 0, "N (executors) must be at least 1");
+        anyhow::ensure!(
+            self.endpoint.starts_with("tcp://"),
+            "the dispatcher address must look like tcp://HOST:PORT, got {:?}",
+            self.endpoint
+        );
+        Ok(crate::worker::WorkerConfig {
+            name: self
+                .name
+                .unwrap_or_else(crate::worker::WorkerConfig::default_name),
+            endpoint: self.endpoint,
+            executors: self.executors,
+            spec: self.executor.into_spec().await?,
+        })
+    }
+}

@@ -1,0 +1,254 @@
+//! `pull` mode: workers ask for work over ZeroMQ REQ sockets; a ROUTER here serves them.
+//!
+//! An ask names how many executors are free and is *parked* until work arrives, so an idle
+//! worker gets a newly queued task as soon as the dispatcher has it, with no polling cycle.
+//! Parked asks are answered empty after a heartbeat interval, which makes the worker ask again
+//! and proves it alive. REQ is lockstep, so each worker has a second REQ socket for results
+//! and heartbeats: a parked ask never holds a finished result hostage. Results also ride on
+//! the next ask when there is one to send.
+//!
+//! Fetch permits follow the parked asks: an ask adds its `free` count, and what an answer
+//! does not use is withdrawn.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use super::registry::WorkerRegistry;
+use super::remote::{RemoteConfig, RemoteTransport, Workers, listen};
+use super::{DispatcherConfig, DispatcherError, run_core};
+use crate::bridge::{Bridge, Inbound};
+use crate::executor::Job;
+use crate::protocol::{self, ToDispatcher, ToWorker};
+use crate::store::Store;
+
+/// Runs a pull-mode dispatcher until `shutdown`.
+pub async fn run(
+    config: DispatcherConfig,
+    remote: RemoteConfig,
+    shutdown: CancellationToken,
+) -> Result<(), DispatcherError> {
+    let store = Store::connect(&config.redis_url).await?;
+    let (bridge, inbox) = listen(&remote)?;
+    let capacity = Arc::new(Semaphore::new(0));
+    let (completions_tx, completions) = mpsc::unbounded_channel();
+    let (jobs_tx, jobs) = mpsc::unbounded_channel();
+    let stop = CancellationToken::new();
+    let pull = Pull {
+        bridge,
+        workers: Workers {
+            registry: WorkerRegistry::new(remote.liveness()),
+            capacity: capacity.clone(),
+            completions: completions_tx,
+            config: remote,
+            report_grace: Duration::from_secs(1),
+        },
+        backlog: VecDeque::new(),
+        parked: VecDeque::new(),
+    };
+    let task = tokio::spawn(pull.run(inbox, jobs, stop.clone()));
+    let transport = RemoteTransport::new(jobs_tx, stop, task);
+    run_core(store, config, transport, capacity, completions, shutdown).await
+}
+
+/// An ask waiting for work.
+struct Parked {
+    identity: Vec<u8>,
+    worker: String,
+    free: u32,
+    since: Instant,
+}
+
+struct Pull {
+    bridge: Bridge,
+    workers: Workers,
+    /// Tasks started but not yet handed out: no ask was waiting.
+    backlog: VecDeque<Job>,
+    parked: VecDeque<Parked>,
+}
+
+impl Pull {
+    async fn run(
+        mut self,
+        mut inbox: mpsc::UnboundedReceiver<Inbound>,
+        mut jobs: mpsc::UnboundedReceiver<Job>,
+        stop: CancellationToken,
+    ) {
+        // Half the heartbeat: a parked ask is answered between 1 and 1.5 intervals old.
+        let mut tick = tokio::time::interval(self.workers.config.heartbeat / 2);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                Some(event) = inbox.recv() => self.on_inbound(event, Instant::now()),
+                Some(job) = jobs.recv() => {
+                    self.backlog.push_back(job);
+                    while let Ok(job) = jobs.try_recv() {
+                        self.backlog.push_back(job);
+                    }
+                    self.assign(Instant::now());
+                }
+                _ = tick.tick() => self.on_tick(Instant::now()),
+            }
+        }
+    }
+
+    /// Answers a REQ peer (the empty frame is REQ's envelope delimiter).
+    fn reply(&self, identity: Vec<u8>, message: &ToWorker) {
+        self.bridge
+            .send(0, vec![identity, Vec::new(), protocol::encode(message)]);
+    }
+
+    fn on_inbound(&mut self, event: Inbound, now: Instant) {
+        let frames = match event {
+            Inbound::Message { frames, .. } => frames,
+            Inbound::SendFailed { frames, error, .. } => {
+                self.on_send_failed(frames, &error);
+                return;
+            }
+        };
+        let [identity, _, payload] = <[Vec<u8>; 3]>::try_from(frames).unwrap_or_default();
+        let message: ToDispatcher = match protocol::decode(&payload) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, "dropping a malformed worker message");
+                return;
+            }
+        };
+        match message {
+            ToDispatcher::Register { worker, capacity } => {
+                if let Some(previous) =
+                    self.workers
+                        .registry
+                        .register(&worker, capacity, identity.clone(), now)
+                {
+                    let reason =
+                        format!("worker {worker} re-registered without reporting the task");
+                    self.workers.lost(previous.tasks.iter().copied(), &reason);
+                }
+                self.unpark_worker(&worker);
+                tracing::info!(%worker, capacity, "pull worker registered");
+                let heartbeat_ms =
+                    u64::try_from(self.workers.config.heartbeat.as_millis()).unwrap_or(u64::MAX);
+                let misses = self.workers.config.misses;
+                self.reply(
+                    identity,
+                    &ToWorker::Welcome {
+                        heartbeat_ms,
+                        misses,
+                    },
+                );
+            }
+            ToDispatcher::Ask {
+                worker,
+                free,
+                results,
+            } => {
+                let known = self.workers.registry.heard_from(&worker, now);
+                self.workers.accept_results(results);
+                if !known {
+                    self.reregister(identity, &worker);
+                    return;
+                }
+                self.parked.push_back(Parked {
+                    identity,
+                    worker,
+                    free,
+                    since: now,
+                });
+                self.workers.freed(free as usize);
+                self.assign(now);
+            }
+            ToDispatcher::Results { worker, results } => {
+                let known = self.workers.registry.heard_from(&worker, now);
+                let (ids, _) = self.workers.accept_results(results);
+                if known {
+                    self.reply(identity, &ToWorker::Ack { tasks: ids });
+                } else {
+                    self.reregister(identity, &worker);
+                }
+            }
+            ToDispatcher::Heartbeat { worker } => {
+                if self.workers.registry.heard_from(&worker, now) {
+                    self.reply(identity, &ToWorker::Ack { tasks: Vec::new() });
+                } else {
+                    self.reregister(identity, &worker);
+                }
+            }
+        }
+    }
+
+    fn reregister(&self, identity: Vec<u8>, worker: &str) {
+        tracing::info!(%worker, "unknown worker; asking it to register");
+        let reason = format!("dispatcher does not know worker {worker}");
+        self.reply(identity, &ToWorker::Reregister { reason });
+    }
+
+    /// A reply could not be delivered: the asking socket is gone. Tasks in it are lost.
+    fn on_send_failed(&mut self, frames: Vec<Vec<u8>>, error: &zmq::Error) {
+        let Some(ToWorker::Tasks { tasks }) = frames.get(2).and_then(|f| protocol::decode(f).ok())
+        else {
+            return;
+        };
+        tracing::warn!(%error, tasks = tasks.len(), "could not deliver tasks to a pull worker");
+        for task in &tasks {
+            if let Some(worker) = self.workers.registry.complete(task.task_id) {
+                self.workers
+                    .lost([task.task_id], &format!("worker {worker} disconnected"));
+            }
+        }
+    }
+
+    /// Drops the parked asks of `worker` (its sockets were replaced or it died).
+    fn unpark_worker(&mut self, worker: &str) {
+        let mut withdrawn = 0;
+        self.parked.retain(|p| {
+            let keep = p.worker != worker;
+            if !keep {
+                withdrawn += p.free as usize;
+            }
+            keep
+        });
+        self.workers.vanished(withdrawn);
+    }
+
+    /// Answers parked asks, oldest first, with as many backlog tasks as each has room for.
+    fn assign(&mut self, now: Instant) {
+        while !self.backlog.is_empty() {
+            let Some(ask) = self.parked.pop_front() else {
+                return;
+            };
+            let take = (ask.free as usize).min(self.backlog.len());
+            let tasks = self
+                .backlog
+                .drain(..take)
+                .collect::<Vec<_>>()
+                .iter()
+                .map(|job| self.workers.assign(&ask.worker, job, now))
+                .collect();
+            self.reply(ask.identity, &ToWorker::Tasks { tasks });
+            self.workers.vanished(ask.free as usize - take);
+        }
+    }
+
+    fn on_tick(&mut self, now: Instant) {
+        let (dead, _) = self.workers.check(now);
+        for worker in &dead {
+            self.unpark_worker(&worker.name);
+        }
+        // Keep-alive: answer asks parked for a heartbeat interval, so their workers ask again.
+        let heartbeat = self.workers.config.heartbeat;
+        while self
+            .parked
+            .front()
+            .is_some_and(|p| now.saturating_duration_since(p.since) >= heartbeat)
+        {
+            let ask = self.parked.pop_front().expect("front exists");
+            self.reply(ask.identity, &ToWorker::Tasks { tasks: Vec::new() });
+            self.workers.vanished(ask.free as usize);
+        }
+    }
+}

@@ -1,0 +1,217 @@
+//! `push` mode: a ROUTER here, a DEALER at each worker. Workers register their capacity; each
+//! task goes to the live worker with the most free executors, never beyond its capacity plus
+//! `prefetch`; heartbeats flow both ways, and a worker silent for `misses` intervals is dead.
+//!
+//! Fetch permits are credits: a registration adds `capacity + prefetch`, each result one, and
+//! a dead worker's unused credits are withdrawn.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use super::registry::{DeadWorker, WorkerRegistry};
+use super::remote::{RemoteConfig, RemoteTransport, Workers, listen};
+use super::{DispatcherConfig, DispatcherError, run_core};
+use crate::bridge::{Bridge, Inbound};
+use crate::executor::Job;
+use crate::protocol::{self, ToDispatcher, ToWorker};
+use crate::store::Store;
+
+/// Runs a push-mode dispatcher until `shutdown`.
+pub async fn run(
+    config: DispatcherConfig,
+    remote: RemoteConfig,
+    shutdown: CancellationToken,
+) -> Result<(), DispatcherError> {
+    let store = Store::connect(&config.redis_url).await?;
+    let (bridge, inbox) = listen(&remote)?;
+    let capacity = Arc::new(Semaphore::new(0));
+    let (completions_tx, completions) = mpsc::unbounded_channel();
+    let (jobs_tx, jobs) = mpsc::unbounded_channel();
+    let stop = CancellationToken::new();
+    let push = Push {
+        bridge,
+        workers: Workers {
+            registry: WorkerRegistry::new(remote.liveness()),
+            capacity: capacity.clone(),
+            completions: completions_tx,
+            config: remote,
+            report_grace: Duration::from_secs(1),
+        },
+        backlog: VecDeque::new(),
+    };
+    let task = tokio::spawn(push.run(inbox, jobs, stop.clone()));
+    let transport = RemoteTransport::new(jobs_tx, stop, task);
+    run_core(store, config, transport, capacity, completions, shutdown).await
+}
+
+struct Push {
+    bridge: Bridge,
+    workers: Workers,
+    /// Tasks started but not yet sent: no worker had a free credit.
+    backlog: VecDeque<Job>,
+}
+
+impl Push {
+    async fn run(
+        mut self,
+        mut inbox: mpsc::UnboundedReceiver<Inbound>,
+        mut jobs: mpsc::UnboundedReceiver<Job>,
+        stop: CancellationToken,
+    ) {
+        let mut tick = tokio::time::interval(self.workers.config.heartbeat);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                Some(event) = inbox.recv() => self.on_inbound(event, Instant::now()),
+                Some(job) = jobs.recv() => {
+                    self.backlog.push_back(job);
+                    while let Ok(job) = jobs.try_recv() {
+                        self.backlog.push_back(job);
+                    }
+                    self.assign(Instant::now());
+                }
+                _ = tick.tick() => self.on_tick(Instant::now()),
+            }
+        }
+    }
+
+    fn send(&self, identity: Vec<u8>, message: &ToWorker) {
+        self.bridge
+            .send(0, vec![identity, protocol::encode(message)]);
+    }
+
+    fn on_inbound(&mut self, event: Inbound, now: Instant) {
+        let frames = match event {
+            Inbound::Message { frames, .. } => frames,
+            Inbound::SendFailed { frames, error, .. } => {
+                // The peer's connection is gone: that worker is dead now, not in a few beats.
+                let identity = frames.first().cloned().unwrap_or_default();
+                let name = self
+                    .workers
+                    .registry
+                    .iter()
+                    .find(|(_, w)| w.identity == identity)
+                    .map(|(n, _)| n.to_owned());
+                if let Some(dead) = name.and_then(|n| self.workers.registry.remove(&n)) {
+                    tracing::warn!(worker = %dead.name, %error, "worker connection gone");
+                    let reason = format!("worker {} disconnected", dead.name);
+                    self.workers.lost(dead.tasks.iter().copied(), &reason);
+                    self.withdraw(&dead);
+                }
+                return;
+            }
+        };
+        let [identity, payload] = <[Vec<u8>; 2]>::try_from(frames).unwrap_or_default();
+        let message: ToDispatcher = match protocol::decode(&payload) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, "dropping a malformed worker message");
+                return;
+            }
+        };
+        match message {
+            ToDispatcher::Register { worker, capacity } => {
+                let previous =
+                    self.workers
+                        .registry
+                        .register(&worker, capacity, identity.clone(), now);
+                if let Some(previous) = previous {
+                    let reason =
+                        format!("worker {worker} re-registered without reporting the task");
+                    self.workers.lost(previous.tasks.iter().copied(), &reason);
+                    self.withdraw(&previous);
+                }
+                tracing::info!(%worker, capacity, "push worker registered");
+                self.workers
+                    .freed((capacity + self.workers.config.prefetch) as usize);
+                self.send(
+                    identity,
+                    &ToWorker::Welcome {
+                        heartbeat_ms: u64::try_from(self.workers.config.heartbeat.as_millis())
+                            .unwrap_or(u64::MAX),
+                        misses: self.workers.config.misses,
+                    },
+                );
+                self.assign(now);
+            }
+            ToDispatcher::Results { worker, results } => {
+                let known = self.workers.registry.heard_from(&worker, now);
+                let (ids, held) = self.workers.accept_results(results);
+                self.workers.freed(held);
+                self.send(identity.clone(), &ToWorker::Ack { tasks: ids });
+                if known {
+                    self.assign(now);
+                } else {
+                    self.reregister(identity, &worker);
+                }
+            }
+            ToDispatcher::Heartbeat { worker } => {
+                if !self.workers.registry.heard_from(&worker, now) {
+                    self.reregister(identity, &worker);
+                }
+            }
+            ToDispatcher::Ask { worker, .. } => {
+                tracing::warn!(%worker, "a pull worker asked a push dispatcher; ignoring it");
+            }
+        }
+    }
+
+    fn reregister(&self, identity: Vec<u8>, worker: &str) {
+        tracing::info!(%worker, "unknown worker; asking it to register");
+        let reason = format!("dispatcher does not know worker {worker}");
+        self.send(identity, &ToWorker::Reregister { reason });
+    }
+
+    /// Withdraws the fetch credits a dead registration still had.
+    fn withdraw(&self, dead: &DeadWorker) {
+        let credits = (dead.capacity + self.workers.config.prefetch) as usize;
+        self.workers
+            .vanished(credits.saturating_sub(dead.tasks.len()));
+    }
+
+    /// Sends backlog tasks to the workers with the most free executors.
+    fn assign(&mut self, now: Instant) {
+        while !self.backlog.is_empty() {
+            let Some(name) = self
+                .workers
+                .registry
+                .pick(self.workers.config.prefetch)
+                .map(str::to_owned)
+            else {
+                return;
+            };
+            let job = self.backlog.pop_front().expect("backlog is not empty");
+            let task = self.workers.assign(&name, &job, now);
+            let identity = self
+                .workers
+                .registry
+                .get(&name)
+                .map(|w| w.identity.clone())
+                .unwrap_or_default();
+            self.send(identity, &ToWorker::Tasks { tasks: vec![task] });
+        }
+    }
+
+    fn on_tick(&mut self, now: Instant) {
+        let (dead, overdue) = self.workers.check(now);
+        for worker in &dead {
+            self.withdraw(worker);
+        }
+        self.workers.freed(overdue);
+        let identities: Vec<Vec<u8>> = self
+            .workers
+            .registry
+            .iter()
+            .map(|(_, w)| w.identity.clone())
+            .collect();
+        for identity in identities {
+            self.send(identity, &ToWorker::Heartbeat);
+        }
+        self.assign(now);
+    }
+}

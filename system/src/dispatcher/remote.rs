@@ -1,0 +1,197 @@
+//! What the pull and push modes share: their settings, the transport handle the core talks to,
+//! the ROUTER socket workers connect to, and the handling of results and lost workers.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use super::registry::{DeadWorker, WorkerRegistry};
+use super::{DispatcherError, Transport};
+use crate::bridge::{Bridge, Inbound};
+use crate::executor::{Completion, Job, TaskOutcome};
+use crate::protocol::WireTask;
+use crate::task::{TaskId, now_micros};
+
+/// Interval between heartbeats (push) and keep-alive answers to parked asks (pull).
+pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(1);
+/// Heartbeat intervals without a word after which a worker is dead.
+pub const DEFAULT_MISSES: u32 = 3;
+/// Tasks a push worker may hold beyond its executors.
+pub const DEFAULT_PREFETCH: u32 = 1;
+
+/// Settings of the remote modes.
+#[derive(Debug, Clone)]
+pub struct RemoteConfig {
+    /// Address to listen on; loopback unless workers are on other hosts.
+    pub bind: String,
+    pub port: u16,
+    pub heartbeat: Duration,
+    pub misses: u32,
+    /// Push only: tasks beyond capacity a worker may hold, so it never waits on a round trip.
+    pub prefetch: u32,
+}
+
+impl RemoteConfig {
+    /// A worker silent for longer than this is dead.
+    #[must_use]
+    pub fn liveness(&self) -> Duration {
+        self.heartbeat * self.misses
+    }
+
+    /// The `tcp://` endpoint the ROUTER binds.
+    #[must_use]
+    pub fn endpoint(&self) -> String {
+        format!("tcp://{}:{}", self.bind, self.port)
+    }
+}
+
+/// The core's handle on a remote transport running as its own task.
+pub struct RemoteTransport {
+    jobs: mpsc::UnboundedSender<Job>,
+    stop: CancellationToken,
+    task: JoinHandle<()>,
+}
+
+impl RemoteTransport {
+    pub(super) fn new(
+        jobs: mpsc::UnboundedSender<Job>,
+        stop: CancellationToken,
+        task: JoinHandle<()>,
+    ) -> Self {
+        Self { jobs, stop, task }
+    }
+}
+
+impl Transport for RemoteTransport {
+    async fn dispatch(&mut self, job: Job) -> Result<(), Job> {
+        self.jobs.send(job).map_err(|e| e.0)
+    }
+
+    async fn shutdown(self, _grace: Duration) {
+        // Tasks workers still hold are abandoned; the core requeues them, and the workers'
+        // late results are accepted by whoever holds the tasks then.
+        self.stop.cancel();
+        let _ = self.task.await;
+    }
+}
+
+/// A ROUTER bound for workers, on a bridge thread; its events arrive on the returned channel.
+pub(super) fn listen(
+    config: &RemoteConfig,
+) -> Result<(Bridge, mpsc::UnboundedReceiver<Inbound>), DispatcherError> {
+    let endpoint = config.endpoint();
+    let bind_error = |source| DispatcherError::Bind {
+        endpoint: endpoint.clone(),
+        source,
+    };
+    let ctx = zmq::Context::new();
+    let router = ctx.socket(zmq::ROUTER).map_err(bind_error)?;
+    // Without this a ROUTER silently drops messages to peers that are gone.
+    router.set_router_mandatory(true).map_err(bind_error)?;
+    router.set_sndhwm(0).map_err(bind_error)?;
+    router.set_rcvhwm(0).map_err(bind_error)?;
+    router.bind(&endpoint).map_err(bind_error)?;
+    let (inbox_tx, inbox) = mpsc::unbounded_channel();
+    let bridge = Bridge::spawn(&ctx, vec![router], inbox_tx).map_err(bind_error)?;
+    tracing::info!(%endpoint, "listening for workers");
+    Ok((bridge, inbox))
+}
+
+/// State and steps both remote modes share.
+pub(super) struct Workers {
+    pub registry: WorkerRegistry,
+    pub capacity: Arc<Semaphore>,
+    pub completions: mpsc::UnboundedSender<Completion>,
+    pub config: RemoteConfig,
+    /// Slack added to a task's executor deadline before the dispatcher gives up on its worker.
+    pub report_grace: Duration,
+}
+
+impl Workers {
+    /// Forwards results to the core; returns the ids to acknowledge and how many of them a
+    /// registered worker was holding. Results from unknown or dead workers count too: the
+    /// store keeps the first final write.
+    pub fn accept_results(&mut self, results: Vec<Completion>) -> (Vec<TaskId>, usize) {
+        let mut ids = Vec::with_capacity(results.len());
+        let mut held = 0;
+        for done in results {
+            ids.push(done.task_id);
+            if self.registry.complete(done.task_id).is_some() {
+                held += 1;
+            }
+            let _ = self.completions.send(done);
+        }
+        (ids, held)
+    }
+
+    /// Reports `tasks` lost (the core requeues or fails them).
+    pub fn lost(&self, tasks: impl IntoIterator<Item = TaskId>, reason: &str) {
+        for task_id in tasks {
+            let _ = self.completions.send(Completion {
+                task_id,
+                outcome: TaskOutcome::Lost(reason.to_owned()),
+                started_at: None,
+                finished_at: now_micros(),
+            });
+        }
+    }
+
+    /// Declares silent workers dead and takes back overdue tasks, reporting their tasks lost.
+    /// Returns the dead workers and how many overdue tasks live workers were relieved of.
+    pub fn check(&mut self, now: Instant) -> (Vec<DeadWorker>, usize) {
+        let dead = self.registry.expire(now);
+        for worker in &dead {
+            let reason = format!(
+                "worker {} stopped responding (silent for more than {:?})",
+                worker.name,
+                self.config.liveness()
+            );
+            tracing::warn!(worker = %worker.name, tasks = worker.tasks.len(), "worker declared dead");
+            self.lost(worker.tasks.iter().copied(), &reason);
+        }
+        let overdue = self.registry.overdue(now);
+        for (worker, task) in &overdue {
+            let reason = format!("worker {worker} did not report the task within its deadline");
+            tracing::warn!(%worker, task_id = %task, "task overdue");
+            self.lost([*task], &reason);
+        }
+        (dead, overdue.len())
+    }
+
+    /// Hands `n` places back to the fetcher.
+    pub fn freed(&self, n: usize) {
+        if n > 0 {
+            self.capacity.add_permits(n);
+        }
+    }
+
+    /// Takes `n` places away from the fetcher, as far as they are not already in use.
+    pub fn vanished(&self, n: usize) {
+        if n > 0 {
+            self.capacity.forget_permits(n);
+        }
+    }
+
+    /// The wire form of `job` for `worker`, recording the assignment.
+    pub fn assign(&mut self, worker: &str, job: &Job, now: Instant) -> WireTask {
+        let deadline = now
+            + job.timeout.unwrap_or(Duration::from_secs(365 * 24 * 3600))
+            + self.config.liveness()
+            + self.report_grace;
+        let send_body = self
+            .registry
+            .assign(worker, job.task_id, job.function_id, deadline);
+        WireTask {
+            task_id: job.task_id,
+            function_id: job.function_id,
+            function: send_body.then(|| job.function.to_string()),
+            params: job.params.clone(),
+            timeout_ms: job
+                .timeout
+                .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
+        }
+    }
+}

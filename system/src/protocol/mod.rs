@@ -1,0 +1,127 @@
+//! The messages between workers and the dispatcher (pull and push modes), one JSON object per
+//! ZeroMQ frame.
+//!
+//! | from | message | when | answer |
+//! |---|---|---|---|
+//! | worker | `register {worker, capacity}` | on start, after `reregister`, after losing the dispatcher | `welcome` |
+//! | worker | `ask {worker, free, results}` | pull: it has `free` idle executors; carries finished results | `tasks` (parked until work arrives, or empty after a heartbeat interval as a keep-alive) |
+//! | worker | `results {worker, results}` | finished tasks (push; pull's second socket while its ask is parked) | `ack` |
+//! | worker | `heartbeat {worker}` | nothing else sent for a heartbeat interval | pull: `ack`; push: none |
+//! | dispatcher | `welcome {heartbeat_ms, misses}` | after `register` | — |
+//! | dispatcher | `tasks {tasks}` | work for the worker | — |
+//! | dispatcher | `ack {tasks}` | results received (the worker forgets them) | — |
+//! | dispatcher | `heartbeat` | push: nothing else sent for a heartbeat interval | — |
+//! | dispatcher | `reregister {reason}` | a message from a worker it does not know | `register` |
+//!
+//! Each task carries its function body only the first time the dispatcher sends that function
+//! to that worker registration; the worker caches bodies by function id.
+
+use serde::{Deserialize, Serialize};
+
+use crate::executor::Completion;
+use crate::task::{FunctionId, TaskId};
+
+/// Worker → dispatcher.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ToDispatcher {
+    Register {
+        worker: String,
+        capacity: u32,
+    },
+    Ask {
+        worker: String,
+        free: u32,
+        results: Vec<Completion>,
+    },
+    Results {
+        worker: String,
+        results: Vec<Completion>,
+    },
+    Heartbeat {
+        worker: String,
+    },
+}
+
+impl ToDispatcher {
+    /// The sending worker's name.
+    #[must_use]
+    pub fn worker(&self) -> &str {
+        match self {
+            Self::Register { worker, .. }
+            | Self::Ask { worker, .. }
+            | Self::Results { worker, .. }
+            | Self::Heartbeat { worker } => worker,
+        }
+    }
+}
+
+/// Dispatcher → worker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ToWorker {
+    Welcome { heartbeat_ms: u64, misses: u32 },
+    Tasks { tasks: Vec<WireTask> },
+    Ack { tasks: Vec<TaskId> },
+    Heartbeat,
+    Reregister { reason: String },
+}
+
+/// A task on the wire.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireTask {
+    pub task_id: TaskId,
+    pub function_id: FunctionId,
+    /// The serialized function, unless this worker registration was already sent it.
+    pub function: Option<String>,
+    pub params: String,
+    /// The task's deadline on the executor, in milliseconds.
+    pub timeout_ms: Option<u64>,
+}
+
+/// A frame that is not a message of this protocol.
+#[derive(Debug, thiserror::Error)]
+#[error("malformed protocol message: {0}")]
+pub struct ProtocolError(#[from] serde_json::Error);
+
+/// Encodes a message as one frame.
+#[must_use]
+pub fn encode<T: Serialize>(message: &T) -> Vec<u8> {
+    serde_json::to_vec(message).expect("protocol messages always serialize")
+}
+
+/// Decodes one frame.
+pub fn decode<T: for<'de> Deserialize<'de>>(frame: &[u8]) -> Result<T, ProtocolError> {
+    Ok(serde_json::from_slice(frame)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::executor::TaskOutcome;
+
+    #[test]
+    fn messages_round_trip_and_are_tagged() {
+        let ask = ToDispatcher::Ask {
+            worker: "w1".into(),
+            free: 3,
+            results: vec![Completion {
+                task_id: TaskId::new_random(),
+                outcome: TaskOutcome::Raised("abc".into()),
+                started_at: Some(1),
+                finished_at: 2,
+            }],
+        };
+        let frame = encode(&ask);
+        assert!(String::from_utf8_lossy(&frame).contains("\"type\":\"ask\""));
+        assert_eq!(decode::<ToDispatcher>(&frame).unwrap(), ask);
+        let tasks = ToWorker::Tasks { tasks: vec![] };
+        assert_eq!(decode::<ToWorker>(&encode(&tasks)).unwrap(), tasks);
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        assert!(decode::<ToDispatcher>(b"\xff\x00").is_err());
+        assert!(decode::<ToDispatcher>(b"{\"type\":\"nope\"}").is_err());
+    }
+}

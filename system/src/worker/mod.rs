@@ -1,0 +1,61 @@
+//! Remote workers (pull and push modes): an executor pool plus a connection to the
+//! dispatcher that survives the dispatcher going away. Workers never touch Redis.
+//!
+//! - [`runner`]: the executor side every worker shares: function cache, local queue, results
+//!   waiting to be acknowledged.
+//! - [`pull`] and [`push`]: the two connections (REQ pair, DEALER).
+
+pub mod pull;
+pub mod push;
+mod runner;
+
+use std::time::Duration;
+
+use crate::executor::ExecutorSpec;
+
+/// How long a worker waits for `welcome` before trying the connection again.
+const REGISTER_TIMEOUT: Duration = Duration::from_secs(3);
+/// Pause before reconnecting to a dispatcher that did not answer.
+const RECONNECT_PAUSE: Duration = Duration::from_millis(500);
+/// How long running tasks may finish after a shutdown request.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// What a worker needs to run.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    /// This worker's name in the dispatcher's registry and logs.
+    pub name: String,
+    /// The dispatcher's `tcp://host:port`.
+    pub endpoint: String,
+    pub executors: usize,
+    pub spec: ExecutorSpec,
+}
+
+impl WorkerConfig {
+    /// A unique default name: host, pid and a random suffix.
+    #[must_use]
+    pub fn default_name() -> String {
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|h| h.trim().to_owned())
+            .unwrap_or_else(|_| "host".to_owned());
+        let suffix = uuid::Uuid::new_v4().simple().to_string();
+        format!("{host}-{}-{}", std::process::id(), &suffix[..6])
+    }
+}
+
+/// Why a worker could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkerError {
+    #[error("executors: {0}")]
+    Executors(#[from] crate::executor::process::SpawnError),
+    #[error("zeromq: {0}")]
+    Zmq(#[from] zmq::Error),
+}
+
+/// How one connection to the dispatcher ended.
+enum SessionEnd {
+    /// Shutdown was requested and the work in hand is done (or abandoned after the grace).
+    Shutdown,
+    /// The dispatcher is gone or asked for a new registration: connect again.
+    Reconnect(String),
+}

@@ -1,0 +1,195 @@
+//! The pull worker: asks the dispatcher for work over one REQ socket and reports results and
+//! heartbeats over a second one, so a parked ask never holds a result back (see
+//! `dispatcher::pull` for the other side).
+
+use std::time::Instant;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::runner::Runner;
+use super::{
+    RECONNECT_PAUSE, REGISTER_TIMEOUT, SHUTDOWN_GRACE, SessionEnd, WorkerConfig, WorkerError,
+};
+use crate::bridge::{Bridge, Inbound};
+use crate::protocol::{self, ToDispatcher, ToWorker};
+use crate::task::TaskId;
+
+const WORK: usize = 0;
+const RESULTS: usize = 1;
+
+/// Runs a pull worker until `shutdown`, reconnecting whenever the dispatcher is lost.
+pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> Result<(), WorkerError> {
+    let mut runner = Runner::start(&config).await?;
+    let ctx = zmq::Context::new();
+    loop {
+        match session(&ctx, &config, &mut runner, &shutdown).await? {
+            SessionEnd::Shutdown => break,
+            SessionEnd::Reconnect(reason) => {
+                tracing::warn!(%reason, endpoint = %config.endpoint, "reconnecting to the dispatcher");
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    () = tokio::time::sleep(RECONNECT_PAUSE) => {}
+                }
+            }
+        }
+    }
+    runner.shutdown(SHUTDOWN_GRACE).await;
+    Ok(())
+}
+
+async fn session(
+    ctx: &zmq::Context,
+    config: &WorkerConfig,
+    runner: &mut Runner,
+    shutdown: &CancellationToken,
+) -> Result<SessionEnd, WorkerError> {
+    let work = ctx.socket(zmq::REQ)?;
+    let results = ctx.socket(zmq::REQ)?;
+    work.connect(&config.endpoint)?;
+    results.connect(&config.endpoint)?;
+    let (inbox_tx, mut inbox) = mpsc::unbounded_channel();
+    let bridge = Bridge::spawn(ctx, vec![work, results], inbox_tx)?;
+    let send = |socket: usize, message: &ToDispatcher| {
+        bridge.send(socket, vec![protocol::encode(message)]);
+    };
+    let worker = config.name.clone();
+
+    send(
+        RESULTS,
+        &ToDispatcher::Register {
+            worker: worker.clone(),
+            capacity: runner.capacity(),
+        },
+    );
+    let welcome = tokio::select! {
+        () = shutdown.cancelled() => return Ok(SessionEnd::Shutdown),
+        reply = tokio::time::timeout(REGISTER_TIMEOUT, inbox.recv()) => reply,
+    };
+    let (heartbeat, liveness) = match welcome.ok().flatten().and_then(|e| decode(&e)) {
+        Some(ToWorker::Welcome {
+            heartbeat_ms,
+            misses,
+        }) => {
+            let beat = std::time::Duration::from_millis(heartbeat_ms.max(1));
+            (beat, beat * misses.max(1))
+        }
+        _ => {
+            return Ok(SessionEnd::Reconnect(
+                "no welcome from the dispatcher".into(),
+            ));
+        }
+    };
+    runner.new_registration();
+    tracing::info!(%worker, endpoint = %config.endpoint, executors = runner.capacity(), "registered with the dispatcher");
+
+    // The ask in flight, with the results it carries (acknowledged by its answer).
+    let mut ask: Option<(Instant, Vec<TaskId>)> = None;
+    let mut report: Option<Instant> = None;
+    let mut last_sent = Instant::now();
+    let mut drain_until: Option<Instant> = None;
+    loop {
+        let now = Instant::now();
+        if let Some(until) = drain_until
+            && ((runner.idle() && runner.all_acknowledged()) || now >= until)
+        {
+            return Ok(SessionEnd::Shutdown);
+        }
+        if ask.is_none() && drain_until.is_none() && runner.free() > 0 {
+            let carried = runner.take_pending();
+            let ids = carried.iter().map(|c| c.task_id).collect();
+            send(
+                WORK,
+                &ToDispatcher::Ask {
+                    worker: worker.clone(),
+                    free: runner.free(),
+                    results: carried,
+                },
+            );
+            ask = Some((now, ids));
+            last_sent = now;
+        }
+        if report.is_none() && runner.has_pending() {
+            let results = runner.take_pending();
+            send(
+                RESULTS,
+                &ToDispatcher::Results {
+                    worker: worker.clone(),
+                    results,
+                },
+            );
+            report = Some(now);
+            last_sent = now;
+        } else if report.is_none() && now >= last_sent + heartbeat {
+            send(
+                RESULTS,
+                &ToDispatcher::Heartbeat {
+                    worker: worker.clone(),
+                },
+            );
+            report = Some(now);
+            last_sent = now;
+        }
+
+        // A parked ask is answered within 1.5 heartbeats; anything slower means trouble.
+        let mut wake = last_sent + heartbeat;
+        if let Some((sent, _)) = &ask {
+            wake = wake.min(*sent + heartbeat + liveness);
+        }
+        if let Some(sent) = report {
+            wake = wake.min(sent + liveness);
+        }
+        if let Some(until) = drain_until {
+            wake = wake.min(until);
+        }
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled(), if drain_until.is_none() => {
+                drain_until = Some(Instant::now() + SHUTDOWN_GRACE);
+                runner.drop_waiting();
+            }
+            event = inbox.recv() => {
+                let Some(event) = event else {
+                    return Ok(SessionEnd::Reconnect("connection thread stopped".into()));
+                };
+                let socket = match &event {
+                    Inbound::Message { socket, .. } => *socket,
+                    Inbound::SendFailed { error, .. } => {
+                        return Ok(SessionEnd::Reconnect(format!("send failed: {error}")));
+                    }
+                };
+                match decode(&event) {
+                    Some(ToWorker::Tasks { tasks }) if socket == WORK => {
+                        if let Some((_, carried)) = ask.take() {
+                            runner.acknowledged(carried);
+                        }
+                        runner.accept(tasks).await;
+                    }
+                    Some(ToWorker::Ack { tasks }) if socket == RESULTS => {
+                        runner.acknowledged(tasks);
+                        report = None;
+                    }
+                    Some(ToWorker::Reregister { reason }) => return Ok(SessionEnd::Reconnect(reason)),
+                    other => tracing::warn!(?other, socket, "unexpected message from the dispatcher"),
+                }
+            }
+            Some(done) = runner.completions.recv() => runner.finished(done).await,
+            () = tokio::time::sleep_until(wake.into()) => {
+                let now = Instant::now();
+                let ask_overdue = ask.as_ref().is_some_and(|(sent, _)| now >= *sent + heartbeat + liveness);
+                let report_overdue = report.is_some_and(|sent| now >= sent + liveness);
+                if ask_overdue || report_overdue {
+                    return Ok(SessionEnd::Reconnect(format!("the dispatcher did not answer within {liveness:?}")));
+                }
+            }
+        }
+    }
+}
+
+/// The message in an inbound event, if it is one of ours.
+fn decode(event: &Inbound) -> Option<ToWorker> {
+    match event {
+        Inbound::Message { frames, .. } => frames.last().and_then(|f| protocol::decode(f).ok()),
+        Inbound::SendFailed { .. } => None,
+    }
+}

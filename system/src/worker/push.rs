@@ -1,0 +1,139 @@
+//! The push worker: a DEALER that registers its capacity, runs what the dispatcher sends,
+//! reports results as they finish, and exchanges heartbeats (see `dispatcher::push`).
+
+use std::time::Instant;
+
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::runner::Runner;
+use super::{
+    RECONNECT_PAUSE, REGISTER_TIMEOUT, SHUTDOWN_GRACE, SessionEnd, WorkerConfig, WorkerError,
+};
+use crate::bridge::{Bridge, Inbound};
+use crate::protocol::{self, ToDispatcher, ToWorker};
+
+/// Runs a push worker until `shutdown`, reconnecting whenever the dispatcher is lost.
+pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> Result<(), WorkerError> {
+    let mut runner = Runner::start(&config).await?;
+    let ctx = zmq::Context::new();
+    loop {
+        match session(&ctx, &config, &mut runner, &shutdown).await? {
+            SessionEnd::Shutdown => break,
+            SessionEnd::Reconnect(reason) => {
+                tracing::warn!(%reason, endpoint = %config.endpoint, "reconnecting to the dispatcher");
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    () = tokio::time::sleep(RECONNECT_PAUSE) => {}
+                }
+            }
+        }
+    }
+    runner.shutdown(SHUTDOWN_GRACE).await;
+    Ok(())
+}
+
+async fn session(
+    ctx: &zmq::Context,
+    config: &WorkerConfig,
+    runner: &mut Runner,
+    shutdown: &CancellationToken,
+) -> Result<SessionEnd, WorkerError> {
+    let dealer = ctx.socket(zmq::DEALER)?;
+    dealer.connect(&config.endpoint)?;
+    let (inbox_tx, mut inbox) = mpsc::unbounded_channel();
+    let bridge = Bridge::spawn(ctx, vec![dealer], inbox_tx)?;
+    let send = |message: &ToDispatcher| bridge.send(0, vec![protocol::encode(message)]);
+    let worker = config.name.clone();
+
+    send(&ToDispatcher::Register {
+        worker: worker.clone(),
+        capacity: runner.capacity(),
+    });
+    let welcome = tokio::select! {
+        () = shutdown.cancelled() => return Ok(SessionEnd::Shutdown),
+        reply = tokio::time::timeout(REGISTER_TIMEOUT, inbox.recv()) => reply,
+    };
+    let (heartbeat, liveness) = match welcome.ok().flatten().and_then(|e| decode(&e)) {
+        Some(ToWorker::Welcome {
+            heartbeat_ms,
+            misses,
+        }) => {
+            let beat = std::time::Duration::from_millis(heartbeat_ms.max(1));
+            (beat, beat * misses.max(1))
+        }
+        _ => {
+            return Ok(SessionEnd::Reconnect(
+                "no welcome from the dispatcher".into(),
+            ));
+        }
+    };
+    runner.new_registration();
+    tracing::info!(%worker, endpoint = %config.endpoint, executors = runner.capacity(), "registered with the dispatcher");
+
+    let mut last_heard = Instant::now();
+    let mut last_sent = Instant::now();
+    let mut drain_until: Option<Instant> = None;
+    loop {
+        let now = Instant::now();
+        if let Some(until) = drain_until
+            && ((runner.idle() && runner.all_acknowledged()) || now >= until)
+        {
+            return Ok(SessionEnd::Shutdown);
+        }
+        if runner.has_pending() {
+            let results = runner.take_pending();
+            send(&ToDispatcher::Results {
+                worker: worker.clone(),
+                results,
+            });
+            last_sent = now;
+        } else if now >= last_sent + heartbeat {
+            send(&ToDispatcher::Heartbeat {
+                worker: worker.clone(),
+            });
+            last_sent = now;
+        }
+        let mut wake = (last_sent + heartbeat).min(last_heard + liveness);
+        if let Some(until) = drain_until {
+            wake = wake.min(until);
+        }
+        tokio::select! {
+            biased;
+            () = shutdown.cancelled(), if drain_until.is_none() => {
+                drain_until = Some(Instant::now() + SHUTDOWN_GRACE);
+                runner.drop_waiting();
+            }
+            event = inbox.recv() => {
+                let Some(event) = event else {
+                    return Ok(SessionEnd::Reconnect("connection thread stopped".into()));
+                };
+                if let Inbound::SendFailed { error, .. } = &event {
+                    return Ok(SessionEnd::Reconnect(format!("send failed: {error}")));
+                }
+                last_heard = Instant::now();
+                match decode(&event) {
+                    // While draining, new tasks are left to the dispatcher to requeue.
+                    Some(ToWorker::Tasks { tasks }) if drain_until.is_none() => runner.accept(tasks).await,
+                    Some(ToWorker::Ack { tasks }) => runner.acknowledged(tasks),
+                    Some(ToWorker::Reregister { reason }) => return Ok(SessionEnd::Reconnect(reason)),
+                    Some(ToWorker::Heartbeat | ToWorker::Tasks { .. } | ToWorker::Welcome { .. }) => {}
+                    None => tracing::warn!("malformed message from the dispatcher"),
+                }
+            }
+            Some(done) = runner.completions.recv() => runner.finished(done).await,
+            () = tokio::time::sleep_until(wake.into()) => {
+                if Instant::now() >= last_heard + liveness {
+                    return Ok(SessionEnd::Reconnect(format!("the dispatcher was silent for {liveness:?}")));
+                }
+            }
+        }
+    }
+}
+
+fn decode(event: &Inbound) -> Option<ToWorker> {
+    match event {
+        Inbound::Message { frames, .. } => frames.last().and_then(|f| protocol::decode(f).ok()),
+        Inbound::SendFailed { .. } => None,
+    }
+}

@@ -1,0 +1,151 @@
+//! The executor side of a worker, independent of the connection: tasks received are run on
+//! the pool (queued locally when every executor is busy), results are kept until the
+//! dispatcher acknowledges them, and survive reconnections.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::Arc;
+
+use tokio::sync::mpsc;
+
+use super::WorkerConfig;
+use crate::executor::{Completion, ExecutorPool, Job, TaskOutcome};
+use crate::protocol::WireTask;
+use crate::task::{FunctionId, TaskId, now_micros};
+
+pub(super) struct Runner {
+    pool: ExecutorPool,
+    pub completions: mpsc::UnboundedReceiver<Completion>,
+    /// Function bodies this registration was sent.
+    functions: HashMap<FunctionId, Arc<str>>,
+    /// Received tasks waiting for an executor.
+    waiting: VecDeque<Job>,
+    /// Tasks on executors.
+    running: usize,
+    /// Results not yet sent.
+    pending: Vec<Completion>,
+    /// Results sent and not yet acknowledged.
+    sent: HashMap<TaskId, Completion>,
+}
+
+impl Runner {
+    pub async fn start(config: &WorkerConfig) -> Result<Self, super::WorkerError> {
+        let (tx, completions) = mpsc::unbounded_channel();
+        let pool =
+            ExecutorPool::start(config.spec.clone(), config.executors, &config.name, tx).await?;
+        Ok(Self {
+            pool,
+            completions,
+            functions: HashMap::new(),
+            waiting: VecDeque::new(),
+            running: 0,
+            pending: Vec::new(),
+            sent: HashMap::new(),
+        })
+    }
+
+    pub fn capacity(&self) -> u32 {
+        u32::try_from(self.pool.size()).unwrap_or(u32::MAX)
+    }
+
+    /// Executors with nothing to do and nothing queued for them.
+    pub fn free(&self) -> u32 {
+        let busy = self.running + self.waiting.len();
+        u32::try_from(self.pool.size().saturating_sub(busy)).unwrap_or(0)
+    }
+
+    /// Nothing running, queued or unsent.
+    pub fn idle(&self) -> bool {
+        self.running == 0 && self.waiting.is_empty() && self.pending.is_empty()
+    }
+
+    /// A new registration starts with an empty function cache on the dispatcher's side, so
+    /// this side forgets too; results not acknowledged are sent again.
+    pub fn new_registration(&mut self) {
+        self.functions.clear();
+        let unacknowledged: Vec<Completion> = self.sent.drain().map(|(_, c)| c).collect();
+        self.pending.extend(unacknowledged);
+    }
+
+    /// Takes tasks from the dispatcher and starts what executors are free for.
+    pub async fn accept(&mut self, tasks: Vec<WireTask>) {
+        for task in tasks {
+            if let Some(body) = task.function {
+                self.functions.insert(task.function_id, body.into());
+            }
+            let Some(function) = self.functions.get(&task.function_id).cloned() else {
+                // The dispatcher believed this registration had the body: a protocol bug.
+                self.pending.push(Completion {
+                    task_id: task.task_id,
+                    outcome: TaskOutcome::WorkerFailure(format!(
+                        "worker received task {} without the body of function {}",
+                        task.task_id, task.function_id
+                    )),
+                    started_at: None,
+                    finished_at: now_micros(),
+                });
+                continue;
+            };
+            self.waiting.push_back(Job {
+                task_id: task.task_id,
+                function_id: task.function_id,
+                function,
+                params: task.params,
+                timeout: task.timeout_ms.map(std::time::Duration::from_millis),
+            });
+        }
+        self.start_waiting().await;
+    }
+
+    /// A task finished on an executor.
+    pub async fn finished(&mut self, done: Completion) {
+        self.running = self.running.saturating_sub(1);
+        self.pending.push(done);
+        self.start_waiting().await;
+    }
+
+    async fn start_waiting(&mut self) {
+        while self.running < self.pool.size() {
+            let Some(job) = self.waiting.pop_front() else {
+                return;
+            };
+            // Never waits: the pool's queue has room for `size` jobs and fewer are running.
+            if self.pool.submit(job).await.is_err() {
+                return;
+            }
+            self.running += 1;
+        }
+    }
+
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// Results to send now; they are kept until acknowledged.
+    pub fn take_pending(&mut self) -> Vec<Completion> {
+        let results = std::mem::take(&mut self.pending);
+        for done in &results {
+            self.sent.insert(done.task_id, done.clone());
+        }
+        results
+    }
+
+    /// Every result sent has been acknowledged.
+    pub fn all_acknowledged(&self) -> bool {
+        self.sent.is_empty()
+    }
+
+    pub fn acknowledged(&mut self, tasks: impl IntoIterator<Item = TaskId>) {
+        for task in tasks {
+            self.sent.remove(&task);
+        }
+    }
+
+    /// Drops tasks not yet started (the dispatcher requeues them once this worker is gone).
+    pub fn drop_waiting(&mut self) {
+        self.waiting.clear();
+    }
+
+    pub async fn shutdown(self, grace: std::time::Duration) {
+        self.pool.shutdown(grace).await;
+    }
+}
