@@ -194,6 +194,7 @@ async fn final_writes_are_first_wins() {
         result: result.to_owned(),
         started_at: None,
         finished_at: now_micros(),
+        executor: None,
     };
     let first = store
         .finish_tasks(&[outcome(TaskStatus::Completed, "first")])

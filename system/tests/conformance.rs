@@ -1,5 +1,5 @@
 //! Runs the Python conformance suite (`tests/` at the repository root) against a system this
-//! test starts, the way external clients drive it.
+//! test starts, in each dispatch mode, the way external clients drive it.
 
 mod common;
 
@@ -10,9 +10,8 @@ use common::{TestSystem, repo_root};
 
 /// The Python with pytest, requests and dill that `scripts/test` creates in `.venv`.
 fn test_python() -> PathBuf {
-    let repo = repo_root();
     let python = std::env::var_os("FAAS_TEST_PYTHON")
-        .map_or_else(|| repo.join(".venv/bin/python"), PathBuf::from);
+        .map_or_else(|| repo_root().join(".venv/bin/python"), PathBuf::from);
     assert!(
         python.exists(),
         "{} is missing: run scripts/test, which creates it, or set FAAS_TEST_PYTHON",
@@ -21,26 +20,40 @@ fn test_python() -> PathBuf {
     python
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn python_conformance_suite_passes_in_local_mode() {
-    let system = TestSystem::start(&["-m", "local", "-w", "2", "--task-timeout", "3"]).await;
-    let repo = repo_root();
+/// Two workers of two executors each (local mode: one pool of four).
+async fn suite_passes(mode: &str) {
+    let system = TestSystem::with_mode(mode, &[2, 2], &["--task-timeout", "3"]).await;
     let out = Command::new(test_python())
         .args(["-m", "pytest", "tests", "-q", "-p", "no:cacheprovider"])
-        .current_dir(&repo)
+        .current_dir(repo_root())
         .env("FAAS_URL", &system.url)
         .env("FAAS_TASK_TIMEOUT", "3")
         .output()
         .expect("run pytest");
     let report = String::from_utf8_lossy(&out.stdout);
-    eprintln!("{report}");
+    eprintln!("{mode} mode:\n{report}");
     assert!(
         out.status.success(),
-        "conformance suite failed:\n{report}\n{}",
+        "conformance suite failed in {mode} mode:\n{report}\n{}",
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
         !report.contains(" skipped"),
         "tests were skipped:\n{report}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn python_conformance_suite_passes_in_local_mode() {
+    suite_passes("local").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn python_conformance_suite_passes_in_pull_mode() {
+    suite_passes("pull").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn python_conformance_suite_passes_in_push_mode() {
+    suite_passes("push").await;
 }

@@ -305,6 +305,7 @@ impl Core {
             outcome,
             started_at: None,
             finished_at: now_micros(),
+            executor: None,
         };
         let store = self.store.clone();
         let outcomes = [final_outcome(done)];
@@ -409,5 +410,6 @@ fn final_outcome(done: Completion) -> FinalOutcome {
         result,
         started_at: done.started_at,
         finished_at: done.finished_at,
+        executor: done.executor,
     }
 }

@@ -135,6 +135,7 @@ impl Workers {
                 outcome: TaskOutcome::Lost(reason.to_owned()),
                 started_at: None,
                 finished_at: now_micros(),
+                executor: None,
             });
         }
     }

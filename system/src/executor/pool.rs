@@ -22,6 +22,8 @@ pub struct Completion {
     pub outcome: TaskOutcome,
     pub started_at: Option<u64>,
     pub finished_at: u64,
+    /// The executor that ran it (`worker/slot`), when one did.
+    pub executor: Option<String>,
 }
 
 /// N executors behind one job queue.
@@ -149,6 +151,7 @@ impl Slot {
                 outcome: run.outcome,
                 started_at: run.started_at,
                 finished_at: run.finished_at,
+                executor: Some(self.label.clone()),
             });
             if lost {
                 match self.respawn().await {

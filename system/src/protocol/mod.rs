@@ -110,6 +110,7 @@ mod tests {
                 outcome: TaskOutcome::Raised("abc".into()),
                 started_at: Some(1),
                 finished_at: 2,
+                executor: Some("w1/0".into()),
             }],
         };
         let frame = encode(&ask);

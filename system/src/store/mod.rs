@@ -73,6 +73,8 @@ pub struct FinalOutcome {
     /// When the executor began running it (µs), if it did.
     pub started_at: Option<u64>,
     pub finished_at: u64,
+    /// The executor that ran it (`worker/slot`), if one did.
+    pub executor: Option<String>,
 }
 
 /// What `requeue_task` did with a lost task.
@@ -305,7 +307,8 @@ impl Store {
                     .arg(started)
                     .arg(keys::QUEUE_GROUP)
                     .arg(keys::DONE_CHANNEL)
-                    .arg(outcome.task_id.to_string()),
+                    .arg(outcome.task_id.to_string())
+                    .arg(outcome.executor.as_deref().unwrap_or_default()),
             );
         }
         let replies: Vec<i64> = self.query_scripts(&pipe).await?;

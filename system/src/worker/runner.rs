@@ -82,6 +82,7 @@ impl Runner {
                     )),
                     started_at: None,
                     finished_at: now_micros(),
+                    executor: None,
                 });
                 continue;
             };

@@ -3,10 +3,11 @@
 
 #![allow(dead_code)] // each test binary uses a different subset
 
-use std::io::Write;
+use std::io::{BufRead, BufReader, Write};
 use std::net::TcpListener;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use faas::executor::python_env;
@@ -28,21 +29,57 @@ pub fn free_port() -> u16 {
         .port()
 }
 
-/// A child process killed (SIGKILL) and reaped when dropped.
+/// A child process killed (SIGKILL) and reaped when dropped. Its stderr is copied to the
+/// test's stderr and kept, so tests can wait for a log line.
 pub struct Proc {
     pub name: String,
     pub child: Child,
+    log: Arc<Mutex<Vec<String>>>,
 }
 
 impl Proc {
     pub fn spawn(name: &str, cmd: &mut Command) -> Self {
-        let child = cmd
+        let mut child = cmd
             .stdin(Stdio::null())
+            .stderr(Stdio::piped())
             .spawn()
             .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().expect("stderr is piped");
+        let (sink, label) = (log.clone(), name.to_owned());
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                eprintln!("[{label}] {line}");
+                sink.lock().expect("log lock").push(line);
+            }
+        });
         Self {
             name: name.to_owned(),
             child,
+            log,
+        }
+    }
+
+    /// Waits until the process has logged a line containing `needle` `count` times in all.
+    pub async fn wait_for_log(&self, needle: &str, count: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let seen = self
+                .log
+                .lock()
+                .expect("log lock")
+                .iter()
+                .filter(|l| l.contains(needle))
+                .count();
+            if seen >= count {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} did not log {needle:?} {count} time(s) within {timeout:?}",
+                self.name
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
@@ -204,13 +241,17 @@ pub fn describe(result: &str) -> (String, String) {
     )
 }
 
-/// Redis, the gateway and any number of dispatchers.
+/// Redis, the gateway, dispatchers and workers. Fields drop in order: workers first, Redis
+/// last.
 pub struct TestSystem {
-    pub redis: RedisServer,
+    pub workers: Vec<Proc>,
+    pub dispatchers: Vec<Proc>,
+    gateway: Proc,
     pub url: String,
     pub http: reqwest::Client,
-    gateway: Proc,
-    pub dispatchers: Vec<Proc>,
+    /// The port workers connect to (pull and push modes).
+    pub port: u16,
+    pub redis: RedisServer,
 }
 
 impl TestSystem {
@@ -247,6 +288,8 @@ impl TestSystem {
             http,
             gateway,
             dispatchers: Vec::new(),
+            workers: Vec::new(),
+            port: 0,
         }
     }
 
@@ -254,6 +297,53 @@ impl TestSystem {
     pub async fn start(dispatcher_args: &[&str]) -> Self {
         let mut system = Self::without_dispatcher(&[]).await;
         system.spawn_dispatcher(dispatcher_args).await;
+        system
+    }
+
+    /// Starts a `pull_worker` or `push_worker` with `executors` executors connected to
+    /// `port`, and waits until it has registered.
+    pub async fn spawn_worker(&mut self, kind: &str, executors: usize, port: u16) -> usize {
+        let binary = match kind {
+            "pull" => env!("CARGO_BIN_EXE_pull_worker"),
+            "push" => env!("CARGO_BIN_EXE_push_worker"),
+            other => panic!("no {other} worker"),
+        };
+        let index = self.workers.len();
+        let proc = Proc::spawn(
+            &format!("{kind}_worker#{index}"),
+            Command::new(binary)
+                .current_dir(repo_root())
+                .args([&executors.to_string(), &format!("tcp://127.0.0.1:{port}")])
+                .args(["--name", &format!("w{index}")])
+                .env("FAAS_PYTHON", python()),
+        );
+        proc.wait_for_log("registered with the dispatcher", 1, Duration::from_secs(60))
+            .await;
+        self.workers.push(proc);
+        index
+    }
+
+    /// Redis, the gateway, a `mode` dispatcher with `dispatcher_args` and, for pull and push,
+    /// `workers.len()` workers with the given executor counts (local mode: one pool of
+    /// `workers.iter().sum()` executors).
+    pub async fn with_mode(mode: &str, workers: &[usize], dispatcher_args: &[&str]) -> Self {
+        let mut system = Self::without_dispatcher(&[]).await;
+        let port = free_port().to_string();
+        let total = workers.iter().sum::<usize>().to_string();
+        let mut args = vec!["-m", mode];
+        if mode == "local" {
+            args.extend(["-w", total.as_str()]);
+        } else {
+            args.extend(["-p", port.as_str()]);
+        }
+        args.extend(dispatcher_args);
+        system.spawn_dispatcher(&args).await;
+        if mode != "local" {
+            system.port = port.parse().expect("port");
+            for &n in workers {
+                system.spawn_worker(mode, n, system.port).await;
+            }
+        }
         system
     }
 
