@@ -23,6 +23,18 @@ pub enum Inbound {
     },
 }
 
+/// Where a mode's messages go: a [`Bridge`] in production; the mode tests record them.
+pub trait Outbox {
+    /// Queues `frames` for sending on socket `socket`.
+    fn send(&self, socket: usize, frames: Vec<Vec<u8>>);
+}
+
+impl Outbox for Bridge {
+    fn send(&self, socket: usize, frames: Vec<Vec<u8>>) {
+        Bridge::send(self, socket, frames);
+    }
+}
+
 /// The async side of a bridge. Dropping it stops the socket thread and closes the sockets.
 pub struct Bridge {
     control: Mutex<zmq::Socket>,

@@ -20,7 +20,7 @@ use tokio_util::sync::CancellationToken;
 use super::registry::WorkerRegistry;
 use super::remote::{RemoteConfig, RemoteTransport, Workers, listen};
 use super::{DispatcherConfig, DispatcherError, run_core};
-use crate::bridge::{Bridge, Inbound};
+use crate::bridge::{Inbound, Outbox};
 use crate::executor::Job;
 use crate::protocol::{self, ToDispatcher, ToWorker};
 use crate::store::Store;
@@ -62,15 +62,15 @@ struct Parked {
     since: Instant,
 }
 
-struct Pull {
-    bridge: Bridge,
+struct Pull<O: Outbox> {
+    bridge: O,
     workers: Workers,
     /// Tasks started but not yet handed out: no ask was waiting.
     backlog: VecDeque<Job>,
     parked: VecDeque<Parked>,
 }
 
-impl Pull {
+impl<O: Outbox> Pull<O> {
     async fn run(
         mut self,
         mut inbox: mpsc::UnboundedReceiver<Inbound>,
@@ -250,5 +250,160 @@ impl Pull {
             self.reply(ask.identity, &ToWorker::Tasks { tasks: Vec::new() });
             self.workers.vanished(ask.free as usize);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::dispatcher::remote::testing::{HEARTBEAT, Recorder, fetch, inbound, parts};
+    use crate::executor::TaskOutcome;
+    use crate::task::FunctionId;
+
+    fn pull() -> (
+        Pull<Recorder>,
+        Arc<Semaphore>,
+        mpsc::UnboundedReceiver<crate::executor::Completion>,
+    ) {
+        let (workers, capacity, completions) = parts(0);
+        let pull = Pull {
+            bridge: Recorder::default(),
+            workers,
+            backlog: VecDeque::new(),
+            parked: VecDeque::new(),
+        };
+        (pull, capacity, completions)
+    }
+
+    fn register(pull: &mut Pull<Recorder>, name: &str, now: Instant) {
+        let message = ToDispatcher::Register {
+            worker: name.into(),
+            capacity: 2,
+        };
+        pull.on_inbound(inbound(name.as_bytes(), true, &message), now);
+        assert!(matches!(
+            pull.bridge.take()[..],
+            [(_, ToWorker::Welcome { .. })]
+        ));
+    }
+
+    fn ask(worker: &str, free: u32) -> ToDispatcher {
+        ToDispatcher::Ask {
+            worker: worker.into(),
+            free,
+            results: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_parked_ask_gets_work_the_moment_it_arrives_and_returns_unused_places() {
+        let t0 = Instant::now();
+        let (mut pull, capacity, _) = pull();
+        register(&mut pull, "w", t0);
+        pull.on_inbound(inbound(b"w-ask", true, &ask("w", 2)), t0);
+        assert!(
+            pull.bridge.take().is_empty(),
+            "no work yet: the ask is parked"
+        );
+        assert_eq!(
+            capacity.available_permits(),
+            2,
+            "the fetcher may take two tasks"
+        );
+
+        let f = FunctionId::new_random();
+        pull.backlog.push_back(fetch(&capacity, f));
+        pull.assign(t0);
+        let sent = pull.bridge.take();
+        let [(identity, ToWorker::Tasks { tasks })] = &sent[..] else {
+            panic!("{sent:?}")
+        };
+        assert_eq!(identity, b"w-ask");
+        assert_eq!(tasks.len(), 1);
+        assert_eq!(
+            tasks[0].function.as_deref(),
+            Some("BODY"),
+            "first time: body sent"
+        );
+        assert_eq!(
+            capacity.available_permits(),
+            0,
+            "the unused place is withdrawn"
+        );
+
+        pull.on_inbound(inbound(b"w-ask", true, &ask("w", 1)), t0);
+        pull.backlog.push_back(fetch(&capacity, f));
+        pull.assign(t0);
+        let sent = pull.bridge.take();
+        let [(_, ToWorker::Tasks { tasks })] = &sent[..] else {
+            panic!("{sent:?}")
+        };
+        assert_eq!(tasks[0].function, None, "the worker already has the body");
+    }
+
+    #[test]
+    fn parked_asks_are_kept_alive_once_per_heartbeat() {
+        let t0 = Instant::now();
+        let (mut pull, capacity, _) = pull();
+        register(&mut pull, "w", t0);
+        pull.on_inbound(inbound(b"w-ask", true, &ask("w", 2)), t0);
+        pull.on_tick(t0 + HEARTBEAT / 2);
+        assert!(pull.bridge.take().is_empty());
+        pull.on_tick(t0 + HEARTBEAT);
+        let sent = pull.bridge.take();
+        assert!(
+            matches!(&sent[..], [(_, ToWorker::Tasks { tasks })] if tasks.is_empty()),
+            "{sent:?}"
+        );
+        assert_eq!(capacity.available_permits(), 0);
+    }
+
+    #[test]
+    fn an_unknown_worker_is_told_to_register_but_its_results_count() {
+        let t0 = Instant::now();
+        let (mut pull, _, mut completions) = pull();
+        let done = crate::executor::Completion {
+            task_id: crate::task::TaskId::new_random(),
+            outcome: TaskOutcome::Completed("R".into()),
+            started_at: None,
+            finished_at: 1,
+            executor: None,
+        };
+        let message = ToDispatcher::Ask {
+            worker: "ghost".into(),
+            free: 1,
+            results: vec![done.clone()],
+        };
+        pull.on_inbound(inbound(b"g", true, &message), t0);
+        assert!(matches!(
+            pull.bridge.take()[..],
+            [(_, ToWorker::Reregister { .. })]
+        ));
+        assert_eq!(completions.try_recv().unwrap(), done);
+    }
+
+    #[test]
+    fn a_silent_worker_dies_with_its_tasks_and_parked_asks() {
+        let t0 = Instant::now();
+        let (mut pull, capacity, mut completions) = pull();
+        register(&mut pull, "w", t0);
+        pull.on_inbound(inbound(b"w-ask", true, &ask("w", 2)), t0);
+        pull.backlog
+            .push_back(fetch(&capacity, FunctionId::new_random()));
+        pull.assign(t0);
+        pull.bridge.take();
+        pull.on_inbound(inbound(b"w-ask", true, &ask("w", 1)), t0);
+        pull.on_tick(t0 + Duration::from_secs(3));
+        assert!(
+            completions.try_recv().is_err(),
+            "alive at exactly the window"
+        );
+        pull.on_tick(t0 + Duration::from_millis(3001));
+        let lost = completions.try_recv().expect("its task is reported");
+        assert!(matches!(&lost.outcome, TaskOutcome::Lost(why) if why.contains("worker w")));
+        assert!(pull.parked.is_empty());
+        assert_eq!(capacity.available_permits(), 0);
     }
 }

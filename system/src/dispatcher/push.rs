@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 use super::registry::{DeadWorker, WorkerRegistry};
 use super::remote::{RemoteConfig, RemoteTransport, Workers, listen};
 use super::{DispatcherConfig, DispatcherError, run_core};
-use crate::bridge::{Bridge, Inbound};
+use crate::bridge::{Inbound, Outbox};
 use crate::executor::Job;
 use crate::protocol::{self, ToDispatcher, ToWorker};
 use crate::store::Store;
@@ -48,14 +48,14 @@ pub async fn run(
     run_core(store, config, transport, capacity, completions, shutdown).await
 }
 
-struct Push {
-    bridge: Bridge,
+struct Push<O: Outbox> {
+    bridge: O,
     workers: Workers,
     /// Tasks started but not yet sent: no worker had a free credit.
     backlog: VecDeque<Job>,
 }
 
-impl Push {
+impl<O: Outbox> Push<O> {
     async fn run(
         mut self,
         mut inbox: mpsc::UnboundedReceiver<Inbound>,
@@ -213,5 +213,131 @@ impl Push {
             self.send(identity, &ToWorker::Heartbeat);
         }
         self.assign(now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::dispatcher::remote::testing::{Recorder, fetch, inbound, parts};
+    use crate::executor::{Completion, TaskOutcome};
+    use crate::task::FunctionId;
+
+    fn push() -> (
+        Push<Recorder>,
+        Arc<Semaphore>,
+        mpsc::UnboundedReceiver<Completion>,
+    ) {
+        let (workers, capacity, completions) = parts(1);
+        let push = Push {
+            bridge: Recorder::default(),
+            workers,
+            backlog: VecDeque::new(),
+        };
+        (push, capacity, completions)
+    }
+
+    fn register(push: &mut Push<Recorder>, name: &str, capacity: u32, now: Instant) {
+        let message = ToDispatcher::Register {
+            worker: name.into(),
+            capacity,
+        };
+        push.on_inbound(inbound(name.as_bytes(), false, &message), now);
+        assert!(matches!(
+            push.bridge.take()[..],
+            [(_, ToWorker::Welcome { .. })]
+        ));
+    }
+
+    #[test]
+    fn credits_follow_registrations_and_results() {
+        let t0 = Instant::now();
+        let (mut push, capacity, _) = push();
+        register(&mut push, "w", 2, t0);
+        assert_eq!(
+            capacity.available_permits(),
+            3,
+            "capacity plus one prefetch"
+        );
+        let task = fetch(&capacity, FunctionId::new_random());
+        let task_id = task.task_id;
+        push.backlog.push_back(task);
+        push.assign(t0);
+        let sent = push.bridge.take();
+        assert!(
+            matches!(&sent[..], [(id, ToWorker::Tasks { tasks })] if id == b"w" && tasks.len() == 1)
+        );
+
+        let done = Completion {
+            task_id,
+            outcome: TaskOutcome::Completed("R".into()),
+            started_at: Some(1),
+            finished_at: 2,
+            executor: Some("w/0".into()),
+        };
+        let message = ToDispatcher::Results {
+            worker: "w".into(),
+            results: vec![done],
+        };
+        push.on_inbound(inbound(b"w", false, &message), t0);
+        let sent = push.bridge.take();
+        assert!(matches!(&sent[..], [(_, ToWorker::Ack { tasks })] if tasks == &vec![task_id]));
+        assert_eq!(capacity.available_permits(), 3, "the credit came back");
+    }
+
+    #[test]
+    fn tasks_go_to_the_most_free_worker_and_wait_when_none_has_credit() {
+        let t0 = Instant::now();
+        let (mut push, capacity, _) = push();
+        register(&mut push, "big", 3, t0);
+        register(&mut push, "small", 1, t0);
+        let f = FunctionId::new_random();
+        for _ in 0..6 {
+            push.backlog.push_back(fetch(&capacity, f));
+        }
+        // One more than the credits, as an over-eager fetch could take.
+        push.backlog
+            .push_back(crate::dispatcher::remote::testing::job(f));
+        push.assign(t0);
+        let mut per_worker = std::collections::HashMap::<Vec<u8>, usize>::new();
+        for (identity, _) in push.bridge.take() {
+            *per_worker.entry(identity).or_default() += 1;
+        }
+        assert_eq!(per_worker[&b"big".to_vec()], 4, "3 executors + 1 prefetch");
+        assert_eq!(per_worker[&b"small".to_vec()], 2, "1 executor + 1 prefetch");
+        assert_eq!(push.backlog.len(), 1, "the rest waits for a credit");
+    }
+
+    #[test]
+    fn a_worker_that_misses_heartbeats_is_dead_and_its_credits_are_withdrawn() {
+        let t0 = Instant::now();
+        let (mut push, capacity, mut completions) = push();
+        register(&mut push, "w", 2, t0);
+        push.backlog
+            .push_back(fetch(&capacity, FunctionId::new_random()));
+        push.assign(t0);
+        push.on_tick(t0 + Duration::from_secs(2));
+        let beats = push.bridge.take();
+        assert!(
+            beats.iter().any(|(_, m)| *m == ToWorker::Heartbeat),
+            "heartbeats go out"
+        );
+        assert!(completions.try_recv().is_err());
+        push.on_tick(t0 + Duration::from_millis(3001));
+        let lost = completions.try_recv().expect("its task is reported lost");
+        assert!(matches!(&lost.outcome, TaskOutcome::Lost(why) if why.contains("worker w")));
+        assert_eq!(
+            capacity.available_permits(),
+            0,
+            "no credits for a dead worker"
+        );
+        let message = ToDispatcher::Heartbeat { worker: "w".into() };
+        push.on_inbound(inbound(b"w", false, &message), t0 + Duration::from_secs(4));
+        assert!(matches!(
+            push.bridge.take()[..],
+            [(_, ToWorker::Reregister { .. })]
+        ));
     }
 }

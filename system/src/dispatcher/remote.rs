@@ -196,3 +196,97 @@ impl Workers {
         }
     }
 }
+
+/// Helpers for the modes' decision tests: a recording outbox and ready-made parts.
+#[cfg(test)]
+pub(super) mod testing {
+    use std::cell::RefCell;
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    use tokio::sync::{Semaphore, mpsc};
+
+    use super::{RemoteConfig, Workers};
+    use crate::bridge::{Inbound, Outbox};
+    use crate::dispatcher::registry::WorkerRegistry;
+    use crate::executor::{Completion, Job};
+    use crate::protocol::{self, ToDispatcher, ToWorker};
+    use crate::task::{FunctionId, TaskId};
+
+    /// Records what a mode sends instead of sending it.
+    #[derive(Default)]
+    pub struct Recorder(RefCell<Vec<Vec<Vec<u8>>>>);
+
+    impl Outbox for Recorder {
+        fn send(&self, _socket: usize, frames: Vec<Vec<u8>>) {
+            self.0.borrow_mut().push(frames);
+        }
+    }
+
+    impl Recorder {
+        /// Everything sent since the last call: (routing id, message).
+        pub fn take(&self) -> Vec<(Vec<u8>, ToWorker)> {
+            self.0
+                .borrow_mut()
+                .drain(..)
+                .map(|frames| {
+                    let message =
+                        protocol::decode(frames.last().expect("a payload")).expect("valid");
+                    (frames[0].clone(), message)
+                })
+                .collect()
+        }
+    }
+
+    pub const HEARTBEAT: Duration = Duration::from_secs(1);
+
+    pub fn parts(prefetch: u32) -> (Workers, Arc<Semaphore>, mpsc::UnboundedReceiver<Completion>) {
+        let config = RemoteConfig {
+            bind: "127.0.0.1".into(),
+            port: 0,
+            heartbeat: HEARTBEAT,
+            misses: 3,
+            prefetch,
+        };
+        let capacity = Arc::new(Semaphore::new(0));
+        let (tx, rx) = mpsc::unbounded_channel();
+        let workers = Workers {
+            registry: WorkerRegistry::new(config.liveness()),
+            capacity: capacity.clone(),
+            completions: tx,
+            config,
+            report_grace: Duration::from_secs(1),
+        };
+        (workers, capacity, rx)
+    }
+
+    /// What the core's fetcher does for each task it takes: use up one place.
+    pub fn fetch(capacity: &Semaphore, function_id: FunctionId) -> Job {
+        assert_eq!(
+            capacity.forget_permits(1),
+            1,
+            "fetched without a free place"
+        );
+        job(function_id)
+    }
+
+    pub fn job(function_id: FunctionId) -> Job {
+        Job {
+            task_id: TaskId::new_random(),
+            function_id,
+            function: "BODY".into(),
+            params: "PARAMS".into(),
+            timeout: Some(Duration::from_secs(10)),
+        }
+    }
+
+    /// A message from `identity` as the ROUTER delivers it (`envelope`: REQ's empty frame).
+    pub fn inbound(identity: &[u8], envelope: bool, message: &ToDispatcher) -> Inbound {
+        let mut frames = vec![identity.to_vec()];
+        if envelope {
+            frames.push(Vec::new());
+        }
+        frames.push(protocol::encode(message));
+        Inbound::Message { socket: 0, frames }
+    }
+}
