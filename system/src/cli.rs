@@ -41,6 +41,9 @@ pub struct WorkerArgs {
     /// This worker's name in the dispatcher's logs and registry (default: host-pid-random).
     #[arg(long)]
     pub name: Option<String>,
+    /// The secret the dispatcher requires at registration (its --worker-secret).
+    #[arg(long, env = "FAAS_WORKER_SECRET", hide_env_values = true)]
+    pub secret: Option<String>,
     #[command(flatten)]
     pub executor: ExecutorArgs,
 }
@@ -61,6 +64,7 @@ impl WorkerArgs {
             endpoint: self.endpoint,
             executors: self.executors,
             spec: self.executor.into_spec().await?,
+            secret: self.secret,
         })
     }
 }

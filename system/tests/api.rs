@@ -218,3 +218,65 @@ async fn final_writes_are_first_wins() {
         .unwrap();
     assert_eq!(len, 0, "a final task's queue entry must be removed");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_a_token_every_request_needs_it() {
+    let system = TestSystem::without_dispatcher_authenticated("s3cret").await;
+    let payload = serialize_function("def f():\n    return 1\n", "f");
+    let body = serde_json::json!({"name": "f", "payload": payload});
+    for auth in [
+        None,
+        Some("Bearer wrong"),
+        Some("s3cret"),
+        Some("Basic s3cret"),
+    ] {
+        let mut request = system
+            .http
+            .post(format!("{}/register_function", system.url))
+            .json(&body);
+        if let Some(auth) = auth {
+            request = request.header("Authorization", auth);
+        }
+        let response = request.send().await.unwrap();
+        assert_eq!(response.status().as_u16(), 401, "{auth:?}");
+        assert_eq!(response.headers()["www-authenticate"], "Bearer");
+        let reply: serde_json::Value = response.json().await.unwrap();
+        assert!(
+            reply["error"].as_str().unwrap().contains("unauthorized"),
+            "{reply}"
+        );
+    }
+    for path in [
+        "/health",
+        &format!("/status/{}", TaskId::new_random()),
+        "/nowhere",
+    ] {
+        let response = system
+            .http
+            .get(format!("{}{path}", system.url))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status().as_u16(), 401, "{path}");
+    }
+    let mut conn = system.redis.connection().await;
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg("faas:function:*")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert!(
+        keys.is_empty(),
+        "an unauthenticated request touched the store: {keys:?}"
+    );
+
+    let response = system
+        .http
+        .post(format!("{}/register_function", system.url))
+        .bearer_auth("s3cret")
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status().as_u16(), 201);
+}

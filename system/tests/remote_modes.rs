@@ -235,3 +235,51 @@ async fn pull_a_worker_survives_a_dispatcher_restart() {
 async fn push_a_worker_survives_a_dispatcher_restart() {
     a_worker_survives_a_dispatcher_restart("push").await;
 }
+
+async fn a_worker_without_the_secret_gets_no_task(mode: &str) {
+    let mut system = TestSystem::without_dispatcher(&[]).await;
+    let port = common::free_port();
+    let port_arg = port.to_string();
+    system.port = port;
+    system
+        .spawn_dispatcher_with_env(
+            &["-m", mode, "-p", &port_arg],
+            &[("FAAS_WORKER_SECRET", "right")],
+        )
+        .await;
+    let f = system.register("def one():\n    return 1\n", "one").await;
+    let task = system.execute(&f, "((), {})").await;
+
+    let mut intruder = system.start_worker_process(mode, 1, &[("FAAS_WORKER_SECRET", "wrong")]);
+    let status = intruder
+        .wait_exit(Duration::from_secs(30))
+        .expect("a refused worker exits");
+    assert!(!status.success());
+    intruder
+        .wait_for_log("refused this worker", 1, Duration::from_secs(1))
+        .await;
+    assert_eq!(
+        system.get(&format!("/status/{task}")).await.1["status"],
+        "QUEUED"
+    );
+
+    let welcome = system.start_worker_process(mode, 1, &[("FAAS_WORKER_SECRET", "right")]);
+    welcome
+        .wait_for_log("registered with the dispatcher", 1, Duration::from_secs(60))
+        .await;
+    system.workers.push(welcome);
+    assert_eq!(
+        system.wait_final(&task, Duration::from_secs(30)).await.0,
+        "COMPLETED"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pull_a_worker_without_the_secret_gets_no_task() {
+    a_worker_without_the_secret_gets_no_task("pull").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn push_a_worker_without_the_secret_gets_no_task() {
+    a_worker_without_the_secret_gets_no_task("push").await;
+}

@@ -21,6 +21,10 @@ struct Cli {
     /// Largest request body accepted, in bytes; larger requests get 413.
     #[arg(long, env = "FAAS_MAX_BODY_BYTES", default_value_t = DEFAULT_MAX_BODY_BYTES)]
     max_body_bytes: usize,
+    /// Require `Authorization: Bearer <token>` on every request (401 otherwise). Prefer the
+    /// environment variable: command lines are visible to every local user.
+    #[arg(long, env = "FAAS_AUTH_TOKEN", hide_env_values = true)]
+    auth_token: Option<String>,
 }
 
 #[tokio::main]
@@ -36,6 +40,7 @@ async fn main() -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", cli.bind))?;
     let config = GatewayConfig {
         max_body_bytes: cli.max_body_bytes,
+        auth_token: cli.auth_token,
     };
     gateway::serve(listener, AppState { store }, &config, shutdown)
         .await

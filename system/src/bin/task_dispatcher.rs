@@ -54,6 +54,10 @@ struct Cli {
     /// Push mode: tasks a worker may hold beyond its executors.
     #[arg(long, default_value_t = DEFAULT_PREFETCH)]
     prefetch: u32,
+    /// Pull and push: workers must present this secret when they register (their
+    /// --secret / FAAS_WORKER_SECRET); others receive no task.
+    #[arg(long, env = "FAAS_WORKER_SECRET", hide_env_values = true)]
+    worker_secret: Option<String>,
     #[command(flatten)]
     executor: ExecutorArgs,
 }
@@ -89,6 +93,7 @@ async fn main() -> anyhow::Result<()> {
         heartbeat,
         misses: cli.heartbeat_misses,
         prefetch: cli.prefetch,
+        secret: cli.worker_secret.filter(|s| !s.is_empty()),
     };
     match cli.mode {
         Mode::Local => {

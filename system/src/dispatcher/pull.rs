@@ -119,7 +119,15 @@ impl<O: Outbox> Pull<O> {
             }
         };
         match message {
-            ToDispatcher::Register { worker, capacity } => {
+            ToDispatcher::Register {
+                worker,
+                capacity,
+                secret,
+            } => {
+                if !self.workers.admits(secret.as_deref()) {
+                    self.reply(identity, &Workers::rejection(&worker));
+                    return;
+                }
                 if let Some(previous) =
                     self.workers
                         .registry
@@ -281,6 +289,7 @@ mod tests {
         let message = ToDispatcher::Register {
             worker: name.into(),
             capacity: 2,
+            secret: None,
         };
         pull.on_inbound(inbound(name.as_bytes(), true, &message), now);
         assert!(matches!(

@@ -115,7 +115,15 @@ impl<O: Outbox> Push<O> {
             }
         };
         match message {
-            ToDispatcher::Register { worker, capacity } => {
+            ToDispatcher::Register {
+                worker,
+                capacity,
+                secret,
+            } => {
+                if !self.workers.admits(secret.as_deref()) {
+                    self.send(identity, &Workers::rejection(&worker));
+                    return;
+                }
                 let previous =
                     self.workers
                         .registry
@@ -243,6 +251,7 @@ mod tests {
         let message = ToDispatcher::Register {
             worker: name.into(),
             capacity,
+            secret: None,
         };
         push.on_inbound(inbound(name.as_bytes(), false, &message), now);
         assert!(matches!(

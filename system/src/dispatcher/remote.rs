@@ -12,7 +12,7 @@ use super::registry::{DeadWorker, WorkerRegistry};
 use super::{DispatcherError, Transport};
 use crate::bridge::{Bridge, Inbound};
 use crate::executor::{Completion, Job, TaskOutcome};
-use crate::protocol::WireTask;
+use crate::protocol::{ToWorker, WireTask};
 use crate::task::{TaskId, now_micros};
 
 /// Interval between heartbeats (push) and keep-alive answers to parked asks (pull).
@@ -32,6 +32,8 @@ pub struct RemoteConfig {
     pub misses: u32,
     /// Push only: tasks beyond capacity a worker may hold, so it never waits on a round trip.
     pub prefetch: u32,
+    /// When set, workers must present it when they register; others get no task.
+    pub secret: Option<String>,
 }
 
 impl RemoteConfig {
@@ -111,6 +113,24 @@ pub(super) struct Workers {
 }
 
 impl Workers {
+    /// Whether a registration presenting `secret` may join.
+    pub fn admits(&self, secret: Option<&str>) -> bool {
+        match &self.config.secret {
+            None => true,
+            Some(expected) => secret.is_some_and(|given| {
+                crate::gateway::constant_time_eq(given.as_bytes(), expected.as_bytes())
+            }),
+        }
+    }
+
+    /// The answer to a refused registration.
+    pub fn rejection(worker: &str) -> ToWorker {
+        tracing::warn!(%worker, "registration refused: wrong or missing worker secret");
+        ToWorker::Rejected {
+            reason: "the dispatcher requires the worker secret (--worker-secret / FAAS_WORKER_SECRET) and this worker's is missing or wrong".into(),
+        }
+    }
+
     /// Forwards results to the core; returns the ids to acknowledge and how many of them a
     /// registered worker was holding. Results from unknown or dead workers count too: the
     /// store keeps the first final write.
@@ -247,6 +267,7 @@ pub(super) mod testing {
             heartbeat: HEARTBEAT,
             misses: 3,
             prefetch,
+            secret: None,
         };
         let capacity = Arc::new(Semaphore::new(0));
         let (tx, rx) = mpsc::unbounded_channel();

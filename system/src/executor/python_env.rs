@@ -107,7 +107,10 @@ fn write_runtime(cache: &Path) -> Result<PathBuf, PythonEnvError> {
     }
     fs::create_dir_all(&dir).map_err(cache_error(&dir))?;
     // Unique per writer: threads of one process may race here too.
-    let tmp = dir.join(format!("faas_executor.py.{}.tmp", uuid::Uuid::new_v4().simple()));
+    let tmp = dir.join(format!(
+        "faas_executor.py.{}.tmp",
+        uuid::Uuid::new_v4().simple()
+    ));
     fs::write(&tmp, RUNTIME_SOURCE)
         .and_then(|()| fs::rename(&tmp, &target))
         .map_err(cache_error(&dir))?;

@@ -28,6 +28,8 @@ pub enum ApiError {
     UnknownFunction(FunctionId),
     #[error("task {0} does not exist")]
     UnknownTask(TaskId),
+    #[error("unauthorized: {0}")]
+    Unauthorized(String),
     #[error("request body is larger than the limit of {limit} bytes")]
     TooLarge { limit: usize },
     #[error("no such endpoint: {0}")]
@@ -54,6 +56,7 @@ impl ApiError {
                 StatusCode::NOT_FOUND
             }
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

@@ -3,6 +3,7 @@
 //! [`router`] builds the axum app (so tests can drive it without a socket); [`serve`] runs it
 //! until shutdown.
 
+mod auth;
 mod error;
 mod handlers;
 mod json;
@@ -15,6 +16,7 @@ use axum::routing::{get, post};
 use tokio_util::sync::CancellationToken;
 
 use crate::store::Store;
+pub use auth::constant_time_eq;
 pub use error::ApiError;
 use json::BodyLimit;
 
@@ -34,12 +36,15 @@ pub struct AppState {
 pub struct GatewayConfig {
     /// Largest request body accepted; larger ones get 413.
     pub max_body_bytes: usize,
+    /// When set, every request must carry `Authorization: Bearer <token>` or gets 401.
+    pub auth_token: Option<String>,
 }
 
 impl Default for GatewayConfig {
     fn default() -> Self {
         Self {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
+            auth_token: None,
         }
     }
 }
@@ -56,6 +61,11 @@ pub fn router(state: AppState, config: &GatewayConfig) -> Router {
         .method_not_allowed_fallback(handlers::method_not_allowed)
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(axum::Extension(BodyLimit(config.max_body_bytes)))
+        // Outermost: a request without the token touches nothing, not even its body.
+        .layer(axum::middleware::from_fn_with_state(
+            auth::Token::new(config.auth_token.as_deref()),
+            auth::require_token,
+        ))
         .with_state(state)
 }
 

@@ -3,7 +3,7 @@
 //!
 //! | from | message | when | answer |
 //! |---|---|---|---|
-//! | worker | `register {worker, capacity}` | on start, after `reregister`, after losing the dispatcher | `welcome` |
+//! | worker | `register {worker, capacity, secret?}` | on start, after `reregister`, after losing the dispatcher | `welcome` |
 //! | worker | `ask {worker, free, results}` | pull: it has `free` idle executors; carries finished results | `tasks` (parked until work arrives, or empty after a heartbeat interval as a keep-alive) |
 //! | worker | `results {worker, results}` | finished tasks (push; pull's second socket while its ask is parked) | `ack` |
 //! | worker | `heartbeat {worker}` | nothing else sent for a heartbeat interval | pull: `ack`; push: none |
@@ -12,6 +12,7 @@
 //! | dispatcher | `ack {tasks}` | results received (the worker forgets them) | — |
 //! | dispatcher | `heartbeat` | push: nothing else sent for a heartbeat interval | — |
 //! | dispatcher | `reregister {reason}` | a message from a worker it does not know | `register` |
+//! | dispatcher | `rejected {reason}` | a `register` without the right secret | — (the worker stops) |
 //!
 //! Each task carries its function body only the first time the dispatcher sends that function
 //! to that worker registration; the worker caches bodies by function id.
@@ -28,6 +29,9 @@ pub enum ToDispatcher {
     Register {
         worker: String,
         capacity: u32,
+        /// The shared secret, when the dispatcher requires one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        secret: Option<String>,
     },
     Ask {
         worker: String,
@@ -60,11 +64,24 @@ impl ToDispatcher {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ToWorker {
-    Welcome { heartbeat_ms: u64, misses: u32 },
-    Tasks { tasks: Vec<WireTask> },
-    Ack { tasks: Vec<TaskId> },
+    Welcome {
+        heartbeat_ms: u64,
+        misses: u32,
+    },
+    Tasks {
+        tasks: Vec<WireTask>,
+    },
+    Ack {
+        tasks: Vec<TaskId>,
+    },
     Heartbeat,
-    Reregister { reason: String },
+    Reregister {
+        reason: String,
+    },
+    /// The registration was refused (wrong or missing secret); the worker must stop.
+    Rejected {
+        reason: String,
+    },
 }
 
 /// A task on the wire.

@@ -11,7 +11,12 @@ mod runner;
 
 use std::time::Duration;
 
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::bridge::Inbound;
 use crate::executor::ExecutorSpec;
+use crate::protocol::{self, ToWorker};
 
 /// How long a worker waits for `welcome` before trying the connection again.
 const REGISTER_TIMEOUT: Duration = Duration::from_secs(3);
@@ -29,6 +34,8 @@ pub struct WorkerConfig {
     pub endpoint: String,
     pub executors: usize,
     pub spec: ExecutorSpec,
+    /// The secret the dispatcher may require at registration.
+    pub secret: Option<String>,
 }
 
 impl WorkerConfig {
@@ -50,6 +57,8 @@ pub enum WorkerError {
     Executors(#[from] crate::executor::process::SpawnError),
     #[error("zeromq: {0}")]
     Zmq(#[from] zmq::Error),
+    #[error("the dispatcher refused this worker: {0}")]
+    Rejected(String),
 }
 
 /// How one connection to the dispatcher ended.
@@ -58,4 +67,37 @@ enum SessionEnd {
     Shutdown,
     /// The dispatcher is gone or asked for a new registration: connect again.
     Reconnect(String),
+}
+
+/// Waits for the dispatcher's answer to `register`: its heartbeat interval and liveness window,
+/// or how the session ends instead.
+async fn await_welcome(
+    inbox: &mut mpsc::UnboundedReceiver<Inbound>,
+    shutdown: &CancellationToken,
+) -> Result<Result<(Duration, Duration), SessionEnd>, WorkerError> {
+    let reply = tokio::select! {
+        () = shutdown.cancelled() => return Ok(Err(SessionEnd::Shutdown)),
+        reply = tokio::time::timeout(REGISTER_TIMEOUT, inbox.recv()) => reply,
+    };
+    match reply.ok().flatten().as_ref().and_then(decode) {
+        Some(ToWorker::Welcome {
+            heartbeat_ms,
+            misses,
+        }) => {
+            let beat = Duration::from_millis(heartbeat_ms.max(1));
+            Ok(Ok((beat, beat * misses.max(1))))
+        }
+        Some(ToWorker::Rejected { reason }) => Err(WorkerError::Rejected(reason)),
+        _ => Ok(Err(SessionEnd::Reconnect(
+            "no welcome from the dispatcher".into(),
+        ))),
+    }
+}
+
+/// The message in an inbound event, if it is one of ours.
+fn decode(event: &Inbound) -> Option<ToWorker> {
+    match event {
+        Inbound::Message { frames, .. } => frames.last().and_then(|f| protocol::decode(f).ok()),
+        Inbound::SendFailed { .. } => None,
+    }
 }

@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 
 use super::runner::Runner;
 use super::{
-    RECONNECT_PAUSE, REGISTER_TIMEOUT, SHUTDOWN_GRACE, SessionEnd, WorkerConfig, WorkerError,
+    RECONNECT_PAUSE, SHUTDOWN_GRACE, SessionEnd, WorkerConfig, WorkerError, await_welcome, decode,
 };
 use crate::bridge::{Bridge, Inbound};
 use crate::protocol::{self, ToDispatcher, ToWorker};
@@ -60,25 +60,12 @@ async fn session(
         &ToDispatcher::Register {
             worker: worker.clone(),
             capacity: runner.capacity(),
+            secret: config.secret.clone(),
         },
     );
-    let welcome = tokio::select! {
-        () = shutdown.cancelled() => return Ok(SessionEnd::Shutdown),
-        reply = tokio::time::timeout(REGISTER_TIMEOUT, inbox.recv()) => reply,
-    };
-    let (heartbeat, liveness) = match welcome.ok().flatten().and_then(|e| decode(&e)) {
-        Some(ToWorker::Welcome {
-            heartbeat_ms,
-            misses,
-        }) => {
-            let beat = std::time::Duration::from_millis(heartbeat_ms.max(1));
-            (beat, beat * misses.max(1))
-        }
-        _ => {
-            return Ok(SessionEnd::Reconnect(
-                "no welcome from the dispatcher".into(),
-            ));
-        }
+    let (heartbeat, liveness) = match await_welcome(&mut inbox, shutdown).await? {
+        Ok(timing) => timing,
+        Err(end) => return Ok(end),
     };
     runner.new_registration();
     tracing::info!(%worker, endpoint = %config.endpoint, executors = runner.capacity(), "registered with the dispatcher");
@@ -170,6 +157,7 @@ async fn session(
                         report = None;
                     }
                     Some(ToWorker::Reregister { reason }) => return Ok(SessionEnd::Reconnect(reason)),
+                    Some(ToWorker::Rejected { reason }) => return Err(WorkerError::Rejected(reason)),
                     other => tracing::warn!(?other, socket, "unexpected message from the dispatcher"),
                 }
             }
@@ -183,13 +171,5 @@ async fn session(
                 }
             }
         }
-    }
-}
-
-/// The message in an inbound event, if it is one of ours.
-fn decode(event: &Inbound) -> Option<ToWorker> {
-    match event {
-        Inbound::Message { frames, .. } => frames.last().and_then(|f| protocol::decode(f).ok()),
-        Inbound::SendFailed { .. } => None,
     }
 }

@@ -255,8 +255,17 @@ pub struct TestSystem {
 }
 
 impl TestSystem {
+    /// Redis and a gateway that requires `token`, no dispatcher.
+    pub async fn without_dispatcher_authenticated(token: &str) -> Self {
+        Self::start_gateway(&[], Some(token)).await
+    }
+
     /// Redis and the gateway (with `gateway_args` added), no dispatcher yet.
     pub async fn without_dispatcher(gateway_args: &[&str]) -> Self {
+        Self::start_gateway(gateway_args, None).await
+    }
+
+    async fn start_gateway(gateway_args: &[&str], token: Option<&str>) -> Self {
         let redis = RedisServer::start();
         let port = free_port();
         let gateway = Proc::spawn(
@@ -268,13 +277,17 @@ impl TestSystem {
                     "--redis-url",
                     &redis.url(),
                 ])
-                .args(gateway_args),
+                .args(gateway_args)
+                .envs(token.map(|t| ("FAAS_AUTH_TOKEN", t))),
         );
         let url = format!("http://127.0.0.1:{port}");
         let http = reqwest::Client::new();
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            if let Ok(r) = http.get(format!("{url}/health")).send().await
+            let probe = http
+                .get(format!("{url}/health"))
+                .bearer_auth(token.unwrap_or_default());
+            if let Ok(r) = probe.send().await
                 && r.status().is_success()
             {
                 break;
@@ -303,24 +316,37 @@ impl TestSystem {
     /// Starts a `pull_worker` or `push_worker` with `executors` executors connected to
     /// `port`, and waits until it has registered.
     pub async fn spawn_worker(&mut self, kind: &str, executors: usize, port: u16) -> usize {
+        assert_eq!(
+            port, self.port,
+            "workers connect to this system's dispatcher port"
+        );
+        let proc = self.start_worker_process(kind, executors, &[]);
+        proc.wait_for_log("registered with the dispatcher", 1, Duration::from_secs(60))
+            .await;
+        self.workers.push(proc);
+        self.workers.len() - 1
+    }
+
+    /// Starts a worker named `w<next index>` for this system's port, without waiting.
+    pub fn start_worker_process(&self, kind: &str, executors: usize, env: &[(&str, &str)]) -> Proc {
         let binary = match kind {
             "pull" => env!("CARGO_BIN_EXE_pull_worker"),
             "push" => env!("CARGO_BIN_EXE_push_worker"),
             other => panic!("no {other} worker"),
         };
         let index = self.workers.len();
-        let proc = Proc::spawn(
+        Proc::spawn(
             &format!("{kind}_worker#{index}"),
             Command::new(binary)
                 .current_dir(repo_root())
-                .args([&executors.to_string(), &format!("tcp://127.0.0.1:{port}")])
+                .args([
+                    &executors.to_string(),
+                    &format!("tcp://127.0.0.1:{}", self.port),
+                ])
                 .args(["--name", &format!("w{index}")])
-                .env("FAAS_PYTHON", python()),
-        );
-        proc.wait_for_log("registered with the dispatcher", 1, Duration::from_secs(60))
-            .await;
-        self.workers.push(proc);
-        index
+                .env("FAAS_PYTHON", python())
+                .envs(env.iter().copied()),
+        )
     }
 
     /// Redis, the gateway, a `mode` dispatcher with `dispatcher_args` and, for pull and push,
@@ -349,6 +375,15 @@ impl TestSystem {
 
     /// Starts a dispatcher and waits until it reads the queue (its liveness marker appears).
     pub async fn spawn_dispatcher(&mut self, args: &[&str]) -> usize {
+        self.spawn_dispatcher_with_env(args, &[]).await
+    }
+
+    /// As [`Self::spawn_dispatcher`], with extra environment variables.
+    pub async fn spawn_dispatcher_with_env(
+        &mut self,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> usize {
         let before = self.live_dispatchers().await;
         let proc = Proc::spawn(
             "task_dispatcher",
@@ -358,7 +393,8 @@ impl TestSystem {
                 .current_dir(repo_root())
                 .args(["--redis-url", &self.redis.url()])
                 .args(args)
-                .env("FAAS_PYTHON", python()),
+                .env("FAAS_PYTHON", python())
+                .envs(env.iter().copied()),
         );
         self.dispatchers.push(proc);
         let deadline = Instant::now() + Duration::from_secs(60);
