@@ -115,11 +115,12 @@ impl Drop for Proc {
     }
 }
 
-/// A private redis-server on a free port, in its own temporary directory.
+/// A private redis-server on a free port, in its own temporary directory, with append-only
+/// persistence (as the project's launcher runs it), so it can be restarted with its data.
 pub struct RedisServer {
     pub port: u16,
     pub dir: PathBuf,
-    proc: Proc,
+    proc: Option<Proc>,
 }
 
 impl RedisServer {
@@ -128,28 +129,49 @@ impl RedisServer {
         let dir =
             std::env::temp_dir().join(format!("faas-test-redis-{port}-{}", std::process::id()));
         std::fs::create_dir_all(&dir).expect("redis dir");
+        let mut server = Self {
+            port,
+            dir,
+            proc: None,
+        };
+        server.restart();
+        server
+    }
+
+    /// Starts the server again (after [`Self::stop`]) on the same port and data.
+    pub fn restart(&mut self) {
         let proc = Proc::spawn(
             "redis-server",
             Command::new("redis-server")
+                .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
                 .args([
-                    "--port",
-                    &port.to_string(),
-                    "--bind",
-                    "127.0.0.1",
                     "--save",
                     "",
+                    "--appendonly",
+                    "yes",
+                    "--appendfsync",
+                    "always",
                 ])
-                .args(["--appendonly", "no", "--dir"])
-                .arg(&dir)
+                .arg("--dir")
+                .arg(&self.dir)
                 .stdout(Stdio::null()),
         );
-        let server = Self { port, dir, proc };
+        self.proc = Some(proc);
+        let port = self.port;
         wait_until(
             Duration::from_secs(10),
             "redis-server to accept connections",
             || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
         );
-        server
+    }
+
+    /// Stops the server cleanly (SIGTERM: it finishes writing its append-only file).
+    pub fn stop(&mut self) {
+        if let Some(mut proc) = self.proc.take() {
+            proc.signal(libc::SIGTERM);
+            proc.wait_exit(Duration::from_secs(10))
+                .expect("redis-server stops on SIGTERM");
+        }
     }
 
     pub fn url(&self) -> String {
@@ -167,6 +189,7 @@ impl RedisServer {
 
 impl Drop for RedisServer {
     fn drop(&mut self) {
+        drop(self.proc.take());
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
