@@ -239,17 +239,26 @@ fn py_request(request: serde_json::Value) -> String {
     String::from_utf8(out.stdout)
         .expect("utf8")
         .trim()
-        .replace("\\n", "\n")
+        .to_owned()
 }
 
 /// `base64(dill.dumps(fn))` for the function `name` defined by `src`.
 pub fn serialize_function(src: &str, name: &str) -> String {
-    py_request(serde_json::json!({"op": "function", "src": src, "name": name}))
+    // The helper prints the codecs form's newlines escaped, to keep to one line.
+    py_request(serde_json::json!({"op": "function", "src": src, "name": name})).replace("\\n", "\n")
 }
 
 /// `base64(dill.dumps(eval(expr)))`, e.g. `"((21,), {})"`.
 pub fn serialize_params(expr: &str) -> String {
-    py_request(serde_json::json!({"op": "params", "expr": expr}))
+    py_request(serde_json::json!({"op": "params", "expr": expr})).replace("\\n", "\n")
+}
+
+/// [`serialize_params`] for many expressions, in one Python run.
+pub fn serialize_params_many(exprs: &[String]) -> Vec<String> {
+    serde_json::from_str(&py_request(
+        serde_json::json!({"op": "params_many", "exprs": exprs}),
+    ))
+    .expect("params_many json")
 }
 
 /// The type name and `str()` of a serialized result, loaded with plain dill.
@@ -262,6 +271,22 @@ pub fn describe(result: &str) -> (String, String) {
         out["type"].as_str().unwrap_or_default().to_owned(),
         out["str"].as_str().unwrap_or_default().to_owned(),
     )
+}
+
+/// The type name and `str()` of many serialized results, in one Python run.
+pub fn describe_many(results: &[String]) -> Vec<(String, String)> {
+    let out: Vec<serde_json::Value> = serde_json::from_str(&py_request(
+        serde_json::json!({"op": "describe_many", "b64s": results}),
+    ))
+    .expect("describe_many json");
+    out.iter()
+        .map(|v| {
+            (
+                v["type"].as_str().unwrap_or_default().to_owned(),
+                v["str"].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect()
 }
 
 /// Redis, the gateway, dispatchers and workers. Fields drop in order: workers first, Redis

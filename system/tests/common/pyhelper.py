@@ -15,8 +15,17 @@ if op == "function":
     print(codecs.encode(dill.dumps(fn, recurse=True), "base64").decode().replace("\n", "\\n"))
 elif op == "params":
     print(codecs.encode(dill.dumps(eval(request["expr"])), "base64").decode().replace("\n", "\\n"))
+elif op == "params_many":
+    out = [codecs.encode(dill.dumps(eval(e)), "base64").decode() for e in request["exprs"]]
+    print(json.dumps(out))
 elif op == "describe":
     value = dill.loads(codecs.decode(request["b64"].encode(), "base64"))
     print(json.dumps({"type": type(value).__name__, "str": str(value)}))
+elif op == "describe_many":
+    out = []
+    for b64 in request["b64s"]:
+        value = dill.loads(codecs.decode(b64.encode(), "base64"))
+        out.append({"type": type(value).__name__, "str": str(value)})
+    print(json.dumps(out))
 else:
     sys.exit("unknown op " + op)
