@@ -261,6 +261,31 @@ pub fn serialize_params_many(exprs: &[String]) -> Vec<String> {
     .expect("params_many json")
 }
 
+/// A serialized result, loaded with plain dill.
+pub struct Described {
+    pub kind: String,
+    /// `str()` of the value, cut at 2,000 characters.
+    pub text: String,
+    pub len: Option<usize>,
+    /// An exception's `__notes__`, joined.
+    pub notes: String,
+}
+
+/// Loads a serialized result with plain dill and describes it.
+pub fn describe_full(result: &str) -> Described {
+    let out: serde_json::Value = serde_json::from_str(&py_request(
+        serde_json::json!({"op": "describe", "b64": result}),
+    ))
+    .expect("describe json");
+    let text = |key: &str| out[key].as_str().unwrap_or_default().to_owned();
+    Described {
+        kind: text("type"),
+        text: text("str"),
+        len: out["len"].as_u64().map(|n| n as usize),
+        notes: text("notes"),
+    }
+}
+
 /// The type name and `str()` of a serialized result, loaded with plain dill.
 pub fn describe(result: &str) -> (String, String) {
     let out: serde_json::Value = serde_json::from_str(&py_request(

@@ -20,7 +20,9 @@ elif op == "params_many":
     print(json.dumps(out))
 elif op == "describe":
     value = dill.loads(codecs.decode(request["b64"].encode(), "base64"))
-    print(json.dumps({"type": type(value).__name__, "str": str(value)}))
+    notes = "\n".join(getattr(value, "__notes__", []))
+    print(json.dumps({"type": type(value).__name__, "str": str(value)[:2000],
+                      "len": len(value) if hasattr(value, "__len__") else None, "notes": notes}))
 elif op == "describe_many":
     out = []
     for b64 in request["b64s"]:
