@@ -54,6 +54,43 @@ async fn bad_requests_get_4xx_with_a_json_error() {
             400,
         ),
         ("/register_function", serde_json::json!([1, 2]), 400),
+        ("/register_function", serde_json::json!(null), 400),
+        ("/register_function", serde_json::json!("payload"), 400),
+        (
+            "/register_function",
+            serde_json::json!({"name": "f", "payload": 12}),
+            400,
+        ),
+        (
+            "/register_function",
+            serde_json::json!({"name": "f", "payload": [good]}),
+            400,
+        ),
+        (
+            "/register_function",
+            serde_json::json!({"name": "f", "payload": good[..good.len() / 2]}),
+            400,
+        ),
+        (
+            "/execute_function",
+            serde_json::json!({"function_id": 5, "payload": good}),
+            400,
+        ),
+        (
+            "/execute_function",
+            serde_json::json!({"function_id": null, "payload": good}),
+            400,
+        ),
+        (
+            "/execute_function",
+            serde_json::json!({"function_id": f, "payload": good, "extra": true}),
+            400,
+        ),
+        (
+            "/execute_function",
+            serde_json::json!({"function_id": f, "payload": json_b64}),
+            400,
+        ),
         (
             "/execute_function",
             serde_json::json!({"function_id": "nope", "payload": good}),
