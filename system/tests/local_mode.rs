@@ -179,3 +179,30 @@ async fn timestamp(system: &TestSystem, task: &str, field: &str) -> u64 {
         .and_then(|v| v.parse().ok())
         .unwrap_or_else(|| panic!("task {task} has no {field}"))
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_waiting_result_request_returns_when_the_task_finishes() {
+    let system = TestSystem::start(&["-m", "local", "-w", "1"]).await;
+    let f = system.register(SLEEP_FN, "nap").await;
+    let task = system.execute(&f, "((1.0,), {})").await;
+    let asked = std::time::Instant::now();
+    let (status, body) = system.get(&format!("/result/{task}?wait=20")).await;
+    let waited = asked.elapsed();
+    assert_eq!(
+        (status, body["status"].as_str()),
+        (200, Some("COMPLETED")),
+        "{body}"
+    );
+    assert!(body["result"].is_string());
+    assert!(
+        waited < Duration::from_secs(10),
+        "answered after {waited:?}, not when the task finished"
+    );
+
+    let (status, body) = system.get(&format!("/result/{task}?wait=forever")).await;
+    assert_eq!(status, 400, "{body}");
+    let running = system.execute(&f, "((5.0,), {})").await;
+    let (status, body) = system.get(&format!("/result/{running}?wait=0.3")).await;
+    assert_eq!(status, 200);
+    assert!(body["result"].is_null(), "not final yet: {body}");
+}

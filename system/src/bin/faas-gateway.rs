@@ -3,7 +3,6 @@
 use anyhow::Context;
 use clap::Parser;
 use faas::gateway::{self, AppState, DEFAULT_BIND, DEFAULT_MAX_BODY_BYTES, GatewayConfig};
-use faas::store::Store;
 
 #[derive(Parser)]
 #[command(
@@ -32,7 +31,7 @@ async fn main() -> anyhow::Result<()> {
     faas::telemetry::init_tracing("info");
     let cli = Cli::parse();
     let shutdown = faas::shutdown::on_signal();
-    let store = Store::connect(&cli.redis_url)
+    let state = AppState::connect(&cli.redis_url, &shutdown)
         .await
         .with_context(|| format!("cannot connect to Redis at {}", cli.redis_url))?;
     let listener = tokio::net::TcpListener::bind(&cli.bind)
@@ -42,7 +41,7 @@ async fn main() -> anyhow::Result<()> {
         max_body_bytes: cli.max_body_bytes,
         auth_token: cli.auth_token,
     };
-    gateway::serve(listener, AppState { store }, &config, shutdown)
+    gateway::serve(listener, state, &config, shutdown)
         .await
         .context("gateway failed")?;
     tracing::info!("gateway stopped");

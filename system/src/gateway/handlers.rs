@@ -1,13 +1,16 @@
 //! The endpoint handlers of the public contract.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use std::time::Duration;
+
+use axum::extract::{Path, Query, State};
 use axum::http::{Method, StatusCode, Uri};
 use serde::{Deserialize, Serialize};
 
 use super::AppState;
 use super::error::ApiError;
 use super::json::JsonBody;
+use super::waiters::MAX_WAIT;
 use crate::payload::{PayloadError, decode_payload};
 use crate::task::{FunctionId, TaskId, TaskStatus};
 
@@ -100,16 +103,50 @@ pub async fn status(
     Ok(Json(StatusResponse { task_id, status }))
 }
 
+#[derive(Deserialize)]
+pub struct ResultQuery {
+    /// Seconds to wait for the task to become final before answering (long polling).
+    wait: Option<String>,
+}
+
+/// The contract's result endpoint; with `?wait=SECONDS` (at most 60) it answers as soon as
+/// the task is final, or with its current state when the wait runs out.
 pub async fn result(
     State(state): State<AppState>,
     Path(task_id): Path<String>,
+    Query(query): Query<ResultQuery>,
 ) -> Result<Json<ResultResponse>, ApiError> {
     let task_id: TaskId = parse_id("task id", &task_id)?;
-    let task = state
+    let wait = match query.wait.as_deref() {
+        None => Duration::ZERO,
+        Some(text) => text
+            .parse::<f64>()
+            .ok()
+            .and_then(|s| Duration::try_from_secs_f64(s).ok())
+            .map(|d| d.min(MAX_WAIT))
+            .ok_or_else(|| {
+                ApiError::BadBody(format!("wait must be a number of seconds, got {text:?}"))
+            })?,
+    };
+    let waiting = (!wait.is_zero()).then(|| state.waiters.register(task_id));
+    let notified = waiting.as_ref().map(|w| w.notify.notified());
+    tokio::pin!(notified);
+    if let Some(n) = notified.as_mut().as_pin_mut() {
+        n.enable();
+    }
+    let mut task = state
         .store
         .task_result(task_id)
         .await?
         .ok_or(ApiError::UnknownTask(task_id))?;
+    if let Some(n) = notified.as_pin_mut()
+        && !task.status.is_final()
+    {
+        let _ = tokio::time::timeout(wait, n).await;
+        if let Some(latest) = state.store.task_result(task_id).await? {
+            task = latest;
+        }
+    }
     Ok(Json(ResultResponse {
         task_id,
         status: task.status,

@@ -7,6 +7,7 @@ mod auth;
 mod error;
 mod handlers;
 mod json;
+pub mod waiters;
 
 use std::net::SocketAddr;
 
@@ -29,6 +30,25 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
 #[derive(Clone)]
 pub struct AppState {
     pub store: Store,
+    pub waiters: waiters::Waiters,
+}
+
+impl AppState {
+    /// Connects to Redis and starts following completions (until `shutdown`) for clients that
+    /// wait on results.
+    pub async fn connect(
+        redis_url: &str,
+        shutdown: &CancellationToken,
+    ) -> Result<Self, crate::store::StoreError> {
+        let store = Store::connect(redis_url).await?;
+        let waiters = waiters::Waiters::default();
+        tokio::spawn(
+            waiters
+                .clone()
+                .listen(redis_url.to_owned(), shutdown.clone()),
+        );
+        Ok(Self { store, waiters })
+    }
 }
 
 /// Gateway settings.

@@ -1,0 +1,280 @@
+//! Drives one measured run against a live system: submissions in the configured load shape,
+//! result collection in the configured way, every task's latency into a histogram. The hot
+//! loop is Rust; Python only runs inside the system.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use indicatif::ProgressBar;
+use tokio::sync::{Mutex, Semaphore};
+
+use crate::experiment::{Collect, CollectMethod, Load, Shape};
+use crate::stats::{Run, new_histogram};
+
+/// Most results awaited at once; beyond this, waiting tasks queue in loadgen (their latency
+/// still counts from their submission or scheduled time).
+const MAX_WAITERS: usize = 2048;
+
+/// The gateway, as a client sees it.
+#[derive(Clone)]
+pub struct Target {
+    http: reqwest::Client,
+    base: String,
+}
+
+/// How one task ended, as the client saw it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seen {
+    Completed,
+    Failed,
+    Lost,
+}
+
+impl Target {
+    pub fn new(base: &str) -> Self {
+        let http = reqwest::Client::builder()
+            .pool_max_idle_per_host(MAX_WAITERS)
+            .tcp_nodelay(true)
+            .build()
+            .expect("http client");
+        Self {
+            http,
+            base: base.to_owned(),
+        }
+    }
+
+    pub async fn register(&self, payload: &str) -> anyhow::Result<String> {
+        let reply: serde_json::Value = self
+            .http
+            .post(format!("{}/register_function", self.base))
+            .json(&serde_json::json!({"name": "loadgen", "payload": payload}))
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        reply["function_id"]
+            .as_str()
+            .map(str::to_owned)
+            .ok_or_else(|| anyhow::anyhow!("no function_id in {reply}"))
+    }
+
+    async fn submit(&self, function_id: &str, params: &str) -> Option<String> {
+        let body = serde_json::json!({"function_id": function_id, "payload": params});
+        let reply: serde_json::Value = self
+            .http
+            .post(format!("{}/execute_function", self.base))
+            .json(&body)
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        reply["task_id"].as_str().map(str::to_owned)
+    }
+
+    /// Waits until the task is final or `deadline` passes.
+    async fn wait(&self, task_id: &str, collect: &Collect, deadline: Instant) -> Seen {
+        let interval = Duration::from_secs_f64(collect.interval_ms / 1000.0);
+        loop {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Seen::Lost;
+            }
+            let url = match collect.method {
+                CollectMethod::Poll => format!("{}/result/{task_id}", self.base),
+                CollectMethod::Fastest => format!(
+                    "{}/result/{task_id}?wait={:.3}",
+                    self.base,
+                    remaining.as_secs_f64().min(30.0)
+                ),
+            };
+            let status = match self.http.get(url).send().await {
+                Ok(r) => r
+                    .json::<serde_json::Value>()
+                    .await
+                    .ok()
+                    .and_then(|v| v["status"].as_str().map(str::to_owned)),
+                Err(_) => None,
+            };
+            match status.as_deref() {
+                Some("COMPLETED") => return Seen::Completed,
+                Some("FAILED") => return Seen::Failed,
+                _ if collect.method == CollectMethod::Poll => tokio::time::sleep(interval).await,
+                _ => {}
+            }
+        }
+    }
+}
+
+/// Shared tallies of one run.
+struct Tally {
+    completed: AtomicU64,
+    failed: AtomicU64,
+    lost: AtomicU64,
+    last_done: Mutex<Option<Instant>>,
+    latency: Mutex<hdrhistogram::Histogram<u64>>,
+    progress: ProgressBar,
+}
+
+impl Tally {
+    async fn record(&self, seen: Seen, since: Instant) {
+        let now = Instant::now();
+        match seen {
+            Seen::Completed => self.completed.fetch_add(1, Ordering::Relaxed),
+            Seen::Failed => self.failed.fetch_add(1, Ordering::Relaxed),
+            Seen::Lost => self.lost.fetch_add(1, Ordering::Relaxed),
+        };
+        if seen != Seen::Lost {
+            let micros = u64::try_from(now.duration_since(since).as_micros()).unwrap_or(u64::MAX);
+            let _ = self.latency.lock().await.record(micros.max(1));
+            let mut last = self.last_done.lock().await;
+            *last = Some(last.map_or(now, |l| l.max(now)));
+        }
+        self.progress.inc(1);
+    }
+}
+
+/// Runs `tasks` tasks of `function_id` with `params` in the shape `load`, collecting as
+/// `collect` says.
+pub async fn run(
+    target: &Target,
+    function_id: &str,
+    params: &str,
+    tasks: u64,
+    load: &Load,
+    collect: &Collect,
+    progress: ProgressBar,
+) -> Run {
+    let tally = Arc::new(Tally {
+        completed: AtomicU64::new(0),
+        failed: AtomicU64::new(0),
+        lost: AtomicU64::new(0),
+        last_done: Mutex::new(None),
+        latency: Mutex::new(new_histogram()),
+        progress,
+    });
+    let timeout = Duration::from_secs_f64(collect.timeout_s);
+    let started = Instant::now();
+    let function_id: Arc<str> = function_id.into();
+    let params: Arc<str> = params.into();
+    let waiters = Arc::new(Semaphore::new(MAX_WAITERS));
+    let mut handles = tokio::task::JoinSet::new();
+
+    // One submit-then-collect; `since` is when the task was (or should have been) sent.
+    let one_task = {
+        let (target, tally, function_id, params, collect) = (
+            target.clone(),
+            tally.clone(),
+            function_id.clone(),
+            params.clone(),
+            collect.clone(),
+        );
+        move |since: Instant| {
+            let (target, tally, function_id, params, collect) = (
+                target.clone(),
+                tally.clone(),
+                function_id.clone(),
+                params.clone(),
+                collect.clone(),
+            );
+            async move {
+                let seen = match target.submit(&function_id, &params).await {
+                    Some(task) => target.wait(&task, &collect, since + timeout).await,
+                    None => Seen::Lost,
+                };
+                tally.record(seen, since).await;
+            }
+        }
+    };
+
+    match load.shape {
+        Shape::Closed => {
+            let next = Arc::new(AtomicU64::new(0));
+            for _ in 0..load.clients {
+                let (next, one_task) = (next.clone(), one_task.clone());
+                handles.spawn(async move {
+                    while next.fetch_add(1, Ordering::Relaxed) < tasks {
+                        one_task(Instant::now()).await;
+                    }
+                });
+            }
+        }
+        Shape::Burst => {
+            // `clients` submitters; each task's wait runs on its own, so results are seen
+            // as soon as they are ready, not in submission order.
+            let next = Arc::new(AtomicU64::new(0));
+            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, Instant)>();
+            for _ in 0..load.clients {
+                let (next, target, tx) = (next.clone(), target.clone(), tx.clone());
+                let (function_id, params, tally) =
+                    (function_id.clone(), params.clone(), tally.clone());
+                handles.spawn(async move {
+                    while next.fetch_add(1, Ordering::Relaxed) < tasks {
+                        let sent = Instant::now();
+                        match target.submit(&function_id, &params).await {
+                            Some(task) => {
+                                let _ = tx.send((task, sent));
+                            }
+                            None => tally.record(Seen::Lost, sent).await,
+                        }
+                    }
+                });
+            }
+            drop(tx);
+            let (target, tally, collect, waiters) = (
+                target.clone(),
+                tally.clone(),
+                collect.clone(),
+                waiters.clone(),
+            );
+            handles.spawn(async move {
+                let mut collectors = tokio::task::JoinSet::new();
+                while let Some((task, sent)) = rx.recv().await {
+                    let permit = waiters
+                        .clone()
+                        .acquire_owned()
+                        .await
+                        .expect("open semaphore");
+                    let (target, tally, collect) = (target.clone(), tally.clone(), collect.clone());
+                    collectors.spawn(async move {
+                        let seen = target.wait(&task, &collect, sent + timeout).await;
+                        tally.record(seen, sent).await;
+                        drop(permit);
+                    });
+                }
+                while collectors.join_next().await.is_some() {}
+            });
+        }
+        Shape::Open => {
+            let rate = load.rate.unwrap_or(1.0);
+            for i in 0..tasks {
+                let scheduled = started + Duration::from_secs_f64(i as f64 / rate);
+                tokio::time::sleep_until(scheduled.into()).await;
+                let permit = waiters
+                    .clone()
+                    .acquire_owned()
+                    .await
+                    .expect("open semaphore");
+                let task = one_task(scheduled);
+                handles.spawn(async move {
+                    task.await;
+                    drop(permit);
+                });
+            }
+        }
+    }
+    while handles.join_next().await.is_some() {}
+    tally.progress.finish();
+    let last = tally.last_done.lock().await.unwrap_or_else(Instant::now);
+    let latency = tally.latency.lock().await.clone();
+    Run {
+        completed: tally.completed.load(Ordering::Relaxed),
+        failed: tally.failed.load(Ordering::Relaxed),
+        lost: tally.lost.load(Ordering::Relaxed),
+        makespan_s: last.duration_since(started).as_secs_f64(),
+        latency,
+    }
+}

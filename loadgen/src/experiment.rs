@@ -1,0 +1,524 @@
+//! Experiments as data: the TOML schema, its validation, and the expansion of sweeps into
+//! configuration points.
+//!
+//! A file describes one base configuration and any number of `[[sweep]]` tables, each varying
+//! one dotted parameter (`topology.executors`, `load.rate`, ...) over a list of values; the
+//! points are the cartesian product, in file order. Unknown fields are errors that name the
+//! line, so a typo never silently runs the default.
+
+use serde::{Deserialize, Serialize};
+
+/// Why an experiment file cannot run.
+#[derive(Debug, thiserror::Error)]
+pub enum ExperimentError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Parse {
+        path: String,
+        source: toml::de::Error,
+    },
+    #[error("sweep over {param:?}: {reason}")]
+    Sweep { param: String, reason: String },
+    #[error("point {point} ({params}): {reason}")]
+    Invalid {
+        point: usize,
+        params: String,
+        reason: String,
+    },
+}
+
+/// One experiment file.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Experiment {
+    pub name: String,
+    #[serde(default)]
+    pub description: String,
+    /// Use this Redis instead of starting a private one.
+    #[serde(default)]
+    pub redis_url: Option<String>,
+    /// Times each point is measured; throughput and makespan are reported as mean ± std.
+    #[serde(default = "one")]
+    pub repetitions: u32,
+    /// Tasks run (and not measured) after the system comes up, before each point.
+    #[serde(default)]
+    pub warmup_tasks: u32,
+    /// Charts `loadgen plot` draws: `efficiency`, `latency_cdf`, `throughput`.
+    #[serde(default)]
+    pub charts: Vec<Chart>,
+    pub topology: Topology,
+    pub workload: Workload,
+    pub load: Load,
+    #[serde(default)]
+    pub collect: Collect,
+    #[serde(default)]
+    pub sweep: Vec<Sweep>,
+}
+
+fn one() -> u32 {
+    1
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Chart {
+    /// Weak-scaling efficiency against executors, one line per mode and function.
+    Efficiency,
+    /// Latency CDF, one line per point.
+    LatencyCdf,
+    /// Achieved against offered throughput, one line per mode.
+    Throughput,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    Local,
+    Pull,
+    Push,
+}
+
+impl Mode {
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Local => "local",
+            Self::Pull => "pull",
+            Self::Push => "push",
+        }
+    }
+}
+
+/// What runs: the dispatch mode and how many executors, spread over how many workers.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Topology {
+    pub mode: Mode,
+    /// Executors in all. Local mode: one pool of this many. Pull and push: spread over
+    /// workers of at most `max_executors_per_worker` each.
+    pub executors: u32,
+    #[serde(default = "default_per_worker")]
+    pub max_executors_per_worker: u32,
+    /// Extra `task_dispatcher` flags, e.g. `["--prefetch", "2"]`.
+    #[serde(default)]
+    pub dispatcher_args: Vec<String>,
+    /// Extra worker flags.
+    #[serde(default)]
+    pub worker_args: Vec<String>,
+}
+
+fn default_per_worker() -> u32 {
+    8
+}
+
+impl Topology {
+    /// Executors of each worker process (pull and push), as even as possible.
+    #[must_use]
+    pub fn worker_sizes(&self) -> Vec<u32> {
+        let per = self.max_executors_per_worker.max(1);
+        let workers = self.executors.div_ceil(per).max(1);
+        (0..workers)
+            .map(|i| self.executors / workers + u32::from(i < self.executors % workers))
+            .collect()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Function {
+    /// Returns `None`.
+    Noop,
+    /// Sleeps `sleep_s` seconds.
+    Sleep,
+    /// Sums `range(cpu_n)`.
+    Cpu,
+    /// Returns a `result_bytes`-long bytes object.
+    Payload,
+}
+
+/// What each task does and how many there are.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Workload {
+    pub function: Function,
+    #[serde(default)]
+    pub sleep_s: f64,
+    #[serde(default)]
+    pub cpu_n: u64,
+    #[serde(default)]
+    pub result_bytes: u64,
+    /// Size of the bytes argument every task carries.
+    #[serde(default)]
+    pub arg_bytes: u64,
+    /// Tasks per point; or give `tasks_per_executor` (weak scaling).
+    #[serde(default)]
+    pub tasks: Option<u64>,
+    #[serde(default)]
+    pub tasks_per_executor: Option<u64>,
+}
+
+/// How tasks are offered.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Load {
+    pub shape: Shape,
+    /// Concurrent clients (closed loop and burst).
+    #[serde(default = "default_clients")]
+    pub clients: u32,
+    /// Offered tasks per second (open loop).
+    #[serde(default)]
+    pub rate: Option<f64>,
+}
+
+fn default_clients() -> u32 {
+    8
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Shape {
+    /// Submit every task as fast as `clients` can, then collect: the makespan is the figure.
+    Burst,
+    /// `clients` loops of submit-then-wait.
+    Closed,
+    /// Submissions at `rate` per second on a fixed schedule; latency counts from the scheduled
+    /// send, so a slow system cannot hide queueing (no coordinated omission).
+    Open,
+}
+
+/// How results are collected.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Collect {
+    pub method: CollectMethod,
+    /// Poll interval (plain polling), milliseconds.
+    #[serde(default = "default_interval")]
+    pub interval_ms: f64,
+    /// A task not final this long after its submission counts as lost.
+    #[serde(default = "default_task_timeout")]
+    pub timeout_s: f64,
+}
+
+fn default_interval() -> f64 {
+    10.0
+}
+
+fn default_task_timeout() -> f64 {
+    120.0
+}
+
+impl Default for Collect {
+    fn default() -> Self {
+        Self {
+            method: CollectMethod::Fastest,
+            interval_ms: default_interval(),
+            timeout_s: default_task_timeout(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CollectMethod {
+    /// `GET /result/{id}` every `interval_ms`, as a naive client does.
+    Poll,
+    /// The fastest way the API offers: the long-polling `GET /result/{id}?wait=`.
+    Fastest,
+}
+
+/// One swept parameter.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sweep {
+    /// Dotted path into the configuration, e.g. `topology.executors`.
+    pub param: String,
+    pub values: Vec<toml::Value>,
+}
+
+/// One configuration to measure: the swept values that made it, and the full configuration.
+#[derive(Debug, Clone)]
+pub struct Point {
+    pub index: usize,
+    /// `(param, value)` for each sweep, in file order.
+    pub params: Vec<(String, String)>,
+    pub config: Experiment,
+}
+
+impl Point {
+    /// The number of tasks measured at this point.
+    #[must_use]
+    pub fn tasks(&self) -> u64 {
+        let w = &self.config.workload;
+        w.tasks.unwrap_or_else(|| {
+            w.tasks_per_executor.unwrap_or(1) * u64::from(self.config.topology.executors)
+        })
+    }
+
+    /// A short label, e.g. `mode=push executors=4`.
+    #[must_use]
+    pub fn label(&self) -> String {
+        self.params
+            .iter()
+            .map(|(k, v)| format!("{}={v}", k.rsplit('.').next().unwrap_or(k)))
+            .collect::<Vec<_>>()
+            .join(" ")
+    }
+}
+
+impl Experiment {
+    /// Reads and checks a file (every point is validated up front).
+    pub fn load(path: &std::path::Path) -> Result<(Self, Vec<Point>), ExperimentError> {
+        let display = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|source| ExperimentError::Read {
+            path: display.clone(),
+            source,
+        })?;
+        Self::parse(&text, &display)
+    }
+
+    /// Parses `text` (named `origin` in errors) and expands its sweeps.
+    pub fn parse(text: &str, origin: &str) -> Result<(Self, Vec<Point>), ExperimentError> {
+        let parse_error = |source| ExperimentError::Parse {
+            path: origin.to_owned(),
+            source,
+        };
+        let base: Self = toml::from_str(text).map_err(parse_error)?;
+        let raw: toml::Table = toml::from_str(text).map_err(parse_error)?;
+        let points = expand(&base, &raw)?;
+        Ok((base, points))
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        let w = &self.workload;
+        let t = &self.topology;
+        if t.executors == 0 {
+            return Err("topology.executors must be at least 1".into());
+        }
+        if w.tasks.is_some() == w.tasks_per_executor.is_some() {
+            return Err(
+                "give exactly one of workload.tasks and workload.tasks_per_executor".into(),
+            );
+        }
+        if w.function == Function::Sleep && !(w.sleep_s > 0.0 && w.sleep_s.is_finite()) {
+            return Err(
+                "workload.sleep_s must be a positive number of seconds for function = \"sleep\""
+                    .into(),
+            );
+        }
+        if w.function == Function::Cpu && w.cpu_n == 0 {
+            return Err("workload.cpu_n must be set for function = \"cpu\"".into());
+        }
+        if self.load.clients == 0 {
+            return Err("load.clients must be at least 1".into());
+        }
+        match (self.load.shape, self.load.rate) {
+            (Shape::Open, Some(r)) if r > 0.0 && r.is_finite() => {}
+            (Shape::Open, _) => {
+                return Err("load.rate (tasks/s > 0) is required for shape = \"open\"".into());
+            }
+            (_, Some(_)) => return Err("load.rate only applies to shape = \"open\"".into()),
+            _ => {}
+        }
+        if self.repetitions == 0 {
+            return Err("repetitions must be at least 1".into());
+        }
+        if !(self.collect.interval_ms >= 0.0 && self.collect.timeout_s > 0.0) {
+            return Err("collect.interval_ms must be >= 0 and collect.timeout_s > 0".into());
+        }
+        Ok(())
+    }
+}
+
+/// The cartesian product of the sweeps over `raw` (the file as a table), each point
+/// deserialized and validated.
+fn expand(base: &Experiment, raw: &toml::Table) -> Result<Vec<Point>, ExperimentError> {
+    let mut combos: Vec<Vec<(String, toml::Value)>> = vec![Vec::new()];
+    for sweep in &base.sweep {
+        if sweep.values.is_empty() {
+            return Err(ExperimentError::Sweep {
+                param: sweep.param.clone(),
+                reason: "no values".into(),
+            });
+        }
+        if sweep.param.starts_with("sweep") {
+            return Err(ExperimentError::Sweep {
+                param: sweep.param.clone(),
+                reason: "a sweep cannot sweep sweeps".into(),
+            });
+        }
+        combos = combos
+            .into_iter()
+            .flat_map(|combo| {
+                sweep.values.iter().map(move |v| {
+                    let mut next = combo.clone();
+                    next.push((sweep.param.clone(), v.clone()));
+                    next
+                })
+            })
+            .collect();
+    }
+    combos
+        .into_iter()
+        .enumerate()
+        .map(|(index, combo)| {
+            let mut table = raw.clone();
+            table.remove("sweep");
+            for (param, value) in &combo {
+                set_path(&mut table, param, value.clone()).map_err(|reason| {
+                    ExperimentError::Sweep {
+                        param: param.clone(),
+                        reason,
+                    }
+                })?;
+            }
+            let params: Vec<(String, String)> = combo
+                .iter()
+                .map(|(k, v)| (k.clone(), display_value(v)))
+                .collect();
+            let invalid = |reason: String| ExperimentError::Invalid {
+                point: index,
+                params: params
+                    .iter()
+                    .map(|(k, v)| format!("{k}={v}"))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                reason,
+            };
+            let mut config: Experiment = toml::Value::Table(table)
+                .try_into()
+                .map_err(|e: toml::de::Error| invalid(e.to_string()))?;
+            config.sweep = base.sweep.clone();
+            config.validate().map_err(invalid)?;
+            Ok(Point {
+                index,
+                params,
+                config,
+            })
+        })
+        .collect()
+}
+
+/// Sets `a.b.c` in `table`, creating nothing: a path that names no existing table is an error
+/// (it would be a typo), though the last key may be new (an optional field).
+fn set_path(table: &mut toml::Table, path: &str, value: toml::Value) -> Result<(), String> {
+    let mut keys: Vec<&str> = path.split('.').collect();
+    let last = keys
+        .pop()
+        .filter(|k| !k.is_empty())
+        .ok_or("empty parameter path")?;
+    let mut current = table;
+    for key in keys {
+        current = match current.get_mut(key) {
+            Some(toml::Value::Table(t)) => t,
+            _ => return Err(format!("there is no [{key}] table to put it in")),
+        };
+    }
+    current.insert(last.to_owned(), value);
+    Ok(())
+}
+
+fn display_value(v: &toml::Value) -> String {
+    match v {
+        toml::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const BASE: &str = r#"
+name = "t"
+[topology]
+mode = "local"
+executors = 2
+[workload]
+function = "sleep"
+sleep_s = 0.1
+tasks_per_executor = 5
+[load]
+shape = "burst"
+"#;
+
+    #[test]
+    fn a_plain_file_is_one_point() {
+        let (exp, points) = Experiment::parse(BASE, "t.toml").unwrap();
+        assert_eq!(exp.name, "t");
+        assert_eq!(points.len(), 1);
+        assert_eq!(points[0].tasks(), 10);
+        assert_eq!(exp.collect.method, CollectMethod::Fastest);
+    }
+
+    #[test]
+    fn sweeps_expand_to_the_cartesian_product_in_file_order() {
+        let text = format!(
+            "{BASE}\n[[sweep]]\nparam = \"topology.mode\"\nvalues = [\"local\", \"push\"]\n\
+             [[sweep]]\nparam = \"topology.executors\"\nvalues = [1, 4, 16]\n"
+        );
+        let (_, points) = Experiment::parse(&text, "t.toml").unwrap();
+        let labels: Vec<String> = points.iter().map(Point::label).collect();
+        assert_eq!(
+            labels,
+            [
+                "mode=local executors=1",
+                "mode=local executors=4",
+                "mode=local executors=16",
+                "mode=push executors=1",
+                "mode=push executors=4",
+                "mode=push executors=16"
+            ]
+        );
+        assert_eq!(points[5].config.topology.mode, Mode::Push);
+        assert_eq!(points[5].tasks(), 80);
+    }
+
+    #[test]
+    fn unknown_fields_are_errors_naming_the_line() {
+        let text = BASE.replace("sleep_s = 0.1", "sleep_s = 0.1\nsleeep = 2");
+        let err = Experiment::parse(&text, "t.toml").unwrap_err().to_string();
+        assert!(err.contains("unknown field `sleeep`"), "{err}");
+        assert!(err.contains("line 9"), "{err}");
+    }
+
+    #[test]
+    fn invalid_points_and_sweeps_are_refused() {
+        let open = BASE.replace("shape = \"burst\"", "shape = \"open\"");
+        let err = Experiment::parse(&open, "t.toml").unwrap_err().to_string();
+        assert!(err.contains("load.rate"), "{err}");
+
+        let typo = format!("{BASE}\n[[sweep]]\nparam = \"topolgy.executors\"\nvalues = [1]\n");
+        let err = Experiment::parse(&typo, "t.toml").unwrap_err().to_string();
+        assert!(err.contains("no [topolgy] table"), "{err}");
+
+        let bad_value =
+            format!("{BASE}\n[[sweep]]\nparam = \"topology.executors\"\nvalues = [0]\n");
+        let err = Experiment::parse(&bad_value, "t.toml")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("executors=0") && err.contains("at least 1"),
+            "{err}"
+        );
+
+        let wrong_type =
+            format!("{BASE}\n[[sweep]]\nparam = \"topology.executors\"\nvalues = [\"many\"]\n");
+        assert!(Experiment::parse(&wrong_type, "t.toml").is_err());
+    }
+
+    #[test]
+    fn executors_are_spread_evenly_over_workers() {
+        let (_, points) = Experiment::parse(BASE, "t.toml").unwrap();
+        let mut topology = points[0].config.topology.clone();
+        topology.executors = 20;
+        assert_eq!(topology.worker_sizes(), vec![7, 7, 6]);
+        topology.executors = 1;
+        assert_eq!(topology.worker_sizes(), vec![1]);
+        topology.executors = 64;
+        assert_eq!(topology.worker_sizes(), vec![8; 8]);
+    }
+}
