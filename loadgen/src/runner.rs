@@ -51,10 +51,11 @@ pub async fn run(path: &Path, out: &Path) -> anyhow::Result<PathBuf> {
                 config.redis_url.clone(),
             );
             let logs = dir.join("logs").join(format!("point-{}", point.index));
-            let launched = tokio::task::spawn_blocking(move || {
+            // Not spawn_blocking: the children's parent-death signal follows the thread that
+            // started them, and idle blocking threads exit after 10 s. Runtime workers live on.
+            let launched = tokio::task::block_in_place(move || {
                 launcher::launch(&binaries, &topology, redis.as_deref(), &logs)
-            })
-            .await??;
+            })?;
             system = Some((topology_key, launched));
         }
         let (_, live) = system.as_ref().expect("launched above");
