@@ -75,6 +75,31 @@ impl Target {
         reply["task_id"].as_str().map(str::to_owned)
     }
 
+    /// Submits `n` tasks in one `POST /execute_batch`.
+    async fn submit_batch(&self, function_id: &str, params: &str, n: usize) -> Vec<String> {
+        let body = serde_json::json!({"function_id": function_id, "payloads": vec![params; n]});
+        let reply: Option<serde_json::Value> = async {
+            self.http
+                .post(format!("{}/execute_batch", self.base))
+                .json(&body)
+                .send()
+                .await
+                .ok()?
+                .json()
+                .await
+                .ok()
+        }
+        .await;
+        reply
+            .and_then(|r| r["task_ids"].as_array().cloned())
+            .map(|ids| {
+                ids.iter()
+                    .filter_map(|v| v.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
     /// Waits until the task is final or `deadline` passes.
     async fn wait(&self, task_id: &str, collect: &Collect, deadline: Instant) -> Seen {
         let interval = Duration::from_secs_f64(collect.interval_ms / 1000.0);
@@ -206,19 +231,34 @@ pub async fn run(
             // `clients` submitters; each task's wait runs on its own, so results are seen
             // as soon as they are ready, not in submission order.
             let next = Arc::new(AtomicU64::new(0));
+            let batch = u64::from(load.batch_size.max(1));
             let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, Instant)>();
             for _ in 0..load.clients {
                 let (next, target, tx) = (next.clone(), target.clone(), tx.clone());
                 let (function_id, params, tally) =
                     (function_id.clone(), params.clone(), tally.clone());
                 handles.spawn(async move {
-                    while next.fetch_add(1, Ordering::Relaxed) < tasks {
+                    loop {
+                        let first = next.fetch_add(batch, Ordering::Relaxed);
+                        if first >= tasks {
+                            break;
+                        }
+                        let n = usize::try_from(batch.min(tasks - first)).unwrap_or(1);
                         let sent = Instant::now();
-                        match target.submit(&function_id, &params).await {
-                            Some(task) => {
-                                let _ = tx.send((task, sent));
-                            }
-                            None => tally.record(Seen::Lost, sent).await,
+                        let ids: Vec<String> = if n == 1 {
+                            target
+                                .submit(&function_id, &params)
+                                .await
+                                .into_iter()
+                                .collect()
+                        } else {
+                            target.submit_batch(&function_id, &params, n).await
+                        };
+                        for _ in ids.len()..n {
+                            tally.record(Seen::Lost, sent).await;
+                        }
+                        for task in ids {
+                            let _ = tx.send((task, sent));
                         }
                     }
                 });

@@ -172,6 +172,9 @@ pub struct Load {
     /// Offered tasks per second (open loop).
     #[serde(default)]
     pub rate: Option<f64>,
+    /// Burst only: tasks per submission request (`POST /execute_batch` when above 1).
+    #[serde(default = "one")]
+    pub batch_size: u32,
 }
 
 fn default_clients() -> u32 {
@@ -322,6 +325,14 @@ impl Experiment {
             }
             (_, Some(_)) => return Err("load.rate only applies to shape = \"open\"".into()),
             _ => {}
+        }
+        if self.load.batch_size == 0
+            || (self.load.batch_size > 1 && self.load.shape != Shape::Burst)
+        {
+            return Err(
+                "load.batch_size must be at least 1, and above 1 only with shape = \"burst\""
+                    .into(),
+            );
         }
         if self.repetitions == 0 {
             return Err("repetitions must be at least 1".into());

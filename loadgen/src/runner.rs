@@ -74,6 +74,7 @@ pub async fn run(path: &Path, out: &Path) -> anyhow::Result<PathBuf> {
                 shape: Shape::Closed,
                 clients: config.load.clients,
                 rate: None,
+                batch_size: 1,
             };
             driver::run(
                 &target,

@@ -317,3 +317,61 @@ async fn with_a_token_every_request_needs_it() {
         .unwrap();
     assert_eq!(response.status().as_u16(), 201);
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_batch_submits_one_task_per_payload() {
+    let system = TestSystem::without_dispatcher(&[]).await;
+    let f = system.register("def f(x):\n    return x\n", "f").await;
+    let good = serialize_params("((1,), {})");
+    let (status, body) = system
+        .post(
+            "/execute_batch",
+            serde_json::json!({"function_id": f, "payloads": [good, good, good]}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+    let ids = body["task_ids"].as_array().expect("task_ids");
+    assert_eq!(ids.len(), 3);
+    for id in ids {
+        let (_, status) = system
+            .get(&format!("/status/{}", id.as_str().unwrap()))
+            .await;
+        assert_eq!(status["status"], "QUEUED");
+    }
+    let unknown = TaskId::new_random().to_string();
+    for (body, want, mentions) in [
+        (
+            serde_json::json!({"function_id": f, "payloads": []}),
+            400,
+            "1 to 10000",
+        ),
+        (
+            serde_json::json!({"function_id": f, "payloads": [good, "nope"]}),
+            400,
+            "payloads[1]",
+        ),
+        (
+            serde_json::json!({"function_id": unknown, "payloads": [good]}),
+            404,
+            "not registered",
+        ),
+        (serde_json::json!({"function_id": f}), 400, "payloads"),
+    ] {
+        let (status, reply) = system.post("/execute_batch", body.clone()).await;
+        assert_eq!(status, want, "{body}: {reply}");
+        assert!(
+            reply["error"]
+                .as_str()
+                .unwrap_or_default()
+                .contains(mentions),
+            "{reply}"
+        );
+    }
+    let mut conn = system.redis.connection().await;
+    let len: usize = redis::cmd("XLEN")
+        .arg("faas:queue")
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(len, 3, "rejected batches queue nothing");
+}

@@ -42,6 +42,23 @@ pub struct ExecuteResponse {
     task_id: TaskId,
 }
 
+/// Most tasks one batch may submit.
+pub const MAX_BATCH: usize = 10_000;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BatchRequest {
+    function_id: String,
+    /// One `base64(dill.dumps(((args...), {kwargs})))` per task.
+    payloads: Vec<String>,
+}
+
+#[derive(Serialize)]
+pub struct BatchResponse {
+    /// One id per payload, in order.
+    task_ids: Vec<TaskId>,
+}
+
 #[derive(Serialize)]
 pub struct StatusResponse {
     task_id: TaskId,
@@ -88,6 +105,32 @@ pub async fn execute_function(
         return Err(ApiError::UnknownFunction(function_id));
     }
     Ok((StatusCode::CREATED, Json(ExecuteResponse { task_id })))
+}
+
+/// Submits many executions of one function in one request (and one Redis round trip).
+pub async fn execute_batch(
+    State(state): State<AppState>,
+    JsonBody(req): JsonBody<BatchRequest>,
+) -> Result<(StatusCode, Json<BatchResponse>), ApiError> {
+    let function_id: FunctionId = parse_id("function_id", &req.function_id)?;
+    if req.payloads.is_empty() || req.payloads.len() > MAX_BATCH {
+        return Err(ApiError::BadBody(format!(
+            "payloads must hold 1 to {MAX_BATCH} items, got {}",
+            req.payloads.len()
+        )));
+    }
+    let mut tasks = Vec::with_capacity(req.payloads.len());
+    for (i, payload) in req.payloads.into_iter().enumerate() {
+        let checked = check_payload("payload", payload)
+            .await
+            .map_err(|e| ApiError::BadBody(format!("payloads[{i}]: {e}")))?;
+        tasks.push((TaskId::new_random(), checked));
+    }
+    if !state.store.submit_tasks(function_id, &tasks).await? {
+        return Err(ApiError::UnknownFunction(function_id));
+    }
+    let task_ids = tasks.into_iter().map(|(id, _)| id).collect();
+    Ok((StatusCode::CREATED, Json(BatchResponse { task_ids })))
 }
 
 pub async fn status(

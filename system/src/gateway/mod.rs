@@ -74,6 +74,7 @@ pub fn router(state: AppState, config: &GatewayConfig) -> Router {
     Router::new()
         .route("/register_function", post(handlers::register_function))
         .route("/execute_function", post(handlers::execute_function))
+        .route("/execute_batch", post(handlers::execute_batch))
         .route("/status/{task_id}", get(handlers::status))
         .route("/result/{task_id}", get(handlers::result))
         .route("/health", get(handlers::health))

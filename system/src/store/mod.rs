@@ -165,6 +165,37 @@ impl Store {
         Ok(created == 1)
     }
 
+    /// [`Self::submit_task`] for many tasks of one function, in one round trip. Returns
+    /// `false` (and creates nothing) if the function is not registered.
+    pub async fn submit_tasks(
+        &self,
+        function_id: FunctionId,
+        tasks: &[(TaskId, String)],
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        let registered: bool = conn.exists(keys::function(function_id)).await?;
+        if !registered {
+            return Ok(false);
+        }
+        let now = now_micros();
+        let mut pipe = redis::pipe();
+        for (task_id, params) in tasks {
+            pipe.invoke_script(
+                SUBMIT_TASK
+                    .key(keys::function(function_id))
+                    .key(keys::task(*task_id))
+                    .key(keys::QUEUE)
+                    .arg(task_id.to_string())
+                    .arg(function_id.to_string())
+                    .arg(params)
+                    .arg(now)
+                    .arg(keys::TASKS_CHANNEL),
+            );
+        }
+        let created: Vec<i64> = self.query_scripts(&pipe).await?;
+        Ok(created.iter().all(|&c| c == 1))
+    }
+
     /// A task's status, or `None` if there is no such task.
     pub async fn task_status(&self, id: TaskId) -> Result<Option<TaskStatus>, StoreError> {
         let key = keys::task(id);
