@@ -51,7 +51,7 @@ struct Cli {
     /// Heartbeat intervals a worker may stay silent before it is declared dead.
     #[arg(long, default_value_t = DEFAULT_MISSES)]
     heartbeat_misses: u32,
-    /// Push mode: tasks a worker may hold beyond its executors.
+    /// Tasks queued beyond the executors: per worker in push mode, per executor in local mode.
     #[arg(long, default_value_t = DEFAULT_PREFETCH)]
     prefetch: u32,
     /// Pull and push: workers must present this secret when they register (their
@@ -98,7 +98,8 @@ async fn main() -> anyhow::Result<()> {
     match cli.mode {
         Mode::Local => {
             let spec = cli.executor.into_spec().await?;
-            dispatcher::local::run(config, spec, cli.workers, shutdown).await
+            let prefetch = cli.prefetch as usize;
+            dispatcher::local::run(config, spec, cli.workers, prefetch, shutdown).await
         }
         Mode::Pull => dispatcher::pull::run(config, remote, shutdown).await,
         Mode::Push => dispatcher::push::run(config, remote, shutdown).await,

@@ -20,18 +20,22 @@ impl Transport for ExecutorPool {
     }
 }
 
-/// Runs a local-mode dispatcher with `executors` Python processes until `shutdown`.
+/// Runs a local-mode dispatcher with `executors` Python processes until `shutdown`. Up to
+/// `prefetch` further tasks per executor wait in the pool's queue, so an executor that
+/// finishes starts its next task at once instead of after the Redis round trips of a fetch.
 pub async fn run(
     config: DispatcherConfig,
     spec: ExecutorSpec,
     executors: usize,
+    prefetch: usize,
     shutdown: CancellationToken,
 ) -> Result<(), DispatcherError> {
     let store = Store::connect(&config.redis_url).await?;
     let (pool_tx, mut pool_rx) = mpsc::unbounded_channel::<Completion>();
-    let pool = ExecutorPool::start(spec, executors, "local", pool_tx).await?;
-    // Every finished job frees its executor: hand the place back to the fetcher.
-    let capacity = Arc::new(Semaphore::new(executors));
+    let places = executors * (1 + prefetch);
+    let pool = ExecutorPool::start(spec, executors, places, "local", pool_tx).await?;
+    // Every finished job frees a place: hand it back to the fetcher.
+    let capacity = Arc::new(Semaphore::new(places));
     let (completions_tx, completions) = mpsc::unbounded_channel();
     let freed = capacity.clone();
     tokio::spawn(async move {

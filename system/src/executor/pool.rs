@@ -38,11 +38,12 @@ pub struct ExecutorPool {
 }
 
 impl ExecutorPool {
-    /// Starts `size` executors (in parallel) and waits until all are ready; each finished job
-    /// is reported on `completions`.
+    /// Starts `size` executors (in parallel) and waits until all are ready; up to `queue`
+    /// jobs may wait for them; each finished job is reported on `completions`.
     pub async fn start(
         spec: ExecutorSpec,
         size: usize,
+        queue: usize,
         name: &str,
         completions: mpsc::UnboundedSender<Completion>,
     ) -> Result<Self, SpawnError> {
@@ -57,7 +58,7 @@ impl ExecutorPool {
             let (i, process) = joined.expect("executor start-up task panicked");
             processes[i] = Some(process?);
         }
-        let (jobs, rx) = mpsc::channel(size.max(1));
+        let (jobs, rx) = mpsc::channel(queue.max(size).max(1));
         let rx = Arc::new(Mutex::new(rx));
         let stop = CancellationToken::new();
         let kill = CancellationToken::new();
@@ -91,7 +92,7 @@ impl ExecutorPool {
         self.size
     }
 
-    /// Queues a job for the next free executor; waits while all `size` queue places are taken.
+    /// Queues a job for the next free executor; waits while every queue place is taken.
     /// Gives the job back if the pool is shutting down.
     pub async fn submit(&self, job: Job) -> Result<(), Job> {
         self.jobs.send(job).await.map_err(|e| e.0)

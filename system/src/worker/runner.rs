@@ -30,8 +30,14 @@ pub(super) struct Runner {
 impl Runner {
     pub async fn start(config: &WorkerConfig) -> Result<Self, super::WorkerError> {
         let (tx, completions) = mpsc::unbounded_channel();
-        let pool =
-            ExecutorPool::start(config.spec.clone(), config.executors, &config.name, tx).await?;
+        let pool = ExecutorPool::start(
+            config.spec.clone(),
+            config.executors,
+            config.executors,
+            &config.name,
+            tx,
+        )
+        .await?;
         Ok(Self {
             pool,
             completions,
