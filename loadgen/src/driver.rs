@@ -60,36 +60,27 @@ impl Target {
             .ok_or_else(|| anyhow::anyhow!("no function_id in {reply}"))
     }
 
+    /// POSTs `body` to `path`; the JSON reply, or `None` on any failure (counted as lost).
+    async fn post(&self, path: &str, body: &serde_json::Value) -> Option<serde_json::Value> {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .json(body)
+            .send()
+            .await;
+        response.ok()?.json().await.ok()
+    }
+
     async fn submit(&self, function_id: &str, params: &str) -> Option<String> {
         let body = serde_json::json!({"function_id": function_id, "payload": params});
-        let reply: serde_json::Value = self
-            .http
-            .post(format!("{}/execute_function", self.base))
-            .json(&body)
-            .send()
-            .await
-            .ok()?
-            .json()
-            .await
-            .ok()?;
+        let reply = self.post("/execute_function", &body).await?;
         reply["task_id"].as_str().map(str::to_owned)
     }
 
     /// Submits `n` tasks in one `POST /execute_batch`.
     async fn submit_batch(&self, function_id: &str, params: &str, n: usize) -> Vec<String> {
         let body = serde_json::json!({"function_id": function_id, "payloads": vec![params; n]});
-        let reply: Option<serde_json::Value> = async {
-            self.http
-                .post(format!("{}/execute_batch", self.base))
-                .json(&body)
-                .send()
-                .await
-                .ok()?
-                .json()
-                .await
-                .ok()
-        }
-        .await;
+        let reply = self.post("/execute_batch", &body).await;
         reply
             .and_then(|r| r["task_ids"].as_array().cloned())
             .map(|ids| {

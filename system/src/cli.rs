@@ -68,3 +68,27 @@ impl WorkerArgs {
         })
     }
 }
+
+/// The whole of `pull_worker` and `push_worker`: parse `N tcp://HOST:PORT [flags]`, prepare
+/// the executors, serve until SIGINT/SIGTERM.
+pub async fn worker_main(kind: crate::worker::Kind) -> anyhow::Result<()> {
+    use clap::Parser;
+
+    #[derive(clap::Parser)]
+    #[command(
+        version,
+        about = "A FaaS worker: runs tasks for a pull- or push-mode dispatcher"
+    )]
+    struct Cli {
+        #[command(flatten)]
+        worker: WorkerArgs,
+    }
+
+    crate::telemetry::init_tracing("info");
+    let cli = Cli::parse();
+    let shutdown = crate::shutdown::on_signal();
+    let config = cli.worker.into_config().await?;
+    crate::worker::run(kind, config, shutdown).await?;
+    tracing::info!("worker stopped");
+    Ok(())
+}

@@ -11,19 +11,15 @@
 //! does not use is withdrawn.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use super::registry::WorkerRegistry;
-use super::remote::{RemoteConfig, RemoteTransport, Workers, listen};
-use super::{DispatcherConfig, DispatcherError, run_core};
+use super::remote::{self, RemoteConfig, RemoteMode, Workers};
+use super::{DispatcherConfig, DispatcherError};
 use crate::bridge::{Inbound, Outbox};
 use crate::executor::Job;
 use crate::protocol::{self, ToDispatcher, ToWorker};
-use crate::store::Store;
 
 /// Runs a pull-mode dispatcher until `shutdown`.
 pub async fn run(
@@ -31,27 +27,13 @@ pub async fn run(
     remote: RemoteConfig,
     shutdown: CancellationToken,
 ) -> Result<(), DispatcherError> {
-    let store = Store::connect(&config.redis_url).await?;
-    let (bridge, inbox) = listen(&remote)?;
-    let capacity = Arc::new(Semaphore::new(0));
-    let (completions_tx, completions) = mpsc::unbounded_channel();
-    let (jobs_tx, jobs) = mpsc::unbounded_channel();
-    let stop = CancellationToken::new();
-    let pull = Pull {
+    remote::run(config, remote, shutdown, |bridge, workers| Pull {
         bridge,
-        workers: Workers {
-            registry: WorkerRegistry::new(remote.liveness()),
-            capacity: capacity.clone(),
-            completions: completions_tx,
-            config: remote,
-            report_grace: Duration::from_secs(1),
-        },
+        workers,
         backlog: VecDeque::new(),
         parked: VecDeque::new(),
-    };
-    let task = tokio::spawn(pull.run(inbox, jobs, stop.clone()));
-    let transport = RemoteTransport::new(jobs_tx, stop, task);
-    run_core(store, config, transport, capacity, completions, shutdown).await
+    })
+    .await
 }
 
 /// An ask waiting for work.
@@ -70,38 +52,7 @@ struct Pull<O: Outbox> {
     parked: VecDeque<Parked>,
 }
 
-impl<O: Outbox> Pull<O> {
-    async fn run(
-        mut self,
-        mut inbox: mpsc::UnboundedReceiver<Inbound>,
-        mut jobs: mpsc::UnboundedReceiver<Job>,
-        stop: CancellationToken,
-    ) {
-        // Half the heartbeat: a parked ask is answered between 1 and 1.5 intervals old.
-        let mut tick = tokio::time::interval(self.workers.config.heartbeat / 2);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                () = stop.cancelled() => return,
-                Some(event) = inbox.recv() => self.on_inbound(event, Instant::now()),
-                Some(job) = jobs.recv() => {
-                    self.backlog.push_back(job);
-                    while let Ok(job) = jobs.try_recv() {
-                        self.backlog.push_back(job);
-                    }
-                    self.assign(Instant::now());
-                }
-                _ = tick.tick() => self.on_tick(Instant::now()),
-            }
-        }
-    }
-
-    /// Answers a REQ peer (the empty frame is REQ's envelope delimiter).
-    fn reply(&self, identity: Vec<u8>, message: &ToWorker) {
-        self.bridge
-            .send(0, vec![identity, Vec::new(), protocol::encode(message)]);
-    }
-
+impl<O: Outbox + Send + 'static> RemoteMode for Pull<O> {
     fn on_inbound(&mut self, event: Inbound, now: Instant) {
         let frames = match event {
             Inbound::Message { frames, .. } => frames,
@@ -111,12 +62,8 @@ impl<O: Outbox> Pull<O> {
             }
         };
         let [identity, _, payload] = <[Vec<u8>; 3]>::try_from(frames).unwrap_or_default();
-        let message: ToDispatcher = match protocol::decode(&payload) {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::warn!(error = %e, "dropping a malformed worker message");
-                return;
-            }
+        let Some(message) = remote::decode(&payload) else {
+            return;
         };
         match message {
             ToDispatcher::Register {
@@ -189,38 +136,8 @@ impl<O: Outbox> Pull<O> {
         }
     }
 
-    fn reregister(&self, identity: Vec<u8>, worker: &str) {
-        tracing::info!(%worker, "unknown worker; asking it to register");
-        let reason = format!("dispatcher does not know worker {worker}");
-        self.reply(identity, &ToWorker::Reregister { reason });
-    }
-
-    /// A reply could not be delivered: the asking socket is gone. Tasks in it are lost.
-    fn on_send_failed(&mut self, frames: Vec<Vec<u8>>, error: &zmq::Error) {
-        let Some(ToWorker::Tasks { tasks }) = frames.get(2).and_then(|f| protocol::decode(f).ok())
-        else {
-            return;
-        };
-        tracing::warn!(%error, tasks = tasks.len(), "could not deliver tasks to a pull worker");
-        for task in &tasks {
-            if let Some(worker) = self.workers.registry.complete(task.task_id) {
-                self.workers
-                    .lost([task.task_id], &format!("worker {worker} disconnected"));
-            }
-        }
-    }
-
-    /// Drops the parked asks of `worker` (its sockets were replaced or it died).
-    fn unpark_worker(&mut self, worker: &str) {
-        let mut withdrawn = 0;
-        self.parked.retain(|p| {
-            let keep = p.worker != worker;
-            if !keep {
-                withdrawn += p.free as usize;
-            }
-            keep
-        });
-        self.workers.vanished(withdrawn);
+    fn enqueue(&mut self, job: Job) {
+        self.backlog.push_back(job);
     }
 
     /// Answers parked asks, oldest first, with as many backlog tasks as each has room for.
@@ -259,11 +176,61 @@ impl<O: Outbox> Pull<O> {
             self.workers.vanished(ask.free as usize);
         }
     }
+
+    fn tick_every(&self) -> Duration {
+        self.workers.config.heartbeat / 2
+    }
+}
+
+impl<O: Outbox> Pull<O> {
+    /// Answers a REQ peer (the empty frame is REQ's envelope delimiter).
+    fn reply(&self, identity: Vec<u8>, message: &ToWorker) {
+        self.bridge
+            .send(0, vec![identity, Vec::new(), protocol::encode(message)]);
+    }
+
+    fn reregister(&self, identity: Vec<u8>, worker: &str) {
+        tracing::info!(%worker, "unknown worker; asking it to register");
+        let reason = format!("dispatcher does not know worker {worker}");
+        self.reply(identity, &ToWorker::Reregister { reason });
+    }
+
+    /// A reply could not be delivered: the asking socket is gone. Tasks in it are lost.
+    fn on_send_failed(&mut self, frames: Vec<Vec<u8>>, error: &zmq::Error) {
+        let Some(ToWorker::Tasks { tasks }) = frames.get(2).and_then(|f| protocol::decode(f).ok())
+        else {
+            return;
+        };
+        tracing::warn!(%error, tasks = tasks.len(), "could not deliver tasks to a pull worker");
+        for task in &tasks {
+            if let Some(worker) = self.workers.registry.complete(task.task_id) {
+                self.workers
+                    .lost([task.task_id], &format!("worker {worker} disconnected"));
+            }
+        }
+    }
+
+    /// Drops the parked asks of `worker` (its sockets were replaced or it died).
+    fn unpark_worker(&mut self, worker: &str) {
+        let mut withdrawn = 0;
+        self.parked.retain(|p| {
+            let keep = p.worker != worker;
+            if !keep {
+                withdrawn += p.free as usize;
+            }
+            keep
+        });
+        self.workers.vanished(withdrawn);
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
+
+    use std::sync::Arc;
+
+    use tokio::sync::{Semaphore, mpsc};
 
     use super::*;
     use crate::dispatcher::remote::testing::{HEARTBEAT, Recorder, fetch, inbound, parts};

@@ -6,19 +6,16 @@
 //! a dead worker's unused credits are withdrawn.
 
 use std::collections::VecDeque;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use super::registry::{DeadWorker, WorkerRegistry};
-use super::remote::{RemoteConfig, RemoteTransport, Workers, listen};
-use super::{DispatcherConfig, DispatcherError, run_core};
+use super::registry::DeadWorker;
+use super::remote::{self, RemoteConfig, RemoteMode, Workers};
+use super::{DispatcherConfig, DispatcherError};
 use crate::bridge::{Inbound, Outbox};
 use crate::executor::Job;
 use crate::protocol::{self, ToDispatcher, ToWorker};
-use crate::store::Store;
 
 /// Runs a push-mode dispatcher until `shutdown`.
 pub async fn run(
@@ -26,26 +23,12 @@ pub async fn run(
     remote: RemoteConfig,
     shutdown: CancellationToken,
 ) -> Result<(), DispatcherError> {
-    let store = Store::connect(&config.redis_url).await?;
-    let (bridge, inbox) = listen(&remote)?;
-    let capacity = Arc::new(Semaphore::new(0));
-    let (completions_tx, completions) = mpsc::unbounded_channel();
-    let (jobs_tx, jobs) = mpsc::unbounded_channel();
-    let stop = CancellationToken::new();
-    let push = Push {
+    remote::run(config, remote, shutdown, |bridge, workers| Push {
         bridge,
-        workers: Workers {
-            registry: WorkerRegistry::new(remote.liveness()),
-            capacity: capacity.clone(),
-            completions: completions_tx,
-            config: remote,
-            report_grace: Duration::from_secs(1),
-        },
+        workers,
         backlog: VecDeque::new(),
-    };
-    let task = tokio::spawn(push.run(inbox, jobs, stop.clone()));
-    let transport = RemoteTransport::new(jobs_tx, stop, task);
-    run_core(store, config, transport, capacity, completions, shutdown).await
+    })
+    .await
 }
 
 struct Push<O: Outbox> {
@@ -55,36 +38,7 @@ struct Push<O: Outbox> {
     backlog: VecDeque<Job>,
 }
 
-impl<O: Outbox> Push<O> {
-    async fn run(
-        mut self,
-        mut inbox: mpsc::UnboundedReceiver<Inbound>,
-        mut jobs: mpsc::UnboundedReceiver<Job>,
-        stop: CancellationToken,
-    ) {
-        let mut tick = tokio::time::interval(self.workers.config.heartbeat);
-        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
-            tokio::select! {
-                () = stop.cancelled() => return,
-                Some(event) = inbox.recv() => self.on_inbound(event, Instant::now()),
-                Some(job) = jobs.recv() => {
-                    self.backlog.push_back(job);
-                    while let Ok(job) = jobs.try_recv() {
-                        self.backlog.push_back(job);
-                    }
-                    self.assign(Instant::now());
-                }
-                _ = tick.tick() => self.on_tick(Instant::now()),
-            }
-        }
-    }
-
-    fn send(&self, identity: Vec<u8>, message: &ToWorker) {
-        self.bridge
-            .send(0, vec![identity, protocol::encode(message)]);
-    }
-
+impl<O: Outbox + Send + 'static> RemoteMode for Push<O> {
     fn on_inbound(&mut self, event: Inbound, now: Instant) {
         let frames = match event {
             Inbound::Message { frames, .. } => frames,
@@ -107,12 +61,8 @@ impl<O: Outbox> Push<O> {
             }
         };
         let [identity, payload] = <[Vec<u8>; 2]>::try_from(frames).unwrap_or_default();
-        let message: ToDispatcher = match protocol::decode(&payload) {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::warn!(error = %e, "dropping a malformed worker message");
-                return;
-            }
+        let Some(message) = remote::decode(&payload) else {
+            return;
         };
         match message {
             ToDispatcher::Register {
@@ -169,17 +119,8 @@ impl<O: Outbox> Push<O> {
         }
     }
 
-    fn reregister(&self, identity: Vec<u8>, worker: &str) {
-        tracing::info!(%worker, "unknown worker; asking it to register");
-        let reason = format!("dispatcher does not know worker {worker}");
-        self.send(identity, &ToWorker::Reregister { reason });
-    }
-
-    /// Withdraws the fetch credits a dead registration still had.
-    fn withdraw(&self, dead: &DeadWorker) {
-        let credits = (dead.capacity + self.workers.config.prefetch) as usize;
-        self.workers
-            .vanished(credits.saturating_sub(dead.tasks.len()));
+    fn enqueue(&mut self, job: Job) {
+        self.backlog.push_back(job);
     }
 
     /// Sends backlog tasks to the workers with the most free executors.
@@ -222,11 +163,39 @@ impl<O: Outbox> Push<O> {
         }
         self.assign(now);
     }
+
+    fn tick_every(&self) -> Duration {
+        self.workers.config.heartbeat
+    }
+}
+
+impl<O: Outbox> Push<O> {
+    fn send(&self, identity: Vec<u8>, message: &ToWorker) {
+        self.bridge
+            .send(0, vec![identity, protocol::encode(message)]);
+    }
+
+    fn reregister(&self, identity: Vec<u8>, worker: &str) {
+        tracing::info!(%worker, "unknown worker; asking it to register");
+        let reason = format!("dispatcher does not know worker {worker}");
+        self.send(identity, &ToWorker::Reregister { reason });
+    }
+
+    /// Withdraws the fetch credits a dead registration still had.
+    fn withdraw(&self, dead: &DeadWorker) {
+        let credits = (dead.capacity + self.workers.config.prefetch) as usize;
+        self.workers
+            .vanished(credits.saturating_sub(dead.tasks.len()));
+    }
 }
 
 #[cfg(test)]
 mod tests {
     use std::time::Duration;
+
+    use std::sync::Arc;
+
+    use tokio::sync::{Semaphore, mpsc};
 
     use super::*;
     use crate::dispatcher::remote::testing::{Recorder, fetch, inbound, parts};

@@ -80,8 +80,81 @@ impl Transport for RemoteTransport {
     }
 }
 
+/// What a remote mode decides; [`run`] supplies the sockets, the event loop and the core.
+pub(super) trait RemoteMode: Send + 'static {
+    /// A message from a worker, or a send that failed.
+    fn on_inbound(&mut self, event: Inbound, now: Instant);
+    /// A task the core started; it waits in the mode's backlog until a worker can take it.
+    fn enqueue(&mut self, job: Job);
+    /// Hands backlog tasks to workers that can take them.
+    fn assign(&mut self, now: Instant);
+    /// Periodic duties: liveness, heartbeats or keep-alives.
+    fn on_tick(&mut self, now: Instant);
+    /// How often [`Self::on_tick`] runs.
+    fn tick_every(&self) -> Duration;
+}
+
+/// Runs a remote-mode dispatcher until `shutdown`: the mode is made from the worker socket
+/// and the shared worker state.
+pub(super) async fn run<M: RemoteMode>(
+    config: super::DispatcherConfig,
+    remote: RemoteConfig,
+    shutdown: CancellationToken,
+    make: impl FnOnce(Bridge, Workers) -> M,
+) -> Result<(), DispatcherError> {
+    let store = crate::store::Store::connect(&config.redis_url).await?;
+    let (bridge, inbox) = listen(&remote)?;
+    let capacity = Arc::new(Semaphore::new(0));
+    let (completions_tx, completions) = mpsc::unbounded_channel();
+    let (jobs_tx, jobs) = mpsc::unbounded_channel();
+    let stop = CancellationToken::new();
+    let workers = Workers {
+        registry: WorkerRegistry::new(remote.liveness()),
+        capacity: capacity.clone(),
+        completions: completions_tx,
+        config: remote,
+        report_grace: Duration::from_secs(1),
+    };
+    let mode = make(bridge, workers);
+    let task = tokio::spawn(serve(mode, inbox, jobs, stop.clone()));
+    let transport = RemoteTransport::new(jobs_tx, stop, task);
+    super::run_core(store, config, transport, capacity, completions, shutdown).await
+}
+
+/// The mode's event loop: worker messages, new tasks and ticks, until `stop`.
+async fn serve<M: RemoteMode>(
+    mut mode: M,
+    mut inbox: mpsc::UnboundedReceiver<Inbound>,
+    mut jobs: mpsc::UnboundedReceiver<Job>,
+    stop: CancellationToken,
+) {
+    let mut tick = tokio::time::interval(mode.tick_every());
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            Some(event) = inbox.recv() => mode.on_inbound(event, Instant::now()),
+            Some(job) = jobs.recv() => {
+                mode.enqueue(job);
+                while let Ok(job) = jobs.try_recv() {
+                    mode.enqueue(job);
+                }
+                mode.assign(Instant::now());
+            }
+            _ = tick.tick() => mode.on_tick(Instant::now()),
+        }
+    }
+}
+
+/// A worker's message, or `None` (logged) for a frame that is not one.
+pub(super) fn decode(payload: &[u8]) -> Option<crate::protocol::ToDispatcher> {
+    crate::protocol::decode(payload)
+        .map_err(|e| tracing::warn!(error = %e, "dropping a malformed worker message"))
+        .ok()
+}
+
 /// A ROUTER bound for workers, on a bridge thread; its events arrive on the returned channel.
-pub(super) fn listen(
+fn listen(
     config: &RemoteConfig,
 ) -> Result<(Bridge, mpsc::UnboundedReceiver<Inbound>), DispatcherError> {
     let endpoint = config.endpoint();

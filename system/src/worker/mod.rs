@@ -5,8 +5,8 @@
 //!   waiting to be acknowledged.
 //! - [`pull`] and [`push`]: the two connections (REQ pair, DEALER).
 
-pub mod pull;
-pub mod push;
+mod pull;
+mod push;
 mod runner;
 
 use std::time::Duration;
@@ -59,6 +59,44 @@ pub enum WorkerError {
     Zmq(#[from] zmq::Error),
     #[error("the dispatcher refused this worker: {0}")]
     Rejected(String),
+}
+
+/// Which dispatch mode a worker serves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// Asks for work over REQ (`pull_worker`).
+    Pull,
+    /// Receives work over DEALER (`push_worker`).
+    Push,
+}
+
+/// Runs a worker until `shutdown`, reconnecting whenever the dispatcher is lost; its executors
+/// keep running (and their results are kept) across reconnections.
+pub async fn run(
+    kind: Kind,
+    config: WorkerConfig,
+    shutdown: CancellationToken,
+) -> Result<(), WorkerError> {
+    let mut runner = runner::Runner::start(&config).await?;
+    let ctx = zmq::Context::new();
+    loop {
+        let end = match kind {
+            Kind::Pull => pull::session(&ctx, &config, &mut runner, &shutdown).await?,
+            Kind::Push => push::session(&ctx, &config, &mut runner, &shutdown).await?,
+        };
+        match end {
+            SessionEnd::Shutdown => break,
+            SessionEnd::Reconnect(reason) => {
+                tracing::warn!(%reason, endpoint = %config.endpoint, "reconnecting to the dispatcher");
+                tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    () = tokio::time::sleep(RECONNECT_PAUSE) => {}
+                }
+            }
+        }
+    }
+    runner.shutdown(SHUTDOWN_GRACE).await;
+    Ok(())
 }
 
 /// How one connection to the dispatcher ended.

@@ -8,9 +8,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::runner::Runner;
-use super::{
-    RECONNECT_PAUSE, SHUTDOWN_GRACE, SessionEnd, WorkerConfig, WorkerError, await_welcome, decode,
-};
+use super::{SHUTDOWN_GRACE, SessionEnd, WorkerConfig, WorkerError, await_welcome, decode};
 use crate::bridge::{Bridge, Inbound};
 use crate::protocol::{self, ToDispatcher, ToWorker};
 use crate::task::TaskId;
@@ -18,27 +16,8 @@ use crate::task::TaskId;
 const WORK: usize = 0;
 const RESULTS: usize = 1;
 
-/// Runs a pull worker until `shutdown`, reconnecting whenever the dispatcher is lost.
-pub async fn run(config: WorkerConfig, shutdown: CancellationToken) -> Result<(), WorkerError> {
-    let mut runner = Runner::start(&config).await?;
-    let ctx = zmq::Context::new();
-    loop {
-        match session(&ctx, &config, &mut runner, &shutdown).await? {
-            SessionEnd::Shutdown => break,
-            SessionEnd::Reconnect(reason) => {
-                tracing::warn!(%reason, endpoint = %config.endpoint, "reconnecting to the dispatcher");
-                tokio::select! {
-                    () = shutdown.cancelled() => break,
-                    () = tokio::time::sleep(RECONNECT_PAUSE) => {}
-                }
-            }
-        }
-    }
-    runner.shutdown(SHUTDOWN_GRACE).await;
-    Ok(())
-}
-
-async fn session(
+/// One connection to the dispatcher, from registration until it is lost or shutdown.
+pub(super) async fn session(
     ctx: &zmq::Context,
     config: &WorkerConfig,
     runner: &mut Runner,
