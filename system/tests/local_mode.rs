@@ -65,6 +65,29 @@ async fn timestamps_are_recorded_in_order() {
         system.task_field(&task, "attempts").await.as_deref(),
         Some("1")
     );
+    let (status, timeline) = system.get(&format!("/task/{task}")).await;
+    assert_eq!(status, 200, "{timeline}");
+    assert_eq!(timeline["task_id"], task.as_str());
+    assert_eq!(timeline["status"], "COMPLETED");
+    assert_eq!(timeline["attempts"], 1);
+    assert!(
+        timeline["executor"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("local/")),
+        "{timeline}"
+    );
+    let served: Vec<u64> = ["submitted_at", "dispatched_at", "started_at", "finished_at"]
+        .iter()
+        .map(|f| {
+            timeline[*f]
+                .as_u64()
+                .unwrap_or_else(|| panic!("no {f} in {timeline}"))
+        })
+        .collect();
+    assert_eq!(served, times, "the endpoint serves the recorded timestamps");
+    let unknown = faas::task::TaskId::new_random();
+    assert_eq!(system.get(&format!("/task/{unknown}")).await.0, 404);
+    assert_eq!(system.get("/task/nope").await.0, 400);
 }
 
 #[tokio::test(flavor = "multi_thread")]

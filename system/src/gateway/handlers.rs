@@ -197,6 +197,23 @@ pub async fn result(
     }))
 }
 
+/// A task's timeline (timestamps in µs since the epoch), beside the contract's endpoints.
+pub async fn task(
+    State(state): State<AppState>,
+    Path(task_id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let task_id: TaskId = parse_id("task id", &task_id)?;
+    let timeline = state
+        .store
+        .task_timeline(task_id)
+        .await?
+        .ok_or(ApiError::UnknownTask(task_id))?;
+    let mut body = serde_json::to_value(&timeline)
+        .map_err(|e| ApiError::Internal(format!("timeline: {e}")))?;
+    body["task_id"] = serde_json::json!(task_id);
+    Ok(Json(body))
+}
+
 /// 200 when the gateway can reach Redis, 503 otherwise.
 pub async fn health(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     state.store.ping().await?;

@@ -77,6 +77,7 @@ pub fn router(state: AppState, config: &GatewayConfig) -> Router {
         .route("/execute_batch", post(handlers::execute_batch))
         .route("/status/{task_id}", get(handlers::status))
         .route("/result/{task_id}", get(handlers::result))
+        .route("/task/{task_id}", get(handlers::task))
         .route("/health", get(handlers::health))
         .fallback(handlers::no_route)
         .method_not_allowed_fallback(handlers::method_not_allowed)

@@ -43,6 +43,37 @@ pub struct TaskResult {
     pub result: Option<String>,
 }
 
+/// Where a task is and has been.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TaskTimeline {
+    pub status: TaskStatus,
+    pub function_id: Option<FunctionId>,
+    /// Times it was handed to an executor.
+    pub attempts: u32,
+    /// The dispatcher that started it last.
+    pub dispatcher: Option<String>,
+    /// The executor (`worker/slot`) that ran it to the end.
+    pub executor: Option<String>,
+    pub submitted_at: Option<u64>,
+    pub dispatched_at: Option<u64>,
+    pub started_at: Option<u64>,
+    pub finished_at: Option<u64>,
+}
+
+impl TaskTimeline {
+    const FIELDS: [&'static str; 9] = [
+        "status",
+        "function_id",
+        "attempts",
+        "worker",
+        "executor",
+        "submitted_at",
+        "dispatched_at",
+        "started_at",
+        "finished_at",
+    ];
+}
+
 /// A queue entry this dispatcher received, not yet started.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct QueueEntry {
@@ -221,6 +252,47 @@ impl Store {
         Ok(Some(TaskResult {
             status,
             result: result.filter(|_| status.is_final()),
+        }))
+    }
+
+    /// A task's timeline: status, attempts, where it ran, and its timestamps (µs), without the
+    /// (possibly large) params and result. `None` if there is no such task.
+    pub async fn task_timeline(&self, id: TaskId) -> Result<Option<TaskTimeline>, StoreError> {
+        let key = keys::task(id);
+        let mut conn = self.conn.clone();
+        let fields: Vec<Option<String>> = redis::cmd("HMGET")
+            .arg(&key)
+            .arg(&TaskTimeline::FIELDS[..])
+            .query_async(&mut conn)
+            .await?;
+        let [
+            status,
+            function_id,
+            attempts,
+            worker,
+            executor,
+            submitted,
+            dispatched,
+            started,
+            finished,
+        ] = <[Option<String>; 9]>::try_from(fields).map_err(|_| StoreError::Corrupt {
+            key: key.clone(),
+            reason: "HMGET returned the wrong number of fields".into(),
+        })?;
+        let Some(status) = status else {
+            return Ok(None);
+        };
+        let micros = |v: Option<String>| v.and_then(|v| v.parse::<u64>().ok());
+        Ok(Some(TaskTimeline {
+            status: parse_status(&key, &status)?,
+            function_id: function_id.and_then(|f| f.parse().ok()),
+            attempts: attempts.and_then(|v| v.parse().ok()).unwrap_or(0),
+            dispatcher: worker,
+            executor,
+            submitted_at: micros(submitted),
+            dispatched_at: micros(dispatched),
+            started_at: micros(started),
+            finished_at: micros(finished),
         }))
     }
 
