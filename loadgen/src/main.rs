@@ -41,12 +41,13 @@ async fn main() -> anyhow::Result<()> {
     faas::telemetry::init_tracing("warn");
     match Cli::parse().command {
         Command::Run { experiment, out } => {
+            let interrupted = faas::shutdown::on_signal();
             tokio::select! {
                 result = runner::run(&experiment, &out) => {
                     let dir = result?;
                     eprintln!("results in {}", dir.display());
                 }
-                _ = tokio::signal::ctrl_c() => {
+                () = interrupted.cancelled() => {
                     // Dropping the run stops every process it started.
                     anyhow::bail!("interrupted; the rows measured so far are in the run directory");
                 }

@@ -84,6 +84,7 @@ pub async fn worker_main(kind: crate::worker::Kind) -> anyhow::Result<()> {
         worker: WorkerArgs,
     }
 
+    crate::memory::limit_retained_memory();
     crate::telemetry::init_tracing("info");
     let cli = Cli::parse();
     let shutdown = crate::shutdown::on_signal();

@@ -14,13 +14,14 @@
 //! - [`protocol`] and [`bridge`]: the worker ↔ dispatcher messages, and ZeroMQ sockets on
 //!   their own threads.
 //! - [`worker`]: the remote workers of the pull and push modes.
-//! - [`cli`], [`shutdown`] and [`telemetry`]: what every binary shares.
+//! - [`cli`], [`memory`], [`shutdown`] and [`telemetry`]: what every binary shares.
 
 pub mod bridge;
 pub mod cli;
 pub mod dispatcher;
 pub mod executor;
 pub mod gateway;
+pub mod memory;
 pub mod payload;
 pub mod pickle;
 pub mod protocol;

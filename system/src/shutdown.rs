@@ -2,8 +2,8 @@
 
 use tokio_util::sync::CancellationToken;
 
-/// A token cancelled on the first SIGINT (Ctrl-C) or SIGTERM. A second signal is left to its
-/// default action, so an impatient operator can still force an exit.
+/// A token cancelled on the first SIGINT (Ctrl-C) or SIGTERM. A second signal exits at once
+/// (status 130), so an impatient operator can always force the matter.
 #[must_use]
 pub fn on_signal() -> CancellationToken {
     let token = CancellationToken::new();
@@ -12,6 +12,9 @@ pub fn on_signal() -> CancellationToken {
         wait_for_signal().await;
         tracing::info!("shutdown requested");
         cancel.cancel();
+        wait_for_signal().await;
+        tracing::warn!("second signal: exiting now");
+        std::process::exit(130);
     });
     token
 }

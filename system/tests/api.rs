@@ -375,3 +375,23 @@ async fn a_batch_submits_one_task_per_payload() {
         .unwrap();
     assert_eq!(len, 3, "rejected batches queue nothing");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_stops_the_gateway_even_with_a_long_poll_open() {
+    let mut system = TestSystem::without_dispatcher(&[]).await;
+    let f = system.register("def f():\n    return 1\n", "f").await;
+    let task = system.execute(&f, "((), {})").await;
+    let (http, url) = (
+        system.http.clone(),
+        format!("{}/result/{task}?wait=60", system.url),
+    );
+    let waiting = tokio::spawn(async move { http.get(url).send().await.map(|r| r.status()) });
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    system.gateway.signal(libc::SIGTERM);
+    let exit = system.gateway.wait_exit(Duration::from_secs(5));
+    assert!(
+        exit.is_some_and(|s| s.success()),
+        "gateway did not stop cleanly: {exit:?}"
+    );
+    let _ = waiting.await;
+}

@@ -28,6 +28,7 @@ struct Cli {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    faas::memory::limit_retained_memory();
     faas::telemetry::init_tracing("info");
     let cli = Cli::parse();
     let shutdown = faas::shutdown::on_signal();

@@ -69,6 +69,7 @@ fn seconds(name: &str, value: f64) -> anyhow::Result<Duration> {
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    faas::memory::limit_retained_memory();
     faas::telemetry::init_tracing("info");
     let cli = Cli::parse();
     anyhow::ensure!(cli.workers > 0, "-w must be at least 1");

@@ -10,6 +10,7 @@ mod json;
 pub mod waiters;
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
@@ -91,8 +92,11 @@ pub fn router(state: AppState, config: &GatewayConfig) -> Router {
         .with_state(state)
 }
 
+/// How long requests in progress (long polls included) may finish after a shutdown request.
+pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Serves the gateway on `listener` until `shutdown` is cancelled, then finishes the requests
-/// in progress.
+/// in progress, for at most [`DRAIN_TIMEOUT`].
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
@@ -101,7 +105,17 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let addr: Option<SocketAddr> = listener.local_addr().ok();
     tracing::info!(?addr, "gateway listening");
-    axum::serve(listener, router(state, config))
-        .with_graceful_shutdown(shutdown.cancelled_owned())
-        .await
+    let server = axum::serve(listener, router(state, config))
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
+    let drain_limit = async {
+        shutdown.cancelled().await;
+        tokio::time::sleep(DRAIN_TIMEOUT).await;
+    };
+    tokio::select! {
+        served = server => served,
+        () = drain_limit => {
+            tracing::warn!(timeout = ?DRAIN_TIMEOUT, "requests still open after the drain timeout; stopping anyway");
+            Ok(())
+        }
+    }
 }

@@ -75,15 +75,23 @@ impl Waiters {
     }
 
     /// Follows the completion channel until `shutdown`, resubscribing after connection loss.
+    /// At shutdown every waiting request is woken, so it answers with the task's current state
+    /// instead of holding the drain up.
     pub async fn listen(self, redis_url: String, shutdown: CancellationToken) {
         loop {
             match self.subscribe_once(&redis_url, &shutdown).await {
-                Ok(()) => return,
+                Ok(()) => {
+                    self.wake_all();
+                    return;
+                }
                 Err(e) => tracing::warn!(error = %e, "completion subscription lost; resubscribing"),
             }
             self.wake_all();
             tokio::select! {
-                () = shutdown.cancelled() => return,
+                () = shutdown.cancelled() => {
+                    self.wake_all();
+                    return;
+                }
                 () = tokio::time::sleep(Duration::from_millis(500)) => {}
             }
         }

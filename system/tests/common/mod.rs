@@ -319,7 +319,7 @@ pub fn describe_many(results: &[String]) -> Vec<(String, String)> {
 pub struct TestSystem {
     pub workers: Vec<Proc>,
     pub dispatchers: Vec<Proc>,
-    gateway: Proc,
+    pub gateway: Proc,
     pub url: String,
     pub http: reqwest::Client,
     /// The port workers connect to (pull and push modes).
