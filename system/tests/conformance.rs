@@ -22,12 +22,18 @@ fn test_python() -> PathBuf {
 
 /// Two workers of two executors each (local mode: one pool of four).
 async fn suite_passes(mode: &str) {
+    pytest_passes(mode, "tests").await;
+}
+
+/// Runs the pytest suite at `path` (relative to the repository) against a `mode` system.
+async fn pytest_passes(mode: &str, path: &str) {
     let system = TestSystem::with_mode(mode, &[2, 2], &["--task-timeout", "3"]).await;
     let out = Command::new(test_python())
-        .args(["-m", "pytest", "tests", "-q", "-p", "no:cacheprovider"])
+        .args(["-m", "pytest", path, "-q", "-p", "no:cacheprovider"])
         .current_dir(repo_root())
         .env("FAAS_URL", &system.url)
         .env("FAAS_TASK_TIMEOUT", "3")
+        .env("PYTHONPATH", repo_root().join("python"))
         .output()
         .expect("run pytest");
     let report = String::from_utf8_lossy(&out.stdout);
@@ -56,4 +62,9 @@ async fn python_conformance_suite_passes_in_pull_mode() {
 #[tokio::test(flavor = "multi_thread")]
 async fn python_conformance_suite_passes_in_push_mode() {
     suite_passes("push").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn python_client_package_works_against_push_mode() {
+    pytest_passes("push", "python/tests").await;
 }

@@ -1,0 +1,170 @@
+"""Tests against a live FaaS server: set FAAS_URL (e.g. http://127.0.0.1:8000).
+
+Functions sent to the server are defined inside the tests so dill ships them by value.
+"""
+
+import os
+import time
+
+import pytest
+import requests
+
+from faas_client import (Client, FaaSExecutor, IncompatibleEnvironment, TaskFailed,
+                         WorkerFailure)
+from faas_client.errors import FaaSError
+
+URL = os.environ.get("FAAS_URL", "http://127.0.0.1:8000")
+
+try:
+    requests.get(URL + "/health", timeout=5).raise_for_status()
+except Exception as err:  # pragma: no cover - depends on the environment
+    pytest.skip(f"no FaaS server at FAAS_URL={URL} (GET /health failed: {err})",
+                allow_module_level=True)
+
+
+@pytest.fixture
+def client():
+    with Client(URL) as c:
+        yield c
+
+
+def test_health(client):
+    assert client.health() == {"status": "ok"}
+
+
+def test_round_trip_nested_function_with_args_and_kwargs(client):
+    offset = 100
+
+    def helper(x):
+        return x * 2
+
+    def compute(a, b, *, scale=1, extra=()):
+        return (helper(a) + b) * scale + offset + sum(extra)
+
+    task_id = client.submit(compute, 3, 4, scale=10, extra=(1, 2))
+    assert client.result(task_id, timeout=60) == (6 + 4) * 10 + 100 + 3
+    assert client.status(task_id) == "COMPLETED"
+    assert client.task(task_id)["status"] == "COMPLETED"
+
+
+def test_map_keeps_order(client):
+    def square_plus(x, y):
+        return x * x + y
+
+    xs = list(range(50))
+    assert list(client.map(square_plus, xs, reversed(xs), timeout=120)) == [
+        x * x + y for x, y in zip(xs, reversed(xs))]
+
+
+def test_function_exception_comes_back_as_same_type(client):
+    class Custom(Exception):
+        pass
+
+    def fails(kind):
+        if kind == "key":
+            raise KeyError("missing thing")
+        raise Custom("custom message")
+
+    with pytest.raises(KeyError) as info:
+        client.result(client.submit(fails, "key"), timeout=60)
+    assert info.value.args == ("missing thing",)
+    with pytest.raises(Exception) as info:
+        client.result(client.submit(fails, "custom"), timeout=60)
+    assert type(info.value).__name__ == "Custom" and str(info.value) == "custom message"
+
+
+def test_submit_many_distinct_ids_and_all_results(client):
+    def add(a, b=0):
+        return a + b
+
+    task_ids = client.submit_many(add, [(i, i) for i in range(30)] + [7])
+    assert len(task_ids) == 31 and len(set(task_ids)) == 31
+    assert [client.result(t, timeout=60) for t in task_ids] == [2 * i for i in range(30)] + [7]
+
+
+def test_registration_is_cached_per_callable(client):
+    def ident(x):
+        return x
+
+    client.submit(ident, 1)
+    client.submit(ident, 2)
+    assert len(client._functions) == 1
+
+
+def test_executor_futures_and_exception():
+    def cube(x):
+        return x ** 3
+
+    def divide(a, b):
+        return a / b
+
+    with FaaSExecutor(URL, max_waiters=8) as ex:
+        futures = [ex.submit(cube, i) for i in range(20)]
+        bad = ex.submit(divide, 1, 0)
+        assert [f.result(timeout=60) for f in futures] == [i ** 3 for i in range(20)]
+        with pytest.raises(ZeroDivisionError):
+            bad.result(timeout=60)
+        assert list(ex.map(cube, [2, 3], timeout=60)) == [8, 27]
+    assert all(f.done() for f in futures)
+    with pytest.raises(RuntimeError):
+        ex.submit(cube, 1)
+
+
+def test_result_timeout_is_quick(client):
+    def slow():
+        import time as t
+        t.sleep(3)
+        return "done"
+
+    task_id = client.submit(slow)
+    start = time.monotonic()
+    with pytest.raises(TimeoutError):
+        client.result(task_id, timeout=0.5)
+    assert time.monotonic() - start < 2
+    assert client.result(task_id, timeout=60) == "done"
+
+
+def test_version_check_passes(client):
+    info = client.check_compatibility()
+    assert info["remote"]["python"][:2] == info["local"]["python"][:2]
+    assert client.check_compatibility() is info  # cached
+
+
+def test_version_mismatch_raises(monkeypatch):
+    import faas_client.client as module
+
+    monkeypatch.setattr(module.dill, "__version__", "99.1.0")
+    with Client(URL) as c, pytest.raises(IncompatibleEnvironment, match="99.1.0"):
+        c.register(lambda: None)
+
+
+def test_unknown_task_is_404(client):
+    with pytest.raises(FaaSError) as info:
+        client.status("00000000-0000-4000-8000-000000000000")
+    assert info.value.status_code == 404 and info.value.message
+    with pytest.raises(FaaSError):
+        client.result("00000000-0000-4000-8000-000000000000")
+
+
+def test_worker_crash_is_worker_failure(client):
+    def crash():
+        import os as o
+        o._exit(3)
+
+    with pytest.raises(WorkerFailure) as info:
+        client.result(client.submit(crash), timeout=120)
+    assert isinstance(info.value, TaskFailed) and str(info.value)
+    assert type(info.value.__cause__).__name__ == "WorkerFailure"
+
+
+def test_executor_shutdown_cancel_futures_returns_at_once():
+    def nap():
+        import time as t
+        t.sleep(1)
+
+    ex = FaaSExecutor(URL)
+    futures = [ex.submit(nap) for _ in range(2)]
+    start = time.monotonic()
+    ex.shutdown(wait=True, cancel_futures=True)
+    assert time.monotonic() - start < 0.5
+    assert all(f.cancelled() for f in futures)
