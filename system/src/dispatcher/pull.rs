@@ -70,33 +70,20 @@ impl<O: Outbox + Send + 'static> RemoteMode for Pull<O> {
                 worker,
                 capacity,
                 secret,
-            } => {
-                if !self.workers.admits(secret.as_deref()) {
-                    self.reply(identity, &Workers::rejection(&worker));
-                    return;
+            } => match self.workers.register(
+                &worker,
+                capacity,
+                secret.as_deref(),
+                identity.clone(),
+                now,
+            ) {
+                Ok((_, welcome)) => {
+                    // Asks parked on the old registration's sockets will never be answered.
+                    self.unpark_worker(&worker);
+                    self.reply(identity, &welcome);
                 }
-                if let Some(previous) =
-                    self.workers
-                        .registry
-                        .register(&worker, capacity, identity.clone(), now)
-                {
-                    let reason =
-                        format!("worker {worker} re-registered without reporting the task");
-                    self.workers.lost(previous.tasks.iter().copied(), &reason);
-                }
-                self.unpark_worker(&worker);
-                tracing::info!(%worker, capacity, "pull worker registered");
-                let heartbeat_ms =
-                    u64::try_from(self.workers.config.heartbeat.as_millis()).unwrap_or(u64::MAX);
-                let misses = self.workers.config.misses;
-                self.reply(
-                    identity,
-                    &ToWorker::Welcome {
-                        heartbeat_ms,
-                        misses,
-                    },
-                );
-            }
+                Err(rejection) => self.reply(identity, &rejection),
+            },
             ToDispatcher::Ask {
                 worker,
                 free,

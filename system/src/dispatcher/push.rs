@@ -69,34 +69,24 @@ impl<O: Outbox + Send + 'static> RemoteMode for Push<O> {
                 worker,
                 capacity,
                 secret,
-            } => {
-                if !self.workers.admits(secret.as_deref()) {
-                    self.send(identity, &Workers::rejection(&worker));
-                    return;
-                }
-                let previous =
+            } => match self.workers.register(
+                &worker,
+                capacity,
+                secret.as_deref(),
+                identity.clone(),
+                now,
+            ) {
+                Ok((previous, welcome)) => {
+                    if let Some(previous) = previous {
+                        self.withdraw(&previous);
+                    }
                     self.workers
-                        .registry
-                        .register(&worker, capacity, identity.clone(), now);
-                if let Some(previous) = previous {
-                    let reason =
-                        format!("worker {worker} re-registered without reporting the task");
-                    self.workers.lost(previous.tasks.iter().copied(), &reason);
-                    self.withdraw(&previous);
+                        .freed((capacity + self.workers.config.prefetch) as usize);
+                    self.send(identity, &welcome);
+                    self.assign(now);
                 }
-                tracing::info!(%worker, capacity, "push worker registered");
-                self.workers
-                    .freed((capacity + self.workers.config.prefetch) as usize);
-                self.send(
-                    identity,
-                    &ToWorker::Welcome {
-                        heartbeat_ms: u64::try_from(self.workers.config.heartbeat.as_millis())
-                            .unwrap_or(u64::MAX),
-                        misses: self.workers.config.misses,
-                    },
-                );
-                self.assign(now);
-            }
+                Err(rejection) => self.send(identity, &rejection),
+            },
             ToDispatcher::Results { worker, results } => {
                 let known = self.workers.registry.heard_from(&worker, now);
                 let (ids, held) = self.workers.accept_results(results);

@@ -186,8 +186,35 @@ pub(super) struct Workers {
 }
 
 impl Workers {
+    /// Handles a `register`: refused without the right secret; otherwise (re)registers the
+    /// worker, reports what a previous registration held as lost, and returns that previous
+    /// registration (if any) with the `welcome` to send.
+    pub fn register(
+        &mut self,
+        worker: &str,
+        capacity: u32,
+        secret: Option<&str>,
+        identity: Vec<u8>,
+        now: Instant,
+    ) -> Result<(Option<DeadWorker>, ToWorker), ToWorker> {
+        if !self.admits(secret) {
+            return Err(Self::rejection(worker));
+        }
+        let previous = self.registry.register(worker, capacity, identity, now);
+        if let Some(previous) = &previous {
+            let reason = format!("worker {worker} re-registered without reporting the task");
+            self.lost(previous.tasks.iter().copied(), &reason);
+        }
+        tracing::info!(%worker, capacity, "worker registered");
+        let welcome = ToWorker::Welcome {
+            heartbeat_ms: u64::try_from(self.config.heartbeat.as_millis()).unwrap_or(u64::MAX),
+            misses: self.config.misses,
+        };
+        Ok((previous, welcome))
+    }
+
     /// Whether a registration presenting `secret` may join.
-    pub fn admits(&self, secret: Option<&str>) -> bool {
+    fn admits(&self, secret: Option<&str>) -> bool {
         match &self.config.secret {
             None => true,
             Some(expected) => secret.is_some_and(|given| {
@@ -197,7 +224,7 @@ impl Workers {
     }
 
     /// The answer to a refused registration.
-    pub fn rejection(worker: &str) -> ToWorker {
+    fn rejection(worker: &str) -> ToWorker {
         tracing::warn!(%worker, "registration refused: wrong or missing worker secret");
         ToWorker::Rejected {
             reason: "the dispatcher requires the worker secret (--worker-secret / FAAS_WORKER_SECRET) and this worker's is missing or wrong".into(),
