@@ -153,6 +153,54 @@ impl Tally {
     }
 }
 
+/// What every submitter and collector of one run shares.
+struct Session {
+    target: Target,
+    tally: Arc<Tally>,
+    function_id: Arc<str>,
+    params: Arc<str>,
+    collect: Collect,
+    /// A task not final this long after `since` counts as lost.
+    timeout: Duration,
+}
+
+impl Session {
+    /// Submits `n` tasks (one request either way); those not accepted count as lost.
+    async fn submit(&self, n: usize, sent: Instant) -> Vec<String> {
+        let ids: Vec<String> = if n == 1 {
+            self.target
+                .submit(&self.function_id, &self.params)
+                .await
+                .into_iter()
+                .collect()
+        } else {
+            self.target
+                .submit_batch(&self.function_id, &self.params, n)
+                .await
+        };
+        for _ in ids.len()..n {
+            self.tally.record(Seen::Lost, sent).await;
+        }
+        ids
+    }
+
+    /// Waits for `task` and records it; `since` is when it was (or should have been) sent.
+    async fn collect(&self, task: &str, since: Instant) {
+        let seen = self
+            .target
+            .wait(task, &self.collect, since + self.timeout)
+            .await;
+        self.tally.record(seen, since).await;
+    }
+
+    /// One submit-then-collect.
+    async fn one(&self, since: Instant) {
+        for task in self.submit(1, since).await {
+            self.collect(&task, since).await;
+        }
+    }
+}
+
 /// Runs `tasks` tasks of `function_id` with `params` in the shape `load`, collecting as
 /// `collect` says.
 pub async fn run(
@@ -172,48 +220,26 @@ pub async fn run(
         latency: Mutex::new(new_histogram()),
         progress,
     });
-    let timeout = Duration::from_secs_f64(collect.timeout_s);
     let started = Instant::now();
-    let function_id: Arc<str> = function_id.into();
-    let params: Arc<str> = params.into();
+    let session = Arc::new(Session {
+        target: target.clone(),
+        tally: tally.clone(),
+        function_id: function_id.into(),
+        params: params.into(),
+        collect: collect.clone(),
+        timeout: Duration::from_secs_f64(collect.timeout_s),
+    });
     let waiters = Arc::new(Semaphore::new(MAX_WAITERS));
     let mut handles = tokio::task::JoinSet::new();
-
-    // One submit-then-collect; `since` is when the task was (or should have been) sent.
-    let one_task = {
-        let (target, tally, function_id, params, collect) = (
-            target.clone(),
-            tally.clone(),
-            function_id.clone(),
-            params.clone(),
-            collect.clone(),
-        );
-        move |since: Instant| {
-            let (target, tally, function_id, params, collect) = (
-                target.clone(),
-                tally.clone(),
-                function_id.clone(),
-                params.clone(),
-                collect.clone(),
-            );
-            async move {
-                let seen = match target.submit(&function_id, &params).await {
-                    Some(task) => target.wait(&task, &collect, since + timeout).await,
-                    None => Seen::Lost,
-                };
-                tally.record(seen, since).await;
-            }
-        }
-    };
 
     match load.shape {
         Shape::Closed => {
             let next = Arc::new(AtomicU64::new(0));
             for _ in 0..load.clients {
-                let (next, one_task) = (next.clone(), one_task.clone());
+                let (next, session) = (next.clone(), session.clone());
                 handles.spawn(async move {
                     while next.fetch_add(1, Ordering::Relaxed) < tasks {
-                        one_task(Instant::now()).await;
+                        session.one(Instant::now()).await;
                     }
                 });
             }
@@ -225,9 +251,7 @@ pub async fn run(
             let batch = u64::from(load.batch_size.max(1));
             let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, Instant)>();
             for _ in 0..load.clients {
-                let (next, target, tx) = (next.clone(), target.clone(), tx.clone());
-                let (function_id, params, tally) =
-                    (function_id.clone(), params.clone(), tally.clone());
+                let (next, session, tx) = (next.clone(), session.clone(), tx.clone());
                 handles.spawn(async move {
                     loop {
                         let first = next.fetch_add(batch, Ordering::Relaxed);
@@ -236,31 +260,14 @@ pub async fn run(
                         }
                         let n = usize::try_from(batch.min(tasks - first)).unwrap_or(1);
                         let sent = Instant::now();
-                        let ids: Vec<String> = if n == 1 {
-                            target
-                                .submit(&function_id, &params)
-                                .await
-                                .into_iter()
-                                .collect()
-                        } else {
-                            target.submit_batch(&function_id, &params, n).await
-                        };
-                        for _ in ids.len()..n {
-                            tally.record(Seen::Lost, sent).await;
-                        }
-                        for task in ids {
+                        for task in session.submit(n, sent).await {
                             let _ = tx.send((task, sent));
                         }
                     }
                 });
             }
             drop(tx);
-            let (target, tally, collect, waiters) = (
-                target.clone(),
-                tally.clone(),
-                collect.clone(),
-                waiters.clone(),
-            );
+            let (session, waiters) = (session.clone(), waiters.clone());
             handles.spawn(async move {
                 let mut collectors = tokio::task::JoinSet::new();
                 while let Some((task, sent)) = rx.recv().await {
@@ -269,10 +276,9 @@ pub async fn run(
                         .acquire_owned()
                         .await
                         .expect("open semaphore");
-                    let (target, tally, collect) = (target.clone(), tally.clone(), collect.clone());
+                    let session = session.clone();
                     collectors.spawn(async move {
-                        let seen = target.wait(&task, &collect, sent + timeout).await;
-                        tally.record(seen, sent).await;
+                        session.collect(&task, sent).await;
                         drop(permit);
                     });
                 }
@@ -289,9 +295,9 @@ pub async fn run(
                     .acquire_owned()
                     .await
                     .expect("open semaphore");
-                let task = one_task(scheduled);
+                let session = session.clone();
                 handles.spawn(async move {
-                    task.await;
+                    session.one(scheduled).await;
                     drop(permit);
                 });
             }

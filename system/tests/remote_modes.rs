@@ -283,3 +283,37 @@ async fn pull_a_worker_without_the_secret_gets_no_task() {
 async fn push_a_worker_without_the_secret_gets_no_task() {
     a_worker_without_the_secret_gets_no_task("push").await;
 }
+
+async fn sigterm_lets_a_worker_finish_and_report_its_task(mode: &str) {
+    let mut system = TestSystem::with_mode(mode, &[1], &[]).await;
+    let f = system.register(SLEEP_FN, "nap").await;
+    let task = submit_sleeps(&system, &f, 1, 1.0).await.remove(0);
+    system
+        .wait_status(&task, "RUNNING", Duration::from_secs(30))
+        .await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    system.workers[0].signal(libc::SIGTERM);
+    let exit = system.workers[0].wait_exit(Duration::from_secs(10));
+    assert!(
+        exit.is_some_and(|s| s.success()),
+        "worker did not stop cleanly: {exit:?}"
+    );
+    assert_eq!(
+        system.wait_final(&task, Duration::from_secs(5)).await.0,
+        "COMPLETED"
+    );
+    assert_eq!(
+        system.task_field(&task, "attempts").await.as_deref(),
+        Some("1")
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pull_sigterm_lets_a_worker_finish_and_report_its_task() {
+    sigterm_lets_a_worker_finish_and_report_its_task("pull").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn push_sigterm_lets_a_worker_finish_and_report_its_task() {
+    sigterm_lets_a_worker_finish_and_report_its_task("push").await;
+}

@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::runner::Runner;
-use super::{SHUTDOWN_GRACE, SessionEnd, WorkerConfig, WorkerError, await_welcome, decode};
+use super::{SessionEnd, WorkerConfig, WorkerError, await_welcome, decode};
 use crate::bridge::{Bridge, Inbound};
 use crate::protocol::{self, ToDispatcher, ToWorker};
 use crate::task::TaskId;
@@ -53,15 +53,12 @@ pub(super) async fn session(
     let mut ask: Option<(Instant, Vec<TaskId>)> = None;
     let mut report: Option<Instant> = None;
     let mut last_sent = Instant::now();
-    let mut drain_until: Option<Instant> = None;
     loop {
         let now = Instant::now();
-        if let Some(until) = drain_until
-            && ((runner.idle() && runner.all_acknowledged()) || now >= until)
-        {
+        if runner.drained(now) {
             return Ok(SessionEnd::Shutdown);
         }
-        if ask.is_none() && drain_until.is_none() && runner.free() > 0 {
+        if ask.is_none() && !runner.draining() && runner.free() > 0 {
             let carried = runner.take_pending();
             let ids = carried.iter().map(|c| c.task_id).collect();
             send(
@@ -105,15 +102,12 @@ pub(super) async fn session(
         if let Some(sent) = report {
             wake = wake.min(sent + liveness);
         }
-        if let Some(until) = drain_until {
+        if let Some(until) = runner.drain_deadline() {
             wake = wake.min(until);
         }
         tokio::select! {
             biased;
-            () = shutdown.cancelled(), if drain_until.is_none() => {
-                drain_until = Some(Instant::now() + SHUTDOWN_GRACE);
-                runner.drop_waiting();
-            }
+            () = shutdown.cancelled(), if !runner.draining() => runner.begin_drain(),
             event = inbox.recv() => {
                 let Some(event) = event else {
                     return Ok(SessionEnd::Reconnect("connection thread stopped".into()));

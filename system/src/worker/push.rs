@@ -7,7 +7,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::runner::Runner;
-use super::{SHUTDOWN_GRACE, SessionEnd, WorkerConfig, WorkerError, await_welcome, decode};
+use super::{SessionEnd, WorkerConfig, WorkerError, await_welcome, decode};
 use crate::bridge::{Bridge, Inbound};
 use crate::protocol::{self, ToDispatcher, ToWorker};
 
@@ -39,12 +39,9 @@ pub(super) async fn session(
 
     let mut last_heard = Instant::now();
     let mut last_sent = Instant::now();
-    let mut drain_until: Option<Instant> = None;
     loop {
         let now = Instant::now();
-        if let Some(until) = drain_until
-            && ((runner.idle() && runner.all_acknowledged()) || now >= until)
-        {
+        if runner.drained(now) {
             return Ok(SessionEnd::Shutdown);
         }
         if runner.has_pending() {
@@ -61,15 +58,12 @@ pub(super) async fn session(
             last_sent = now;
         }
         let mut wake = (last_sent + heartbeat).min(last_heard + liveness);
-        if let Some(until) = drain_until {
+        if let Some(until) = runner.drain_deadline() {
             wake = wake.min(until);
         }
         tokio::select! {
             biased;
-            () = shutdown.cancelled(), if drain_until.is_none() => {
-                drain_until = Some(Instant::now() + SHUTDOWN_GRACE);
-                runner.drop_waiting();
-            }
+            () = shutdown.cancelled(), if !runner.draining() => runner.begin_drain(),
             event = inbox.recv() => {
                 let Some(event) = event else {
                     return Ok(SessionEnd::Reconnect("connection thread stopped".into()));
@@ -80,7 +74,7 @@ pub(super) async fn session(
                 last_heard = Instant::now();
                 match decode(&event) {
                     // While draining, new tasks are left to the dispatcher to requeue.
-                    Some(ToWorker::Tasks { tasks }) if drain_until.is_none() => runner.accept(tasks).await,
+                    Some(ToWorker::Tasks { tasks }) if !runner.draining() => runner.accept(tasks).await,
                     Some(ToWorker::Ack { tasks }) => runner.acknowledged(tasks),
                     Some(ToWorker::Reregister { reason }) => return Ok(SessionEnd::Reconnect(reason)),
                     Some(ToWorker::Rejected { reason }) => return Err(WorkerError::Rejected(reason)),

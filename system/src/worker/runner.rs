@@ -5,9 +5,11 @@
 use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 
+use std::time::Instant;
+
 use tokio::sync::mpsc;
 
-use super::WorkerConfig;
+use super::{SHUTDOWN_GRACE, WorkerConfig};
 use crate::executor::{Completion, ExecutorPool, Job, TaskOutcome};
 use crate::protocol::WireTask;
 use crate::task::{FunctionId, TaskId, now_micros};
@@ -25,6 +27,8 @@ pub(super) struct Runner {
     pending: Vec<Completion>,
     /// Results sent and not yet acknowledged.
     sent: HashMap<TaskId, Completion>,
+    /// Set at shutdown: work in hand may finish and be reported until then.
+    drain_deadline: Option<Instant>,
 }
 
 impl Runner {
@@ -46,6 +50,7 @@ impl Runner {
             running: 0,
             pending: Vec::new(),
             sent: HashMap::new(),
+            drain_deadline: None,
         })
     }
 
@@ -147,9 +152,25 @@ impl Runner {
         }
     }
 
-    /// Drops tasks not yet started (the dispatcher requeues them once this worker is gone).
-    pub fn drop_waiting(&mut self) {
+    /// Starts draining for shutdown: no new tasks; tasks not yet started are dropped (the
+    /// dispatcher requeues them once this worker is gone); running ones get [`SHUTDOWN_GRACE`].
+    pub fn begin_drain(&mut self) {
         self.waiting.clear();
+        self.drain_deadline = Some(Instant::now() + SHUTDOWN_GRACE);
+    }
+
+    pub fn draining(&self) -> bool {
+        self.drain_deadline.is_some()
+    }
+
+    pub fn drain_deadline(&self) -> Option<Instant> {
+        self.drain_deadline
+    }
+
+    /// Draining is over: everything reported and acknowledged, or the grace period spent.
+    pub fn drained(&self, now: Instant) -> bool {
+        self.drain_deadline
+            .is_some_and(|until| (self.idle() && self.all_acknowledged()) || now >= until)
     }
 
     pub async fn shutdown(self, grace: std::time::Duration) {
