@@ -15,6 +15,9 @@ pub enum ApiError {
     /// The body is not the JSON object this endpoint takes.
     #[error("invalid request body: {0}")]
     BadBody(String),
+    /// A query parameter that cannot be used.
+    #[error("invalid query parameter: {0}")]
+    BadQuery(String),
     /// A `payload` field that is not base64 of a pickle stream.
     #[error("invalid {field}: {source}")]
     BadPayload {
@@ -49,7 +52,7 @@ impl ApiError {
     #[must_use]
     pub fn status(&self) -> StatusCode {
         match self {
-            Self::BadBody(_) | Self::BadPayload { .. } | Self::BadId { .. } => {
+            Self::BadBody(_) | Self::BadQuery(_) | Self::BadPayload { .. } | Self::BadId { .. } => {
                 StatusCode::BAD_REQUEST
             }
             Self::UnknownFunction(_) | Self::UnknownTask(_) | Self::NoRoute(_) => {

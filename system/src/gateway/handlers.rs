@@ -168,7 +168,9 @@ pub async fn result(
             .and_then(|s| Duration::try_from_secs_f64(s).ok())
             .map(|d| d.min(MAX_WAIT))
             .ok_or_else(|| {
-                ApiError::BadBody(format!("wait must be a number of seconds, got {text:?}"))
+                ApiError::BadQuery(format!(
+                    "wait must be a number of seconds (at most 60), got {text:?}"
+                ))
             })?,
     };
     let waiting = (!wait.is_zero()).then(|| state.waiters.register(task_id));
