@@ -4,7 +4,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{TestSystem, describe, serialize_params};
+use common::{TestSystem, describe, serialize_params, serialize_params_many};
 
 const SLEEP_FN: &str =
     "def nap(seconds):\n    import time\n    time.sleep(seconds)\n    return seconds\n";
@@ -228,4 +228,99 @@ async fn a_waiting_result_request_returns_when_the_task_finishes() {
     let (status, body) = system.get(&format!("/result/{running}?wait=0.3")).await;
     assert_eq!(status, 200);
     assert!(body["result"].is_null(), "not final yet: {body}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_results_stream_sends_each_task_as_it_finishes() {
+    let system = TestSystem::start(&["-m", "local", "-w", "2"]).await;
+    let f = system.register(SLEEP_FN, "nap").await;
+    // Serialized first, so the three are submitted within milliseconds of each other.
+    let params = serialize_params_many(&[
+        "((0.5,), {})".into(),
+        "((1.5,), {})".into(),
+        "((8.0,), {})".into(),
+    ]);
+    let quick = system.execute_serialized(&f, &params[0]).await;
+    let slow = system.execute_serialized(&f, &params[1]).await;
+    let late = system.execute_serialized(&f, &params[2]).await;
+    let unknown = "00000000-0000-4000-8000-000000000000";
+    let asked = std::time::Instant::now();
+    let mut response = reqwest::Client::new()
+        .post(format!("{}/results", system.url))
+        .json(&serde_json::json!({
+            "task_ids": [slow, quick, late, unknown, quick],
+            "wait": 3.0,
+        }))
+        .send()
+        .await
+        .expect("POST /results");
+    assert_eq!(response.status(), 200);
+    assert_eq!(
+        response.headers()["content-type"].to_str().unwrap(),
+        "application/x-ndjson"
+    );
+    // Each line with when it arrived.
+    let mut lines: Vec<(serde_json::Value, Duration)> = Vec::new();
+    let mut buffer = Vec::new();
+    while let Some(chunk) = response.chunk().await.expect("stream") {
+        buffer.extend_from_slice(&chunk);
+        while let Some(end) = buffer.iter().position(|b| *b == b'\n') {
+            let line: Vec<u8> = buffer.drain(..=end).collect();
+            lines.push((serde_json::from_slice(&line).unwrap(), asked.elapsed()));
+        }
+    }
+    let ended = asked.elapsed();
+    let ids: Vec<&str> = lines
+        .iter()
+        .map(|(l, _)| l["task_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 4, "one line per distinct id: {lines:?}");
+    assert_eq!(
+        ids[0], unknown,
+        "unknown ids are answered at once: {lines:?}"
+    );
+    assert!(lines[0].0["error"].as_str().unwrap().contains("no task"));
+    assert_eq!(
+        &ids[1..3],
+        [quick.as_str(), slow.as_str()],
+        "in completion order"
+    );
+    for (line, _) in &lines[1..3] {
+        assert_eq!(line["status"], "COMPLETED", "{line}");
+        assert!(line["result"].is_string());
+    }
+    assert!(
+        lines[2].1 - lines[1].1 > Duration::from_millis(500),
+        "the quick task was sent before the slow one finished: {lines:?}"
+    );
+    assert_eq!(ids[3], late);
+    assert!(lines[3].0["result"].is_null(), "not final: {:?}", lines[3]);
+    assert!(
+        ended >= Duration::from_millis(2900) && ended < Duration::from_secs(7),
+        "the stream ends when the wait runs out: {ended:?}"
+    );
+
+    // Already final: answered at once without a wait.
+    let (status, body) = system
+        .post("/results", serde_json::json!({"task_ids": [quick]}))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(body["status"], "COMPLETED", "{body}");
+
+    for (bad, mentions) in [
+        (serde_json::json!({"task_ids": []}), "task_ids"),
+        (
+            serde_json::json!({"task_ids": [quick, "nope"]}),
+            "task_ids[1]",
+        ),
+        (serde_json::json!({"task_ids": [quick], "wait": -1}), "wait"),
+        (serde_json::json!({"ids": [quick]}), "ids"),
+    ] {
+        let (status, body) = system.post("/results", bad.clone()).await;
+        assert_eq!(status, 400, "{bad} -> {body}");
+        assert!(
+            body["error"].as_str().unwrap_or("").contains(mentions),
+            "{bad} -> {body}"
+        );
+    }
 }

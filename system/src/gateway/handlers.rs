@@ -1,17 +1,24 @@
 //! The endpoint handlers of the public contract.
 
-use axum::Json;
+use std::collections::HashSet;
+use std::convert::Infallible;
 use std::time::Duration;
 
+use axum::Json;
+use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
-use axum::http::{Method, StatusCode, Uri};
+use axum::http::{Method, StatusCode, Uri, header};
+use axum::response::{IntoResponse, Response};
 use serde::{Deserialize, Serialize};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 use super::AppState;
 use super::error::ApiError;
 use super::json::JsonBody;
-use super::waiters::MAX_WAIT;
+use super::waiters::{MAX_WAIT, Waiting, Wake};
 use crate::payload::{PayloadError, decode_payload};
+use crate::store::{Store, StoreError};
 use crate::task::{FunctionId, TaskId, TaskStatus};
 
 /// Payloads up to this size are checked inline; bigger ones on the blocking pool, so a 10 MB
@@ -165,31 +172,32 @@ pub async fn result(
         Some(text) => text
             .parse::<f64>()
             .ok()
-            .and_then(|s| Duration::try_from_secs_f64(s).ok())
-            .map(|d| d.min(MAX_WAIT))
+            .and_then(wait_duration)
             .ok_or_else(|| {
                 ApiError::BadQuery(format!(
                     "wait must be a number of seconds (at most 60), got {text:?}"
                 ))
             })?,
     };
-    let waiting = (!wait.is_zero()).then(|| state.waiters.register(task_id));
-    let notified = waiting.as_ref().map(|w| w.notify.notified());
-    tokio::pin!(notified);
-    if let Some(n) = notified.as_mut().as_pin_mut() {
-        n.enable();
-    }
+    // Registered before the first read, so a completion in between is not missed.
+    let mut waiting = (!wait.is_zero()).then(|| state.waiters.register(&[task_id]));
     let mut task = state
         .store
         .task_result(task_id)
         .await?
         .ok_or(ApiError::UnknownTask(task_id))?;
-    if let Some(n) = notified.as_pin_mut()
-        && !task.status.is_final()
-    {
-        let _ = tokio::time::timeout(wait, n).await;
-        if let Some(latest) = state.store.task_result(task_id).await? {
-            task = latest;
+    if let Some(waiting) = waiting.as_mut() {
+        let deadline = Instant::now() + wait;
+        while !task.status.is_final() {
+            let wake = waiting
+                .next(deadline.saturating_duration_since(Instant::now()))
+                .await;
+            if let Some(latest) = state.store.task_result(task_id).await? {
+                task = latest;
+            }
+            if matches!(wake, None | Some(Wake::Closing)) {
+                break;
+            }
         }
     }
     Ok(Json(ResultResponse {
@@ -197,6 +205,206 @@ pub async fn result(
         status: task.status,
         result: task.result,
     }))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResultsRequest {
+    task_ids: Vec<String>,
+    /// Seconds to keep the stream open for tasks that are not final yet (at most 60).
+    #[serde(default)]
+    wait: Option<f64>,
+}
+
+/// One line of the `POST /results` stream.
+#[derive(Serialize)]
+#[serde(untagged)]
+enum ResultLine {
+    Known(ResultResponse),
+    Unknown { task_id: TaskId, error: String },
+}
+
+/// Many results in one request, streamed as NDJSON: one line per distinct task id, sent the
+/// moment the task is final (in completion order); tasks still not final when the wait runs
+/// out get a line with their current status, and the stream ends once every id has its line.
+pub async fn results(
+    State(state): State<AppState>,
+    JsonBody(req): JsonBody<ResultsRequest>,
+) -> Result<Response, ApiError> {
+    if req.task_ids.is_empty() || req.task_ids.len() > MAX_BATCH {
+        return Err(ApiError::BadBody(format!(
+            "task_ids must hold 1 to {MAX_BATCH} items, got {}",
+            req.task_ids.len()
+        )));
+    }
+    let wait = match req.wait {
+        None => Duration::ZERO,
+        Some(seconds) => wait_duration(seconds).ok_or_else(|| {
+            ApiError::BadBody(format!(
+                "wait must be a number of seconds (at most 60), got {seconds}"
+            ))
+        })?,
+    };
+    let mut ids = Vec::with_capacity(req.task_ids.len());
+    let mut seen = HashSet::with_capacity(req.task_ids.len());
+    for (i, given) in req.task_ids.iter().enumerate() {
+        let id: TaskId = parse_id("task id", given)
+            .map_err(|e| ApiError::BadBody(format!("task_ids[{i}]: {e}")))?;
+        if seen.insert(id) {
+            ids.push(id);
+        }
+    }
+    let waiting = (!wait.is_zero()).then(|| state.waiters.register(&ids));
+    let mut stream = ResultStream {
+        store: state.store.clone(),
+        pending: ids.iter().copied().collect(),
+        out: Vec::new(),
+    };
+    // The first read happens before answering, so an unreachable store is a 503, not a
+    // broken stream.
+    stream.read(&ids, false).await?;
+    let first = Bytes::from(std::mem::take(&mut stream.out));
+    let (tx, rx) = mpsc::channel::<Result<Bytes, Infallible>>(16);
+    if !first.is_empty() {
+        let _ = tx.try_send(Ok(first));
+    }
+    if let Some(waiting) = waiting
+        && !stream.pending.is_empty()
+    {
+        tokio::spawn(stream.follow(waiting, Instant::now() + wait, tx));
+    } else {
+        stream.finish(&tx).await;
+    }
+    let body = Body::from_stream(futures_util::stream::unfold(rx, |mut rx| async move {
+        rx.recv().await.map(|chunk| (chunk, rx))
+    }));
+    Ok(([(header::CONTENT_TYPE, "application/x-ndjson")], body).into_response())
+}
+
+/// The state of one `POST /results` stream.
+struct ResultStream {
+    store: Store,
+    /// Tasks whose line has not been written.
+    pending: HashSet<TaskId>,
+    /// Lines written and not yet sent.
+    out: Vec<u8>,
+}
+
+impl ResultStream {
+    /// Reads `ids` and writes a line for each that is final (or for all, when `last`).
+    async fn read(&mut self, ids: &[TaskId], last: bool) -> Result<(), StoreError> {
+        let found = self.store.task_results(ids).await?;
+        for (id, task) in ids.iter().zip(found) {
+            let line = match task {
+                None => ResultLine::Unknown {
+                    task_id: *id,
+                    error: format!("no task with id {id}"),
+                },
+                Some(task) if task.status.is_final() || last => ResultLine::Known(ResultResponse {
+                    task_id: *id,
+                    status: task.status,
+                    result: task.result,
+                }),
+                Some(_) => continue,
+            };
+            self.write(&line);
+        }
+        Ok(())
+    }
+
+    fn write(&mut self, line: &ResultLine) {
+        let id = match line {
+            ResultLine::Known(r) => r.task_id,
+            ResultLine::Unknown { task_id, .. } => *task_id,
+        };
+        if self.pending.remove(&id) {
+            // Serializing these plain structs cannot fail.
+            let _ = serde_json::to_writer(&mut self.out, line);
+            self.out.push(b'\n');
+        }
+    }
+
+    /// Sends what was written; `false` once the client has gone.
+    async fn flush(&mut self, tx: &mpsc::Sender<Result<Bytes, Infallible>>) -> bool {
+        if self.out.is_empty() {
+            return true;
+        }
+        let chunk = Bytes::from(std::mem::take(&mut self.out));
+        tx.send(Ok(chunk)).await.is_ok()
+    }
+
+    /// Writes lines as tasks finish, until every task has its line or `deadline` passes.
+    async fn follow(
+        mut self,
+        mut waiting: Waiting,
+        deadline: Instant,
+        tx: mpsc::Sender<Result<Bytes, Infallible>>,
+    ) {
+        while !self.pending.is_empty() {
+            let Some(first) = waiting
+                .next(deadline.saturating_duration_since(Instant::now()))
+                .await
+            else {
+                break;
+            };
+            let (mut done, mut reread, mut closing) = (Vec::new(), false, false);
+            let mut next = Some(first);
+            while let Some(wake) = next {
+                match wake {
+                    Wake::Done(id) => done.push(id),
+                    Wake::Reread => reread = true,
+                    Wake::Closing => closing = true,
+                }
+                next = waiting.try_next();
+            }
+            if closing {
+                break;
+            }
+            if reread {
+                done = self.pending.iter().copied().collect();
+            } else {
+                done.retain(|id| self.pending.contains(id));
+            }
+            if let Err(e) = self.read(&done, false).await {
+                self.fail(&e);
+                break;
+            }
+            if !self.flush(&tx).await {
+                return;
+            }
+        }
+        self.finish(&tx).await;
+    }
+
+    /// Writes the current state of every task still pending and sends the rest.
+    async fn finish(mut self, tx: &mpsc::Sender<Result<Bytes, Infallible>>) {
+        let left: Vec<TaskId> = self.pending.iter().copied().collect();
+        if !left.is_empty()
+            && let Err(e) = self.read(&left, true).await
+        {
+            self.fail(&e);
+        }
+        self.flush(tx).await;
+    }
+
+    /// Ends every pending task's line with the store error that stopped the stream.
+    fn fail(&mut self, error: &StoreError) {
+        let left: Vec<TaskId> = self.pending.iter().copied().collect();
+        for task_id in left {
+            self.write(&ResultLine::Unknown {
+                task_id,
+                error: format!("store unavailable: {error}"),
+            });
+        }
+    }
+}
+
+/// A wait in seconds as a duration, capped at [`MAX_WAIT`]; `None` if it is not a
+/// non-negative finite number.
+fn wait_duration(seconds: f64) -> Option<Duration> {
+    Duration::try_from_secs_f64(seconds)
+        .ok()
+        .map(|d| d.min(MAX_WAIT))
 }
 
 /// A task's timeline (timestamps in µs since the epoch), beside the contract's endpoints.

@@ -78,6 +78,7 @@ pub fn router(state: AppState, config: &GatewayConfig) -> Router {
         .route("/execute_batch", post(handlers::execute_batch))
         .route("/status/{task_id}", get(handlers::status))
         .route("/result/{task_id}", get(handlers::result))
+        .route("/results", post(handlers::results))
         .route("/task/{task_id}", get(handlers::task))
         .route("/health", get(handlers::health))
         .fallback(handlers::no_route)

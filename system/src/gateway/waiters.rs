@@ -1,13 +1,14 @@
-//! Clients waiting for results (`GET /result/{id}?wait=SECONDS`): one Redis subscription to
-//! the completion channel wakes exactly the requests waiting for each finished task, so a
-//! result is returned the moment it is recorded instead of at the next poll.
+//! Clients waiting for results (`GET /result/{id}?wait=S`, `POST /results`): one Redis
+//! subscription to the completion channel tells exactly the requests waiting for each finished
+//! task, so a result is returned the moment it is recorded instead of at the next poll.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use tokio::sync::Notify;
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::store::keys;
@@ -16,85 +17,128 @@ use crate::task::TaskId;
 /// Longest a single request may wait.
 pub const MAX_WAIT: Duration = Duration::from_secs(60);
 
-/// Per task: what wakes its waiters, and how many there are.
-type WaitingTable = HashMap<TaskId, (Arc<Notify>, usize)>;
+/// What a registration is told.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wake {
+    /// This task is final.
+    Done(TaskId),
+    /// Completions may have been missed (the subscription was lost): read everything again.
+    Reread,
+    /// The gateway is stopping: answer with what is known now.
+    Closing,
+}
+
+#[derive(Default)]
+struct Table {
+    /// Per task, the registrations waiting for it.
+    by_task: HashMap<TaskId, Vec<u64>>,
+    /// Per registration, where its wake-ups go.
+    senders: HashMap<u64, mpsc::UnboundedSender<Wake>>,
+    /// Set at shutdown: new registrations are told [`Wake::Closing`] at once.
+    closing: bool,
+}
 
 /// Who is waiting for which task.
 #[derive(Clone, Default)]
 pub struct Waiters {
-    waiting: Arc<Mutex<WaitingTable>>,
+    table: Arc<Mutex<Table>>,
+    next_id: Arc<AtomicU64>,
 }
 
-/// A registration; dropping it unregisters.
+/// A registration for some tasks; dropping it unregisters.
 pub struct Waiting {
     waiters: Waiters,
-    task: TaskId,
-    pub notify: Arc<Notify>,
+    id: u64,
+    tasks: Vec<TaskId>,
+    wakes: mpsc::UnboundedReceiver<Wake>,
+}
+
+impl Waiting {
+    /// The next wake-up, or `None` when `timeout` passes first.
+    pub async fn next(&mut self, timeout: Duration) -> Option<Wake> {
+        tokio::time::timeout(timeout, self.wakes.recv())
+            .await
+            .ok()
+            .flatten()
+    }
+
+    /// A wake-up already delivered, without waiting.
+    pub fn try_next(&mut self) -> Option<Wake> {
+        self.wakes.try_recv().ok()
+    }
 }
 
 impl Drop for Waiting {
     fn drop(&mut self) {
-        let mut waiting = self.waiters.waiting.lock().expect("waiters lock");
-        if let Some((_, count)) = waiting.get_mut(&self.task) {
-            *count -= 1;
-            if *count == 0 {
-                waiting.remove(&self.task);
+        let mut table = self.waiters.table.lock().expect("waiters lock");
+        table.senders.remove(&self.id);
+        for task in &self.tasks {
+            if let Some(ids) = table.by_task.get_mut(task) {
+                ids.retain(|id| *id != self.id);
+                if ids.is_empty() {
+                    table.by_task.remove(task);
+                }
             }
         }
     }
 }
 
 impl Waiters {
-    /// Registers interest in `task`; register before reading its status, so a completion in
-    /// between is not missed.
+    /// Registers interest in `tasks`; register before reading their status, so a completion
+    /// in between is not missed (it is delivered and read again).
     #[must_use]
-    pub fn register(&self, task: TaskId) -> Waiting {
-        let mut waiting = self.waiting.lock().expect("waiters lock");
-        let entry = waiting
-            .entry(task)
-            .or_insert_with(|| (Arc::new(Notify::new()), 0));
-        entry.1 += 1;
+    pub fn register(&self, tasks: &[TaskId]) -> Waiting {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let (tx, wakes) = mpsc::unbounded_channel();
+        let mut table = self.table.lock().expect("waiters lock");
+        if table.closing {
+            let _ = tx.send(Wake::Closing);
+        }
+        table.senders.insert(id, tx);
+        for task in tasks {
+            table.by_task.entry(*task).or_default().push(id);
+        }
         Waiting {
             waiters: self.clone(),
-            task,
-            notify: entry.0.clone(),
+            id,
+            tasks: tasks.to_vec(),
+            wakes,
         }
     }
 
     fn wake(&self, task: TaskId) {
-        if let Some((notify, _)) = self.waiting.lock().expect("waiters lock").get(&task) {
-            notify.notify_waiters();
+        let table = self.table.lock().expect("waiters lock");
+        for id in table.by_task.get(&task).into_iter().flatten() {
+            if let Some(tx) = table.senders.get(id) {
+                let _ = tx.send(Wake::Done(task));
+            }
         }
     }
 
-    /// Wakes everyone (after a lost subscription, completions may have been missed).
-    fn wake_all(&self) {
-        for (notify, _) in self.waiting.lock().expect("waiters lock").values() {
-            notify.notify_waiters();
+    fn wake_all(&self, wake: Wake) {
+        let mut table = self.table.lock().expect("waiters lock");
+        table.closing |= wake == Wake::Closing;
+        for tx in table.senders.values() {
+            let _ = tx.send(wake);
         }
     }
 
     /// Follows the completion channel until `shutdown`, resubscribing after connection loss.
-    /// At shutdown every waiting request is woken, so it answers with the task's current state
+    /// At shutdown every waiting request is told, so it answers with the tasks' current state
     /// instead of holding the drain up.
     pub async fn listen(self, redis_url: String, shutdown: CancellationToken) {
         loop {
             match self.subscribe_once(&redis_url, &shutdown).await {
-                Ok(()) => {
-                    self.wake_all();
-                    return;
-                }
+                Ok(()) => break,
                 Err(e) => tracing::warn!(error = %e, "completion subscription lost; resubscribing"),
             }
-            self.wake_all();
+            self.wake_all(Wake::Reread);
             tokio::select! {
-                () = shutdown.cancelled() => {
-                    self.wake_all();
-                    return;
-                }
+                () = shutdown.cancelled() => break,
                 () = tokio::time::sleep(Duration::from_millis(500)) => {}
             }
         }
+        self.wake_all(Wake::Closing);
     }
 
     async fn subscribe_once(
@@ -106,7 +150,7 @@ impl Waiters {
         let mut pubsub = client.get_async_pubsub().await?;
         pubsub.subscribe(keys::DONE_CHANNEL).await?;
         // Anything that finished while we were not subscribed is picked up by a re-read.
-        self.wake_all();
+        self.wake_all(Wake::Reread);
         let mut messages = pubsub.on_message();
         loop {
             tokio::select! {

@@ -237,22 +237,36 @@ impl Store {
 
     /// A task's status and (once final) result, or `None` if there is no such task.
     pub async fn task_result(&self, id: TaskId) -> Result<Option<TaskResult>, StoreError> {
-        let key = keys::task(id);
+        Ok(self.task_results(&[id]).await?.pop().flatten())
+    }
+
+    /// [`Store::task_result`] for many tasks in one round trip, in the order given.
+    pub async fn task_results(
+        &self,
+        ids: &[TaskId],
+    ) -> Result<Vec<Option<TaskResult>>, StoreError> {
+        let mut pipe = redis::pipe();
+        for id in ids {
+            pipe.cmd("HMGET")
+                .arg(keys::task(*id))
+                .arg("status")
+                .arg("result");
+        }
         let mut conn = self.conn.clone();
-        let (status, result): (Option<String>, Option<String>) = redis::cmd("HMGET")
-            .arg(&key)
-            .arg("status")
-            .arg("result")
-            .query_async(&mut conn)
-            .await?;
-        let Some(status) = status else {
-            return Ok(None);
-        };
-        let status = parse_status(&key, &status)?;
-        Ok(Some(TaskResult {
-            status,
-            result: result.filter(|_| status.is_final()),
-        }))
+        let rows: Vec<(Option<String>, Option<String>)> = pipe.query_async(&mut conn).await?;
+        ids.iter()
+            .zip(rows)
+            .map(|(id, (status, result))| {
+                let Some(status) = status else {
+                    return Ok(None);
+                };
+                let status = parse_status(&keys::task(*id), &status)?;
+                Ok(Some(TaskResult {
+                    status,
+                    result: result.filter(|_| status.is_final()),
+                }))
+            })
+            .collect()
     }
 
     /// A task's timeline: status, attempts, where it ran, and its timestamps (µs), without the
