@@ -2,13 +2,17 @@
 //! result collection in the configured way, every task's latency into a histogram. The hot
 //! loop is Rust; Python only runs inside the system.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use indicatif::ProgressBar;
-use tokio::sync::{Mutex, Semaphore};
+use std::sync::Mutex;
 
+use tokio::sync::{Semaphore, mpsc, oneshot};
+
+use crate::breakdown::Sample;
 use crate::experiment::{Collect, CollectMethod, Load, Shape};
 use crate::stats::{Run, new_histogram};
 
@@ -104,7 +108,7 @@ impl Target {
                 CollectMethod::Fastest => format!(
                     "{}/result/{task_id}?wait={:.3}",
                     self.base,
-                    remaining.as_secs_f64().min(30.0)
+                    remaining.as_secs_f64().min(MAX_SERVER_WAIT_S)
                 ),
             };
             let status = match self.http.get(url).send().await {
@@ -112,18 +116,95 @@ impl Target {
                     .json::<serde_json::Value>()
                     .await
                     .ok()
-                    .and_then(|v| v["status"].as_str().map(str::to_owned)),
+                    .and_then(|v| v["status"].as_str().and_then(final_status)),
                 Err(_) => None,
             };
-            match status.as_deref() {
-                Some("COMPLETED") => return Seen::Completed,
-                Some("FAILED") => return Seen::Failed,
-                _ if collect.method == CollectMethod::Poll => tokio::time::sleep(interval).await,
-                _ => {}
+            match status {
+                Some(seen) => return seen,
+                None if collect.method == CollectMethod::Poll => tokio::time::sleep(interval).await,
+                None => {}
             }
         }
     }
+
+    /// `GET /task/{id}`: the task's timeline, or `None` on any failure.
+    pub async fn timeline(&self, task_id: &str) -> Option<serde_json::Value> {
+        let response = self
+            .http
+            .get(format!("{}/task/{task_id}", self.base))
+            .send()
+            .await
+            .ok()?;
+        response.json().await.ok()
+    }
+
+    /// One `POST /results` stream for `tasks`: calls `on_final` with each task that is final,
+    /// as its line arrives. A failed request ends early; the caller retries what is left.
+    async fn stream_results(
+        &self,
+        tasks: &[&str],
+        wait_s: f64,
+        mut on_final: impl FnMut(&str, Seen),
+    ) {
+        let body = serde_json::json!({"task_ids": tasks, "wait": wait_s});
+        let response = self
+            .http
+            .post(format!("{}/results", self.base))
+            .json(&body)
+            .send()
+            .await;
+        let Ok(mut response) = response else {
+            return;
+        };
+        let mut buffer = Vec::new();
+        while let Ok(Some(chunk)) = response.chunk().await {
+            buffer.extend_from_slice(&chunk);
+            let complete = buffer
+                .iter()
+                .rposition(|b| *b == b'\n')
+                .map_or(0, |i| i + 1);
+            for line in buffer[..complete].split(|b| *b == b'\n') {
+                let Ok(line) = serde_json::from_slice::<serde_json::Value>(line) else {
+                    continue;
+                };
+                if let (Some(id), Some(seen)) = (
+                    line["task_id"].as_str(),
+                    line["status"].as_str().and_then(final_status),
+                ) {
+                    on_final(id, seen);
+                }
+            }
+            buffer.drain(..complete);
+        }
+    }
 }
+
+/// Longest wait asked of the server in one request (its limit is 60 s).
+const MAX_SERVER_WAIT_S: f64 = 30.0;
+/// Most tasks followed by one `POST /results` stream.
+const MAX_STREAM_TASKS: usize = 1000;
+
+/// How a final status is seen; `None` while the task is not final.
+fn final_status(status: &str) -> Option<Seen> {
+    match status {
+        "COMPLETED" => Some(Seen::Completed),
+        "FAILED" => Some(Seen::Failed),
+        _ => None,
+    }
+}
+
+/// A submitted task, as its collector follows it.
+#[derive(Debug, Clone)]
+struct Submitted {
+    id: String,
+    /// Where its latency counts from: when it was sent, or (open loop) scheduled.
+    since: Instant,
+    /// When its submission request was sent.
+    sent: Instant,
+}
+
+/// Most tasks per run whose timelines are fetched for the overhead breakdown.
+const MAX_SAMPLES: u64 = 1000;
 
 /// Shared tallies of one run.
 struct Tally {
@@ -132,24 +213,51 @@ struct Tally {
     lost: AtomicU64,
     last_done: Mutex<Option<Instant>>,
     latency: Mutex<hdrhistogram::Histogram<u64>>,
+    /// Every `sample_every`-th final task, for the breakdown.
+    samples: Mutex<Vec<Sample>>,
+    sample_every: u64,
+    /// A moment on both clocks, to turn instants into wall time (the system's timestamps).
+    origin: (Instant, u64),
     progress: ProgressBar,
 }
 
 impl Tally {
-    async fn record(&self, seen: Seen, since: Instant) {
+    fn record(&self, seen: Seen, task: &Submitted) {
         let now = Instant::now();
-        match seen {
+        let n = match seen {
             Seen::Completed => self.completed.fetch_add(1, Ordering::Relaxed),
             Seen::Failed => self.failed.fetch_add(1, Ordering::Relaxed),
-            Seen::Lost => self.lost.fetch_add(1, Ordering::Relaxed),
+            Seen::Lost => return self.record_lost(),
         };
-        if seen != Seen::Lost {
-            let micros = u64::try_from(now.duration_since(since).as_micros()).unwrap_or(u64::MAX);
-            let _ = self.latency.lock().await.record(micros.max(1));
-            let mut last = self.last_done.lock().await;
+        let micros = u64::try_from(now.duration_since(task.since).as_micros()).unwrap_or(u64::MAX);
+        let _ = self
+            .latency
+            .lock()
+            .expect("tally lock")
+            .record(micros.max(1));
+        {
+            let mut last = self.last_done.lock().expect("tally lock");
             *last = Some(last.map_or(now, |l| l.max(now)));
         }
+        if seen == Seen::Completed && n % self.sample_every == 0 {
+            self.samples.lock().expect("tally lock").push(Sample {
+                task_id: task.id.clone(),
+                sent_us: self.wall_us(task.sent),
+                seen_us: self.wall_us(now),
+            });
+        }
         self.progress.inc(1);
+    }
+
+    fn record_lost(&self) {
+        self.lost.fetch_add(1, Ordering::Relaxed);
+        self.progress.inc(1);
+    }
+
+    fn wall_us(&self, at: Instant) -> u64 {
+        let (origin, origin_us) = self.origin;
+        let offset = u64::try_from(at.saturating_duration_since(origin).as_micros()).unwrap_or(0);
+        origin_us + offset
     }
 }
 
@@ -166,7 +274,8 @@ struct Session {
 
 impl Session {
     /// Submits `n` tasks (one request either way); those not accepted count as lost.
-    async fn submit(&self, n: usize, sent: Instant) -> Vec<String> {
+    async fn submit(&self, n: usize, since: Instant) -> Vec<Submitted> {
+        let sent = Instant::now();
         let ids: Vec<String> = if n == 1 {
             self.target
                 .submit(&self.function_id, &self.params)
@@ -179,30 +288,100 @@ impl Session {
                 .await
         };
         for _ in ids.len()..n {
-            self.tally.record(Seen::Lost, sent).await;
+            self.tally.record_lost();
         }
-        ids
+        ids.into_iter()
+            .map(|id| Submitted { id, since, sent })
+            .collect()
     }
 
-    /// Waits for `task` and records it; `since` is when it was (or should have been) sent.
-    async fn collect(&self, task: &str, since: Instant) {
+    /// Waits for `task` and records it.
+    async fn collect(&self, task: &Submitted) {
         let seen = self
             .target
-            .wait(task, &self.collect, since + self.timeout)
+            .wait(&task.id, &self.collect, task.since + self.timeout)
             .await;
-        self.tally.record(seen, since).await;
+        self.tally.record(seen, task);
+    }
+
+    /// Follows `tasks` through `POST /results` streams until each is final or out of time,
+    /// recording each as it is seen.
+    async fn collect_many(&self, tasks: Vec<Submitted>) {
+        let Some(deadline) = tasks.iter().map(|t| t.since).max() else {
+            return;
+        };
+        let deadline = deadline + self.timeout;
+        let mut waiting: HashMap<String, Submitted> =
+            tasks.into_iter().map(|t| (t.id.clone(), t)).collect();
+        while !waiting.is_empty() {
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                break;
+            }
+            let ids: Vec<String> = waiting.keys().cloned().collect();
+            let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
+            let wait_s = remaining.as_secs_f64().min(MAX_SERVER_WAIT_S);
+            self.target
+                .stream_results(&ids, wait_s, |id, seen| {
+                    if let Some(task) = waiting.remove(id) {
+                        self.tally.record(seen, &task);
+                    }
+                })
+                .await;
+        }
+        for _ in waiting.into_values() {
+            self.tally.record_lost();
+        }
     }
 
     /// One submit-then-collect.
     async fn one(&self, since: Instant) {
         for task in self.submit(1, since).await {
-            self.collect(&task, since).await;
+            self.collect(&task).await;
         }
     }
 }
 
+/// Collects the tasks sent on `tasks`: with the fastest method, whatever has arrived together
+/// is followed by one `POST /results` stream; with polling, each task is polled on its own.
+async fn collector(
+    session: Arc<Session>,
+    waiters: Arc<Semaphore>,
+    mut tasks: mpsc::UnboundedReceiver<Submitted>,
+) {
+    let mut collectors = tokio::task::JoinSet::new();
+    while let Some(first) = tasks.recv().await {
+        let permit = waiters
+            .clone()
+            .acquire_owned()
+            .await
+            .expect("open semaphore");
+        let session = session.clone();
+        if session.collect.method == CollectMethod::Poll {
+            collectors.spawn(async move {
+                session.collect(&first).await;
+                drop(permit);
+            });
+            continue;
+        }
+        let mut group = vec![first];
+        while group.len() < MAX_STREAM_TASKS {
+            match tasks.try_recv() {
+                Ok(task) => group.push(task),
+                Err(_) => break,
+            }
+        }
+        collectors.spawn(async move {
+            session.collect_many(group).await;
+            drop(permit);
+        });
+    }
+    while collectors.join_next().await.is_some() {}
+}
+
 /// Runs `tasks` tasks of `function_id` with `params` in the shape `load`, collecting as
-/// `collect` says.
+/// `collect` says. `submitted`, if given, is told once every task is submitted (burst only).
+#[allow(clippy::too_many_arguments)]
 pub async fn run(
     target: &Target,
     function_id: &str,
@@ -211,13 +390,20 @@ pub async fn run(
     load: &Load,
     collect: &Collect,
     progress: ProgressBar,
+    submitted: Option<oneshot::Sender<()>>,
 ) -> Run {
+    let wall_now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(0));
     let tally = Arc::new(Tally {
         completed: AtomicU64::new(0),
         failed: AtomicU64::new(0),
         lost: AtomicU64::new(0),
         last_done: Mutex::new(None),
         latency: Mutex::new(new_histogram()),
+        samples: Mutex::new(Vec::new()),
+        sample_every: tasks.div_ceil(MAX_SAMPLES).max(1),
+        origin: (Instant::now(), wall_now),
         progress,
     });
     let started = Instant::now();
@@ -245,48 +431,40 @@ pub async fn run(
             }
         }
         Shape::Burst => {
-            // `clients` submitters; each task's wait runs on its own, so results are seen
-            // as soon as they are ready, not in submission order.
+            // `clients` submitters; results are followed as soon as tasks are submitted, so
+            // they are seen when ready, not in submission order.
             let next = Arc::new(AtomicU64::new(0));
             let batch = u64::from(load.batch_size.max(1));
-            let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<(String, Instant)>();
+            let (tx, rx) = mpsc::unbounded_channel::<Submitted>();
+            let mut submitters = tokio::task::JoinSet::new();
             for _ in 0..load.clients {
                 let (next, session, tx) = (next.clone(), session.clone(), tx.clone());
-                handles.spawn(async move {
+                submitters.spawn(async move {
                     loop {
                         let first = next.fetch_add(batch, Ordering::Relaxed);
                         if first >= tasks {
                             break;
                         }
                         let n = usize::try_from(batch.min(tasks - first)).unwrap_or(1);
-                        let sent = Instant::now();
-                        for task in session.submit(n, sent).await {
-                            let _ = tx.send((task, sent));
+                        for task in session.submit(n, Instant::now()).await {
+                            let _ = tx.send(task);
                         }
                     }
                 });
             }
             drop(tx);
-            let (session, waiters) = (session.clone(), waiters.clone());
-            handles.spawn(async move {
-                let mut collectors = tokio::task::JoinSet::new();
-                while let Some((task, sent)) = rx.recv().await {
-                    let permit = waiters
-                        .clone()
-                        .acquire_owned()
-                        .await
-                        .expect("open semaphore");
-                    let session = session.clone();
-                    collectors.spawn(async move {
-                        session.collect(&task, sent).await;
-                        drop(permit);
-                    });
-                }
-                while collectors.join_next().await.is_some() {}
-            });
+            handles.spawn(collector(session.clone(), waiters.clone(), rx));
+            while submitters.join_next().await.is_some() {}
+            if let Some(submitted) = submitted {
+                let _ = submitted.send(());
+            }
         }
         Shape::Open => {
+            // Each task is submitted on its own at its scheduled time; results are followed
+            // together by the collector.
             let rate = load.rate.unwrap_or(1.0);
+            let (tx, rx) = mpsc::unbounded_channel::<Submitted>();
+            handles.spawn(collector(session.clone(), waiters.clone(), rx));
             for i in 0..tasks {
                 let scheduled = started + Duration::from_secs_f64(i as f64 / rate);
                 tokio::time::sleep_until(scheduled.into()).await;
@@ -295,9 +473,11 @@ pub async fn run(
                     .acquire_owned()
                     .await
                     .expect("open semaphore");
-                let session = session.clone();
+                let (session, tx) = (session.clone(), tx.clone());
                 handles.spawn(async move {
-                    session.one(scheduled).await;
+                    for task in session.submit(1, scheduled).await {
+                        let _ = tx.send(task);
+                    }
                     drop(permit);
                 });
             }
@@ -305,13 +485,19 @@ pub async fn run(
     }
     while handles.join_next().await.is_some() {}
     tally.progress.finish();
-    let last = tally.last_done.lock().await.unwrap_or_else(Instant::now);
-    let latency = tally.latency.lock().await.clone();
+    let last = tally
+        .last_done
+        .lock()
+        .expect("tally lock")
+        .unwrap_or_else(Instant::now);
+    let latency = tally.latency.lock().expect("tally lock").clone();
+    let samples = std::mem::take(&mut *tally.samples.lock().expect("tally lock"));
     Run {
         completed: tally.completed.load(Ordering::Relaxed),
         failed: tally.failed.load(Ordering::Relaxed),
         lost: tally.lost.load(Ordering::Relaxed),
         makespan_s: last.duration_since(started).as_secs_f64(),
         latency,
+        samples,
     }
 }

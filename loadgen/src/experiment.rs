@@ -109,6 +109,11 @@ pub struct Topology {
     /// Extra worker flags.
     #[serde(default)]
     pub worker_args: Vec<String>,
+    /// Start the executor hosts (local: the dispatcher; pull and push: the workers) only once
+    /// every task of the first run is submitted, so the whole workload waits in the queue
+    /// first (the memory study).
+    #[serde(default)]
+    pub start_after_submission: bool,
 }
 
 fn default_per_worker() -> u32 {
@@ -229,7 +234,9 @@ impl Default for Collect {
 pub enum CollectMethod {
     /// `GET /result/{id}` every `interval_ms`, as a naive client does.
     Poll,
-    /// The fastest way the API offers: the long-polling `GET /result/{id}?wait=`.
+    /// The fastest way the API offers: the long-polling `GET /result/{id}?wait=` for a
+    /// client with one task at a time, otherwise `POST /results` streams for whatever tasks
+    /// are waiting together.
     Fastest,
 }
 
@@ -336,6 +343,12 @@ impl Experiment {
         }
         if self.repetitions == 0 {
             return Err("repetitions must be at least 1".into());
+        }
+        if t.start_after_submission && (self.load.shape != Shape::Burst || self.warmup_tasks > 0) {
+            return Err(
+                "topology.start_after_submission needs shape = \"burst\" and warmup_tasks = 0"
+                    .into(),
+            );
         }
         if !(self.collect.interval_ms >= 0.0 && self.collect.timeout_s > 0.0) {
             return Err("collect.interval_ms must be >= 0 and collect.timeout_s > 0".into());

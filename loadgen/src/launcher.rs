@@ -153,6 +153,112 @@ pub struct System {
     pub url: String,
     processes: Vec<Process>,
     redis_dir: Option<PathBuf>,
+    /// What starting the executor hosts needs, until they are started.
+    held: Option<Held>,
+}
+
+/// Executor hosts not started yet (`topology.start_after_submission`).
+struct Held {
+    binaries: Binaries,
+    topology: Topology,
+    redis_url: String,
+    python: PathBuf,
+    worker_port: u16,
+    log_dir: PathBuf,
+}
+
+/// Peak resident memory of the system's own processes.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Memory {
+    pub gateway_peak_mb: f64,
+    pub dispatcher_peak_mb: f64,
+}
+
+impl System {
+    /// Starts the executor hosts if they were held back; blocking (call it off the async
+    /// threads, but not from a blocking-pool thread: see the runner).
+    pub fn start_executors(&mut self) -> anyhow::Result<()> {
+        let Some(held) = self.held.take() else {
+            return Ok(());
+        };
+        let t = &held.topology;
+        if t.mode == Mode::Local {
+            self.start_dispatcher(&held)
+        } else {
+            self.start_workers(&held)
+        }
+    }
+
+    /// Peak resident memory (VmHWM) so far of the gateway and the dispatcher, in MB.
+    #[must_use]
+    pub fn memory(&self) -> Memory {
+        let peak = |name: &str| {
+            self.processes
+                .iter()
+                .find(|p| p.name == name)
+                .and_then(|p| peak_rss_kb(p.child.id()))
+                .map_or(0.0, |kb| kb as f64 / 1024.0)
+        };
+        Memory {
+            gateway_peak_mb: peak("gateway"),
+            dispatcher_peak_mb: peak("dispatcher"),
+        }
+    }
+
+    fn start_dispatcher(&mut self, held: &Held) -> anyhow::Result<()> {
+        let t = &held.topology;
+        let mut cmd = Command::new(held.binaries.path("task_dispatcher"));
+        cmd.args(["-m", t.mode.as_str()])
+            .env("FAAS_REDIS_URL", &held.redis_url)
+            .env("FAAS_PYTHON", &held.python)
+            .env("RUST_LOG", "warn,faas=info");
+        match t.mode {
+            Mode::Local => cmd.args(["-w", &t.executors.to_string()]),
+            Mode::Pull | Mode::Push => cmd.args(["-p", &held.worker_port.to_string()]),
+        };
+        cmd.args(&t.dispatcher_args);
+        let mut dispatcher = Process::spawn("dispatcher", &mut cmd, &held.log_dir)?;
+        dispatcher.wait_for("dispatcher running", Duration::from_secs(300))?;
+        self.processes.push(dispatcher);
+        Ok(())
+    }
+
+    fn start_workers(&mut self, held: &Held) -> anyhow::Result<()> {
+        let t = &held.topology;
+        let binary = match t.mode {
+            Mode::Pull => held.binaries.path("pull_worker"),
+            _ => held.binaries.path("push_worker"),
+        };
+        let mut workers = Vec::new();
+        for (i, size) in t.worker_sizes().into_iter().enumerate() {
+            let worker = Process::spawn(
+                &format!("worker-{i}"),
+                Command::new(&binary)
+                    .arg(size.to_string())
+                    .arg(format!("tcp://127.0.0.1:{}", held.worker_port))
+                    .args(["--name", &format!("w{i}")])
+                    .args(&t.worker_args)
+                    .env("FAAS_PYTHON", &held.python)
+                    .env("RUST_LOG", "warn,faas=info"),
+                &held.log_dir,
+            )?;
+            workers.push(worker);
+        }
+        for mut worker in workers {
+            worker.wait_for("registered with the dispatcher", Duration::from_secs(300))?;
+            self.processes.push(worker);
+        }
+        Ok(())
+    }
+}
+
+/// A process's peak resident set size in kB, from `/proc/<pid>/status`.
+fn peak_rss_kb(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
 }
 
 impl Drop for System {
@@ -170,7 +276,8 @@ fn free_port() -> anyhow::Result<u16> {
     Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
 }
 
-/// Starts everything `topology` needs; blocking (call it off the async threads).
+/// Starts everything `topology` needs (the executor hosts later, if it says so); blocking
+/// (call it off the async threads).
 pub fn launch(
     binaries: &Binaries,
     topology: &Topology,
@@ -184,6 +291,7 @@ pub fn launch(
         url: String::new(),
         processes: Vec::new(),
         redis_dir: None,
+        held: None,
     };
     let redis_url = match redis_url {
         Some(url) => url.to_owned(),
@@ -230,46 +338,20 @@ pub fn launch(
     system.processes.push(gateway);
     system.url = format!("http://127.0.0.1:{gateway_port}");
 
-    let worker_port = free_port()?;
-    let mut dispatcher_cmd = Command::new(binaries.path("task_dispatcher"));
-    dispatcher_cmd
-        .args(["-m", topology.mode.as_str()])
-        .env("FAAS_REDIS_URL", &redis_url)
-        .env("FAAS_PYTHON", &python)
-        .env("RUST_LOG", "warn,faas=info");
-    match topology.mode {
-        Mode::Local => dispatcher_cmd.args(["-w", &topology.executors.to_string()]),
-        Mode::Pull | Mode::Push => dispatcher_cmd.args(["-p", &worker_port.to_string()]),
+    let held = Held {
+        binaries: binaries.clone(),
+        topology: topology.clone(),
+        redis_url,
+        python,
+        worker_port: free_port()?,
+        log_dir: log_dir.to_owned(),
     };
-    dispatcher_cmd.args(&topology.dispatcher_args);
-    let mut dispatcher = Process::spawn("dispatcher", &mut dispatcher_cmd, log_dir)?;
-    dispatcher.wait_for("dispatcher running", Duration::from_secs(300))?;
-    system.processes.push(dispatcher);
-
     if topology.mode != Mode::Local {
-        let binary = match topology.mode {
-            Mode::Pull => binaries.path("pull_worker"),
-            _ => binaries.path("push_worker"),
-        };
-        let mut workers = Vec::new();
-        for (i, size) in topology.worker_sizes().into_iter().enumerate() {
-            let worker = Process::spawn(
-                &format!("worker-{i}"),
-                Command::new(&binary)
-                    .arg(size.to_string())
-                    .arg(format!("tcp://127.0.0.1:{worker_port}"))
-                    .args(["--name", &format!("w{i}")])
-                    .args(&topology.worker_args)
-                    .env("FAAS_PYTHON", &python)
-                    .env("RUST_LOG", "warn,faas=info"),
-                log_dir,
-            )?;
-            workers.push(worker);
-        }
-        for mut worker in workers {
-            worker.wait_for("registered with the dispatcher", Duration::from_secs(300))?;
-            system.processes.push(worker);
-        }
+        system.start_dispatcher(&held)?;
+    }
+    system.held = Some(held);
+    if !topology.start_after_submission {
+        system.start_executors()?;
     }
     Ok(system)
 }

@@ -2,6 +2,7 @@
 //! every configuration point, drives it, and leaves CSVs, metadata and charts in
 //! `results/<experiment>/<run>/`; `loadgen plot <run dir>` redraws the charts from the CSVs.
 
+mod breakdown;
 mod driver;
 mod experiment;
 mod export;

@@ -8,6 +8,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 
+use tokio::sync::oneshot;
+
+use crate::breakdown;
 use crate::driver::{self, Target};
 use crate::experiment::{Experiment, Function, Point, Shape};
 use crate::export::csv::{CdfCsv, ResultsCsv, Row};
@@ -58,7 +61,7 @@ pub async fn run(path: &Path, out: &Path) -> anyhow::Result<PathBuf> {
             })?;
             system = Some((topology_key, launched));
         }
-        let (_, live) = system.as_ref().expect("launched above");
+        let (_, live) = system.as_mut().expect("launched above");
         let workload_key = serde_json::to_string(&config.workload)?;
         if !serialized.contains_key(&workload_key) {
             let workload = config.workload.clone();
@@ -84,6 +87,7 @@ pub async fn run(path: &Path, out: &Path) -> anyhow::Result<PathBuf> {
                 &warmup,
                 &config.collect,
                 ProgressBar::hidden(),
+                None,
             )
             .await;
         }
@@ -91,19 +95,36 @@ pub async fn run(path: &Path, out: &Path) -> anyhow::Result<PathBuf> {
         let mut runs = Vec::new();
         for rep in 0..config.repetitions {
             let bar = progress(point, rep, config.repetitions, tasks);
-            runs.push(
-                driver::run(
-                    &target,
-                    &function_id,
-                    &payloads.params,
-                    tasks,
-                    &config.load,
-                    &config.collect,
-                    bar,
-                )
-                .await,
+            let (submitted, all_submitted) = oneshot::channel();
+            let measured = driver::run(
+                &target,
+                &function_id,
+                &payloads.params,
+                tasks,
+                &config.load,
+                &config.collect,
+                bar,
+                Some(submitted),
             );
+            // Held executor hosts start once the workload waits in the queue; on a runtime
+            // worker thread, for the reason given at launch.
+            let start_held = async {
+                if all_submitted.await.is_ok() {
+                    tokio::task::block_in_place(|| live.start_executors())
+                } else {
+                    Ok(())
+                }
+            };
+            let (run, started) = tokio::join!(measured, start_held);
+            started?;
+            runs.push(run);
         }
+        let samples: Vec<_> = runs
+            .iter()
+            .flat_map(|r| r.samples.iter().cloned())
+            .collect();
+        let breakdown = breakdown::measure(&target, &samples).await;
+        let memory = live.memory();
         let summary = stats::summarize(tasks, &runs);
         let efficiency = efficiency(point, &summary, &mut baselines);
         let workers = match config.topology.mode {
@@ -115,6 +136,8 @@ pub async fn run(path: &Path, out: &Path) -> anyhow::Result<PathBuf> {
             workers,
             summary: &summary,
             efficiency,
+            breakdown: &breakdown,
+            memory,
         })?;
         cdf.write(point, &stats::cdf(&runs))?;
         table.push((point.label(), summary, efficiency));

@@ -20,6 +20,8 @@ pub struct Run {
     pub makespan_s: f64,
     /// Submission (or scheduled submission) to result available, µs.
     pub latency: Histogram<u64>,
+    /// Completed tasks sampled for the overhead breakdown.
+    pub samples: Vec<crate::breakdown::Sample>,
 }
 
 /// A point over all its repetitions: what the CSV row holds.
@@ -142,6 +144,7 @@ mod tests {
             lost: 0,
             makespan_s,
             latency,
+            samples: Vec::new(),
         }
     }
 

@@ -4,7 +4,9 @@
 use std::fs::File;
 use std::path::Path;
 
+use crate::breakdown::{Breakdown, PHASES};
 use crate::experiment::Point;
+use crate::launcher::Memory;
 use crate::stats::Summary;
 
 /// One finished point, as exported.
@@ -14,6 +16,8 @@ pub struct Row<'a> {
     pub summary: &'a Summary,
     /// Ideal or first-point makespan over this makespan (see `efficiency` in the README).
     pub efficiency: Option<f64>,
+    pub breakdown: &'a Breakdown,
+    pub memory: Memory,
 }
 
 /// The fixed columns after the `param_*` ones.
@@ -38,7 +42,17 @@ pub const COLUMNS: &[&str] = &[
     "p999_ms",
     "max_ms",
     "efficiency",
+    "gateway_peak_rss_mb",
+    "dispatcher_peak_rss_mb",
+    "breakdown_samples",
 ];
+
+/// The per-phase columns that end each row: `phase_<name>_mean_us`, then `phase_<name>_p50_us`.
+fn phase_columns() -> Vec<String> {
+    let mean = PHASES.iter().map(|p| format!("phase_{p}_mean_us"));
+    let p50 = PHASES.iter().map(|p| format!("phase_{p}_p50_us"));
+    mean.chain(p50).collect()
+}
 
 /// Writes `results.csv`.
 pub struct ResultsCsv {
@@ -57,6 +71,7 @@ impl ResultsCsv {
                 .map(|p| format!("param_{}", p.replace('.', "_"))),
         );
         header.extend(COLUMNS.iter().map(|c| (*c).to_owned()));
+        header.extend(phase_columns());
         writer.write_record(&header)?;
         writer.flush()?;
         Ok(Self { writer })
@@ -89,7 +104,19 @@ impl ResultsCsv {
             f(s.p999_ms),
             f(s.max_ms),
             row.efficiency.map(f).unwrap_or_default(),
+            format!("{:.1}", row.memory.gateway_peak_mb),
+            format!("{:.1}", row.memory.dispatcher_peak_mb),
+            row.breakdown.samples.to_string(),
         ]);
+        let b = row.breakdown;
+        let phase = |v: f64| {
+            if b.samples == 0 {
+                String::new()
+            } else {
+                format!("{v:.1}")
+            }
+        };
+        record.extend(b.mean_us.iter().chain(&b.p50_us).map(|v| phase(*v)));
         self.writer.write_record(&record)?;
         self.writer.flush()?;
         Ok(())
@@ -157,6 +184,15 @@ values = ["local", "push"]
             workers: 1,
             summary: &summary,
             efficiency: Some(0.5),
+            breakdown: &Breakdown {
+                samples: 2,
+                mean_us: [1.0, 2.0, 3.0, 4.0, 5.0],
+                p50_us: [1.5; 5],
+            },
+            memory: Memory {
+                gateway_peak_mb: 12.3,
+                dispatcher_peak_mb: 30.0,
+            },
         })
         .unwrap();
         let text = std::fs::read_to_string(&path).unwrap();
@@ -171,7 +207,12 @@ values = ["local", "push"]
             row.starts_with("1,mode=push,push,push,noop,1,1,10,"),
             "{row}"
         );
-        assert!(row.ends_with(",0.500000"), "{row}");
+        assert!(header.ends_with(",phase_result_p50_us"), "{header}");
+        assert_eq!(header.split(',').count(), row.split(',').count());
+        assert!(
+            row.ends_with(",0.500000,12.3,30.0,2,1.0,2.0,3.0,4.0,5.0,1.5,1.5,1.5,1.5,1.5"),
+            "{row}"
+        );
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }
