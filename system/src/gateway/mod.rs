@@ -15,6 +15,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
+use axum::serve::ListenerExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::store::Store;
@@ -106,6 +107,13 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let addr: Option<SocketAddr> = listener.local_addr().ok();
     tracing::info!(?addr, "gateway listening");
+    // Streamed answers (`POST /results`) write their header and lines separately: without
+    // TCP_NODELAY each small write after the first waits for a delayed ACK (40 ms).
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
+        }
+    });
     let server = axum::serve(listener, router(state, config))
         .with_graceful_shutdown(shutdown.clone().cancelled_owned());
     let drain_limit = async {
