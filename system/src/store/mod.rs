@@ -384,20 +384,27 @@ impl Store {
         entries: &[QueueEntry],
         worker: &str,
     ) -> Result<Vec<StartOutcome>, StoreError> {
-        let now = now_micros();
-        let mut pipe = redis::pipe();
-        for entry in entries {
-            pipe.invoke_script(
-                START_TASK
-                    .key(keys::task(entry.task_id))
-                    .key(keys::QUEUE)
-                    .arg(&entry.entry_id)
-                    .arg(keys::QUEUE_GROUP)
-                    .arg(now)
-                    .arg(worker),
-            );
+        if entries.is_empty() {
+            return Ok(Vec::new());
         }
-        let replies: Vec<Value> = self.query_scripts(&pipe).await?;
+        let mut call = START_TASK.key(keys::QUEUE);
+        call.arg(keys::QUEUE_GROUP).arg(now_micros()).arg(worker);
+        for entry in entries {
+            call.key(keys::task(entry.task_id)).arg(&entry.entry_id);
+        }
+        let mut pipe = redis::pipe();
+        pipe.invoke_script(&call);
+        let (replies,): (Vec<Value>,) = self.query_scripts(&pipe).await?;
+        if replies.len() != entries.len() {
+            return Err(StoreError::Corrupt {
+                key: keys::QUEUE.to_owned(),
+                reason: format!(
+                    "start_tasks answered {} of {}",
+                    replies.len(),
+                    entries.len()
+                ),
+            });
+        }
         entries
             .iter()
             .zip(replies)
@@ -408,27 +415,27 @@ impl Store {
     /// Records final outcomes, first write wins, in one round trip. Returns, per outcome,
     /// whether it was recorded (`false`: the task was already final or is unknown).
     pub async fn finish_tasks(&self, outcomes: &[FinalOutcome]) -> Result<Vec<bool>, StoreError> {
-        let mut pipe = redis::pipe();
+        if outcomes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut call = FINISH_TASK.key(keys::QUEUE);
+        call.arg(keys::QUEUE_GROUP).arg(keys::DONE_CHANNEL);
         for outcome in outcomes {
             let started = outcome
                 .started_at
                 .map(|t| t.to_string())
                 .unwrap_or_default();
-            pipe.invoke_script(
-                FINISH_TASK
-                    .key(keys::task(outcome.task_id))
-                    .key(keys::QUEUE)
-                    .arg(outcome.status.as_str())
-                    .arg(&outcome.result)
-                    .arg(outcome.finished_at)
-                    .arg(started)
-                    .arg(keys::QUEUE_GROUP)
-                    .arg(keys::DONE_CHANNEL)
-                    .arg(outcome.task_id.to_string())
-                    .arg(outcome.executor.as_deref().unwrap_or_default()),
-            );
+            call.key(keys::task(outcome.task_id))
+                .arg(outcome.status.as_str())
+                .arg(&outcome.result)
+                .arg(outcome.finished_at)
+                .arg(started)
+                .arg(outcome.task_id.to_string())
+                .arg(outcome.executor.as_deref().unwrap_or_default());
         }
-        let replies: Vec<i64> = self.query_scripts(&pipe).await?;
+        let mut pipe = redis::pipe();
+        pipe.invoke_script(&call);
+        let (replies,): (Vec<i64>,) = self.query_scripts(&pipe).await?;
         Ok(replies.into_iter().map(|r| r == 1).collect())
     }
 

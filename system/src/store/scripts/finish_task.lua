@@ -1,29 +1,37 @@
--- finish_task: record a final outcome, first write wins: a late or duplicate result never
--- overwrites COMPLETED/FAILED. Acknowledges the queue entry and announces the task as done.
--- KEYS[1] task hash, KEYS[2] queue stream
--- ARGV[1] status (COMPLETED|FAILED), ARGV[2] result, ARGV[3] finished_at (µs),
--- ARGV[4] started_at (µs, or '' when the executor never started it), ARGV[5] group,
--- ARGV[6] done channel, ARGV[7] task id, ARGV[8] executor that ran it (or '')
--- Returns 1 when recorded, 0 when the task was already final, -1 when it does not exist.
-local status = redis.call('HGET', KEYS[1], 'status')
-if not status then
-  return -1
+-- finish_tasks: record final outcomes, first write wins: a late or duplicate result never
+-- overwrites COMPLETED/FAILED. Acknowledges each queue entry and announces each task as done.
+-- One call records a whole batch: the per-call cost of a script is paid once.
+-- KEYS[1] queue stream, KEYS[1 + i] task hash of outcome i
+-- ARGV[1] group, ARGV[2] done channel, then six per outcome i, from ARGV[3 + 6(i-1)]:
+-- status (COMPLETED|FAILED), result, finished_at (µs), started_at (µs, or '' when the executor
+-- never started it), task id, executor that ran it (or '')
+-- Returns, per outcome, 1 when recorded, 0 when the task was already final, -1 when it does
+-- not exist.
+local out = {}
+for i = 2, #KEYS do
+  local task = KEYS[i]
+  local a = 3 + 6 * (i - 2)
+  local status = redis.call('HGET', task, 'status')
+  if not status then
+    out[i - 1] = -1
+  elseif status == 'COMPLETED' or status == 'FAILED' then
+    out[i - 1] = 0
+  else
+    redis.call('HSET', task, 'status', ARGV[a], 'result', ARGV[a + 1], 'finished_at', ARGV[a + 2])
+    if ARGV[a + 3] ~= '' then
+      redis.call('HSET', task, 'started_at', ARGV[a + 3])
+    end
+    if ARGV[a + 5] ~= '' then
+      redis.call('HSET', task, 'executor', ARGV[a + 5])
+    end
+    redis.call('HDEL', task, 'params')
+    local entry = redis.call('HGET', task, 'queue_entry')
+    if entry then
+      redis.call('XACK', KEYS[1], ARGV[1], entry)
+      redis.call('XDEL', KEYS[1], entry)
+    end
+    redis.call('PUBLISH', ARGV[2], ARGV[a + 4])
+    out[i - 1] = 1
+  end
 end
-if status == 'COMPLETED' or status == 'FAILED' then
-  return 0
-end
-redis.call('HSET', KEYS[1], 'status', ARGV[1], 'result', ARGV[2], 'finished_at', ARGV[3])
-if ARGV[4] ~= '' then
-  redis.call('HSET', KEYS[1], 'started_at', ARGV[4])
-end
-if ARGV[8] ~= '' then
-  redis.call('HSET', KEYS[1], 'executor', ARGV[8])
-end
-redis.call('HDEL', KEYS[1], 'params')
-local entry = redis.call('HGET', KEYS[1], 'queue_entry')
-if entry then
-  redis.call('XACK', KEYS[2], ARGV[5], entry)
-  redis.call('XDEL', KEYS[2], entry)
-end
-redis.call('PUBLISH', ARGV[6], ARGV[7])
-return 1
+return out

@@ -1,24 +1,30 @@
--- start_task: QUEUED|RUNNING -> RUNNING for a queue entry this dispatcher received, counting
--- the attempt. Entries for final tasks and superseded entries are acknowledged and dropped.
--- KEYS[1] task hash, KEYS[2] queue stream
--- ARGV[1] entry id, ARGV[2] group, ARGV[3] dispatched_at (µs), ARGV[4] worker
--- Returns {function_id, params, attempts} to run, or a status string: 'missing' | 'final' | 'stale'.
-local status = redis.call('HGET', KEYS[1], 'status')
-local function drop(outcome)
-  redis.call('XACK', KEYS[2], ARGV[2], ARGV[1])
-  redis.call('XDEL', KEYS[2], ARGV[1])
-  return outcome
+-- start_tasks: for each queue entry this dispatcher received, QUEUED|RUNNING -> RUNNING,
+-- counting the attempt. Entries for final tasks and superseded entries are acknowledged and
+-- dropped. One call starts a whole batch: the per-call cost of a script is paid once.
+-- KEYS[1] queue stream, KEYS[1 + i] task hash of entry i
+-- ARGV[1] group, ARGV[2] dispatched_at (µs), ARGV[3] worker, ARGV[3 + i] entry id i
+-- Returns, per entry, {function_id, params, attempts} to run, or a status string:
+-- 'missing' | 'final' | 'stale'.
+local out = {}
+for i = 2, #KEYS do
+  local task, entry = KEYS[i], ARGV[i + 2]
+  local function drop(outcome)
+    redis.call('XACK', KEYS[1], ARGV[1], entry)
+    redis.call('XDEL', KEYS[1], entry)
+    return outcome
+  end
+  local status = redis.call('HGET', task, 'status')
+  if not status then
+    out[i - 1] = drop('missing')
+  elseif status == 'COMPLETED' or status == 'FAILED' then
+    out[i - 1] = drop('final')
+  elseif redis.call('HGET', task, 'queue_entry') ~= entry then
+    out[i - 1] = drop('stale')
+  else
+    redis.call('HSET', task, 'status', 'RUNNING', 'dispatched_at', ARGV[2], 'worker', ARGV[3])
+    local attempts = redis.call('HINCRBY', task, 'attempts', 1)
+    local fields = redis.call('HMGET', task, 'function_id', 'params')
+    out[i - 1] = {fields[1], fields[2], attempts}
+  end
 end
-if not status then
-  return drop('missing')
-end
-if status == 'COMPLETED' or status == 'FAILED' then
-  return drop('final')
-end
-if redis.call('HGET', KEYS[1], 'queue_entry') ~= ARGV[1] then
-  return drop('stale')
-end
-redis.call('HSET', KEYS[1], 'status', 'RUNNING', 'dispatched_at', ARGV[3], 'worker', ARGV[4])
-local attempts = redis.call('HINCRBY', KEYS[1], 'attempts', 1)
-local fields = redis.call('HMGET', KEYS[1], 'function_id', 'params')
-return {fields[1], fields[2], attempts}
+return out
