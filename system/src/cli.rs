@@ -44,6 +44,10 @@ pub struct WorkerArgs {
     /// The secret the dispatcher requires at registration (its --worker-secret).
     #[arg(long, env = "FAAS_WORKER_SECRET", hide_env_values = true)]
     pub secret: Option<String>,
+    /// Pull mode: tasks to ask for beyond the free executors, per executor (push mode: the
+    /// dispatcher's --prefetch decides).
+    #[arg(long, default_value_t = 1)]
+    pub prefetch: u32,
     #[command(flatten)]
     pub executor: ExecutorArgs,
 }
@@ -63,6 +67,7 @@ impl WorkerArgs {
                 .unwrap_or_else(crate::worker::WorkerConfig::default_name),
             endpoint: self.endpoint,
             executors: self.executors,
+            prefetch: self.prefetch,
             spec: self.executor.into_spec().await?,
             secret: self.secret,
         })

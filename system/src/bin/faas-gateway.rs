@@ -26,7 +26,7 @@ struct Cli {
     auth_token: Option<String>,
 }
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     faas::memory::limit_retained_memory();
     faas::telemetry::init_tracing("info");

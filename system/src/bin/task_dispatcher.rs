@@ -6,7 +6,7 @@ use anyhow::Context;
 use clap::{Parser, ValueEnum};
 use faas::cli::ExecutorArgs;
 use faas::dispatcher::remote::{DEFAULT_MISSES, DEFAULT_PREFETCH, RemoteConfig};
-use faas::dispatcher::{self, DEFAULT_MAX_RETRIES, DispatcherConfig};
+use faas::dispatcher::{self, DEFAULT_MAX_RETRIES, DispatcherConfig, local};
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Mode {
@@ -51,9 +51,10 @@ struct Cli {
     /// Heartbeat intervals a worker may stay silent before it is declared dead.
     #[arg(long, default_value_t = DEFAULT_MISSES)]
     heartbeat_misses: u32,
-    /// Tasks queued beyond the executors: per worker in push mode, per executor in local mode.
-    #[arg(long, default_value_t = DEFAULT_PREFETCH)]
-    prefetch: u32,
+    /// Tasks queued beyond the executors: per worker in push mode (default 1), per executor
+    /// in local mode (default 4).
+    #[arg(long)]
+    prefetch: Option<u32>,
     /// Pull and push: workers must present this secret when they register (their
     /// --secret / FAAS_WORKER_SECRET); others receive no task.
     #[arg(long, env = "FAAS_WORKER_SECRET", hide_env_values = true)]
@@ -67,7 +68,7 @@ fn seconds(name: &str, value: f64) -> anyhow::Result<Duration> {
         .with_context(|| format!("{name} must be a number of seconds, 0 or more"))
 }
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() -> anyhow::Result<()> {
     faas::memory::limit_retained_memory();
     faas::telemetry::init_tracing("info");
@@ -93,13 +94,13 @@ async fn main() -> anyhow::Result<()> {
         port: cli.port.unwrap_or_default(),
         heartbeat,
         misses: cli.heartbeat_misses,
-        prefetch: cli.prefetch,
+        prefetch: cli.prefetch.unwrap_or(DEFAULT_PREFETCH),
         secret: cli.worker_secret.filter(|s| !s.is_empty()),
     };
     match cli.mode {
         Mode::Local => {
             let spec = cli.executor.into_spec().await?;
-            let prefetch = cli.prefetch as usize;
+            let prefetch = cli.prefetch.unwrap_or(local::DEFAULT_PREFETCH) as usize;
             dispatcher::local::run(config, spec, cli.workers, prefetch, shutdown).await
         }
         Mode::Pull => dispatcher::pull::run(config, remote, shutdown).await,

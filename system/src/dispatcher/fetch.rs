@@ -15,13 +15,15 @@ const READ_BLOCK: Duration = Duration::from_millis(1000);
 /// Most entries taken in one read.
 const MAX_BATCH: usize = 256;
 
-/// Reads until `stop`. Each entry sent on `entries` consumed one permit of `capacity`; the
-/// core returns it when the task is recorded or dropped.
+/// Reads until `stop`, once at least `refill_at` places are free (then for all free places):
+/// under load, fewer and larger reads. Each entry sent on `entries` consumed one permit of
+/// `capacity`; the core returns it when the task is recorded or dropped.
 pub async fn run(
     store: Store,
     redis_url: String,
     consumer: String,
     capacity: Arc<Semaphore>,
+    refill_at: u32,
     entries: mpsc::Sender<Vec<QueueEntry>>,
     stop: CancellationToken,
 ) {
@@ -40,12 +42,14 @@ pub async fn run(
     loop {
         let mut permits = tokio::select! {
             () = stop.cancelled() => return,
-            permit = capacity.clone().acquire_owned() => match permit {
+            permit = capacity.clone().acquire_many_owned(refill_at) => match permit {
                 Ok(p) => p,
                 Err(_) => return,
             },
         };
-        let extra = capacity.available_permits().min(MAX_BATCH - 1);
+        let extra = capacity
+            .available_permits()
+            .min(MAX_BATCH.saturating_sub(permits.num_permits()));
         if extra > 0
             && let Ok(more) = capacity.clone().try_acquire_many_owned(extra as u32)
         {

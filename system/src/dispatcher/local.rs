@@ -10,6 +10,11 @@ use super::{DispatcherConfig, DispatcherError, Transport, run_core};
 use crate::executor::{Completion, ExecutorPool, ExecutorSpec, Job};
 use crate::store::Store;
 
+/// Tasks waiting per executor in the pool's shared queue unless told otherwise. The queue is
+/// shared, so waiting tasks never hold each other back; they only cost an attempt each if
+/// the dispatcher dies.
+pub const DEFAULT_PREFETCH: u32 = 4;
+
 impl Transport for ExecutorPool {
     async fn dispatch(&mut self, job: Job) -> Result<(), Job> {
         self.submit(job).await
@@ -21,8 +26,9 @@ impl Transport for ExecutorPool {
 }
 
 /// Runs a local-mode dispatcher with `executors` Python processes until `shutdown`. Up to
-/// `prefetch` further tasks per executor wait in the pool's queue, so an executor that
-/// finishes starts its next task at once instead of after the Redis round trips of a fetch.
+/// `prefetch` further tasks per executor wait in the pool's one shared queue (so a long task
+/// never holds others back while an executor is free), and an executor that finishes starts
+/// its next task at once instead of after the Redis round trips of a fetch.
 pub async fn run(
     config: DispatcherConfig,
     spec: ExecutorSpec,
@@ -46,5 +52,17 @@ pub async fn run(
             }
         }
     });
-    run_core(store, config, pool, capacity, completions, shutdown).await
+    // Refilling once half the places are free reads the queue in batches under load, while
+    // the other half keeps the executors busy; an idle pool still reads at once.
+    let refill_at = u32::try_from(places / 2).unwrap_or(u32::MAX).max(1);
+    run_core(
+        store,
+        config,
+        pool,
+        capacity,
+        refill_at,
+        completions,
+        shutdown,
+    )
+    .await
 }

@@ -135,12 +135,14 @@ struct Core {
     give_up: CancellationToken,
 }
 
-/// Runs the core with `transport`, which manages `capacity`, until `shutdown`.
+/// Runs the core with `transport`, which manages `capacity`, until `shutdown`. The queue is
+/// read once `refill_at` places are free (see [`fetch::run`]).
 async fn run_core<T: Transport>(
     store: Store,
     config: DispatcherConfig,
     mut transport: T,
     capacity: Arc<Semaphore>,
+    refill_at: u32,
     mut completions: mpsc::UnboundedReceiver<Completion>,
     shutdown: CancellationToken,
 ) -> Result<(), DispatcherError> {
@@ -155,6 +157,7 @@ async fn run_core<T: Transport>(
         config.redis_url.clone(),
         config.consumer.clone(),
         capacity.clone(),
+        refill_at,
         entries_tx,
         stop.clone(),
     ));

@@ -1,16 +1,17 @@
 //! `push` mode: a ROUTER here, a DEALER at each worker. Workers register their capacity; each
-//! task goes to the live worker with the most free executors, never beyond its capacity plus
-//! `prefetch`; heartbeats flow both ways, and a worker silent for `misses` intervals is dead.
+//! task goes to the live worker with the most free executors, never beyond its capacity with
+//! `prefetch` more per executor; heartbeats flow both ways, and a worker silent for `misses`
+//! intervals is dead.
 //!
-//! Fetch permits are credits: a registration adds `capacity + prefetch`, each result one, and
-//! a dead worker's unused credits are withdrawn.
+//! Fetch permits are credits: a registration adds its [`registry::slots`], each result one,
+//! and a dead worker's unused credits are withdrawn.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use super::registry::DeadWorker;
+use super::registry::{self, DeadWorker};
 use super::remote::{self, RemoteConfig, RemoteMode, Workers};
 use super::{DispatcherConfig, DispatcherError};
 use crate::bridge::{Inbound, Outbox};
@@ -81,7 +82,7 @@ impl<O: Outbox + Send + 'static> RemoteMode for Push<O> {
                         self.withdraw(&previous);
                     }
                     self.workers
-                        .freed((capacity + self.workers.config.prefetch) as usize);
+                        .freed(registry::slots(capacity, self.workers.config.prefetch));
                     self.send(identity, &welcome);
                     self.assign(now);
                 }
@@ -173,7 +174,7 @@ impl<O: Outbox> Push<O> {
 
     /// Withdraws the fetch credits a dead registration still had.
     fn withdraw(&self, dead: &DeadWorker) {
-        let credits = (dead.capacity + self.workers.config.prefetch) as usize;
+        let credits = registry::slots(dead.capacity, self.workers.config.prefetch);
         self.workers
             .vanished(credits.saturating_sub(dead.tasks.len()));
     }
@@ -226,8 +227,8 @@ mod tests {
         register(&mut push, "w", 2, t0);
         assert_eq!(
             capacity.available_permits(),
-            3,
-            "capacity plus one prefetch"
+            4,
+            "2 executors, each with one prefetch"
         );
         let task = fetch(&capacity, FunctionId::new_random());
         let task_id = task.task_id;
@@ -252,7 +253,7 @@ mod tests {
         push.on_inbound(inbound(b"w", false, &message), t0);
         let sent = push.bridge.take();
         assert!(matches!(&sent[..], [(_, ToWorker::Ack { tasks })] if tasks == &vec![task_id]));
-        assert_eq!(capacity.available_permits(), 3, "the credit came back");
+        assert_eq!(capacity.available_permits(), 4, "the credit came back");
     }
 
     #[test]
@@ -262,7 +263,7 @@ mod tests {
         register(&mut push, "big", 3, t0);
         register(&mut push, "small", 1, t0);
         let f = FunctionId::new_random();
-        for _ in 0..6 {
+        for _ in 0..8 {
             push.backlog.push_back(fetch(&capacity, f));
         }
         // One more than the credits, as an over-eager fetch could take.
@@ -273,8 +274,12 @@ mod tests {
         for (identity, _) in push.bridge.take() {
             *per_worker.entry(identity).or_default() += 1;
         }
-        assert_eq!(per_worker[&b"big".to_vec()], 4, "3 executors + 1 prefetch");
-        assert_eq!(per_worker[&b"small".to_vec()], 2, "1 executor + 1 prefetch");
+        assert_eq!(
+            per_worker[&b"big".to_vec()],
+            6,
+            "3 executors, 1 prefetch each"
+        );
+        assert_eq!(per_worker[&b"small".to_vec()], 2, "1 executor, 1 prefetch");
         assert_eq!(push.backlog.len(), 1, "the rest waits for a credit");
     }
 

@@ -45,6 +45,19 @@ pub struct DeadWorker {
     pub tasks: Vec<TaskId>,
 }
 
+/// Tasks a worker of `capacity` executors may hold: one running and `prefetch` waiting per
+/// executor.
+#[must_use]
+pub fn slots(capacity: u32, prefetch: u32) -> usize {
+    capacity as usize * (1 + prefetch as usize)
+}
+
+impl WorkerEntry {
+    fn slots(&self, prefetch: u32) -> usize {
+        slots(self.capacity, prefetch)
+    }
+}
+
 /// All workers of one dispatcher.
 #[derive(Debug)]
 pub struct WorkerRegistry {
@@ -131,13 +144,14 @@ impl WorkerRegistry {
     }
 
     /// The live worker to push a task to: the one with the most free executors, among those
-    /// holding fewer than `capacity + prefetch` tasks. Ties go to the lexically first name, so
+    /// holding fewer than `capacity × (1 + prefetch)` tasks (prefetch is per executor, so every
+    /// worker's queue is in proportion to its size). Ties go to the lexically first name, so
     /// the choice is deterministic.
     #[must_use]
     pub fn pick(&self, prefetch: u32) -> Option<&str> {
         self.workers
             .iter()
-            .filter(|(_, w)| w.in_flight.len() < (w.capacity + prefetch) as usize)
+            .filter(|(_, w)| w.in_flight.len() < w.slots(prefetch))
             .max_by(|(an, a), (bn, b)| {
                 let load = |w: &WorkerEntry| w.in_flight.len() as i64 - i64::from(w.capacity);
                 load(b).cmp(&load(a)).then_with(|| bn.cmp(an))
@@ -239,7 +253,7 @@ mod tests {
             None,
             "no worker beyond capacity without prefetch"
         );
-        assert!(r.pick(1).is_some(), "prefetch allows one more each");
+        assert!(r.pick(1).is_some(), "prefetch allows one more per executor");
     }
 
     #[test]
@@ -247,11 +261,11 @@ mod tests {
         let t0 = Instant::now();
         let mut r = registry_with(&[("w", 2)], t0);
         let far = t0 + Duration::from_secs(60);
-        for _ in 0..3 {
+        for _ in 0..4 {
             let name = r.pick(1).unwrap().to_owned();
             r.assign(&name, TaskId::new_random(), FunctionId::new_random(), far);
         }
-        assert_eq!(r.pick(1), None);
+        assert_eq!(r.pick(1), None, "2 executors, 1 prefetch each");
     }
 
     #[test]

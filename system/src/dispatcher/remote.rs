@@ -118,7 +118,8 @@ pub(super) async fn run<M: RemoteMode>(
     let mode = make(bridge, workers);
     let task = tokio::spawn(serve(mode, inbox, jobs, stop.clone()));
     let transport = RemoteTransport::new(jobs_tx, stop, task);
-    super::run_core(store, config, transport, capacity, completions, shutdown).await
+    // Workers come and go, so there is no fixed number of places to wait for.
+    super::run_core(store, config, transport, capacity, 1, completions, shutdown).await
 }
 
 /// The mode's event loop: worker messages, new tasks and ticks, until `stop`.

@@ -4,7 +4,7 @@
 //! | from | message | when | answer |
 //! |---|---|---|---|
 //! | worker | `register {worker, capacity, secret?}` | on start, after `reregister`, after losing the dispatcher | `welcome` |
-//! | worker | `ask {worker, free, results}` | pull: it has `free` idle executors; carries finished results | `tasks` (parked until work arrives, or empty after a heartbeat interval as a keep-alive) |
+//! | worker | `ask {worker, free, results}` | pull: it has room for `free` tasks (idle executors plus its prefetch); carries finished results | `tasks` (parked until work arrives, or empty after a heartbeat interval as a keep-alive) |
 //! | worker | `results {worker, results}` | finished tasks (push; pull's second socket while its ask is parked) | `ack` |
 //! | worker | `heartbeat {worker}` | nothing else sent for a heartbeat interval | pull: `ack`; push: none |
 //! | dispatcher | `welcome {heartbeat_ms, misses}` | after `register` | — |

@@ -33,6 +33,9 @@ pub struct WorkerConfig {
     /// The dispatcher's `tcp://host:port`.
     pub endpoint: String,
     pub executors: usize,
+    /// Pull mode: tasks asked for beyond the free executors, per executor, so the next task
+    /// is at hand when one finishes (push mode: the dispatcher's --prefetch decides).
+    pub prefetch: u32,
     pub spec: ExecutorSpec,
     /// The secret the dispatcher may require at registration.
     pub secret: Option<String>,

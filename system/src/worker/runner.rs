@@ -29,6 +29,8 @@ pub(super) struct Runner {
     sent: HashMap<TaskId, Completion>,
     /// Set at shutdown: work in hand may finish and be reported until then.
     drain_deadline: Option<Instant>,
+    /// Tasks this worker takes at most: its executors and `prefetch` waiting per executor.
+    slots: usize,
 }
 
 impl Runner {
@@ -51,6 +53,7 @@ impl Runner {
             pending: Vec::new(),
             sent: HashMap::new(),
             drain_deadline: None,
+            slots: config.executors * (1 + config.prefetch as usize),
         })
     }
 
@@ -58,10 +61,18 @@ impl Runner {
         u32::try_from(self.pool.size()).unwrap_or(u32::MAX)
     }
 
-    /// Executors with nothing to do and nothing queued for them.
+    /// Tasks to ask for: the idle executors while there are any, else places in the prefetch
+    /// queue. Asking for prefetch only once every executor is busy keeps a burst spread over
+    /// all workers instead of queued at the first to ask.
     pub fn free(&self) -> u32 {
         let busy = self.running + self.waiting.len();
-        u32::try_from(self.pool.size().saturating_sub(busy)).unwrap_or(0)
+        let idle = self.pool.size().saturating_sub(busy);
+        let room = if idle > 0 {
+            idle
+        } else {
+            self.slots.saturating_sub(busy)
+        };
+        u32::try_from(room).unwrap_or(0)
     }
 
     /// Nothing running, queued or unsent.
