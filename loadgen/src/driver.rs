@@ -365,10 +365,16 @@ async fn collector(
             continue;
         }
         let mut group = vec![first];
+        let window = Duration::from_secs_f64(session.collect.window_ms / 1000.0);
+        let until = tokio::time::Instant::now() + window;
         while group.len() < MAX_STREAM_TASKS {
             match tasks.try_recv() {
                 Ok(task) => group.push(task),
-                Err(_) => break,
+                Err(_) if window.is_zero() => break,
+                Err(_) => match tokio::time::timeout_at(until, tasks.recv()).await {
+                    Ok(Some(task)) => group.push(task),
+                    _ => break,
+                },
             }
         }
         collectors.spawn(async move {

@@ -209,6 +209,10 @@ pub struct Collect {
     /// A task not final this long after its submission counts as lost.
     #[serde(default = "default_task_timeout")]
     pub timeout_s: f64,
+    /// Fastest method: how long the collector gathers tasks submitted one by one before
+    /// following them with one `POST /results` stream (0: whatever has arrived together).
+    #[serde(default)]
+    pub window_ms: f64,
 }
 
 fn default_interval() -> f64 {
@@ -225,6 +229,7 @@ impl Default for Collect {
             method: CollectMethod::Fastest,
             interval_ms: default_interval(),
             timeout_s: default_task_timeout(),
+            window_ms: 0.0,
         }
     }
 }
@@ -350,8 +355,15 @@ impl Experiment {
                     .into(),
             );
         }
-        if !(self.collect.interval_ms >= 0.0 && self.collect.timeout_s > 0.0) {
-            return Err("collect.interval_ms must be >= 0 and collect.timeout_s > 0".into());
+        if !(self.collect.interval_ms >= 0.0
+            && self.collect.timeout_s > 0.0
+            && self.collect.window_ms >= 0.0
+            && self.collect.window_ms.is_finite())
+        {
+            return Err(
+                "collect.interval_ms and collect.window_ms must be >= 0 and collect.timeout_s > 0"
+                    .into(),
+            );
         }
         Ok(())
     }
