@@ -46,7 +46,7 @@ pub struct WorkerArgs {
     pub secret: Option<String>,
     /// Pull mode: tasks to ask for beyond the free executors, per executor (push mode: the
     /// dispatcher's --prefetch decides).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, env = "FAAS_WORKER_PREFETCH", default_value_t = 1)]
     pub prefetch: u32,
     #[command(flatten)]
     pub executor: ExecutorArgs,

@@ -9,6 +9,7 @@ use tokio_util::sync::CancellationToken;
 use super::{DispatcherConfig, DispatcherError, Transport, run_core};
 use crate::executor::{Completion, ExecutorPool, ExecutorSpec, Job};
 use crate::store::Store;
+use crate::task::TaskId;
 
 /// Tasks waiting per executor in the pool's shared queue unless told otherwise. The queue is
 /// shared, so waiting tasks never hold each other back; they only cost an attempt each if
@@ -18,6 +19,10 @@ pub const DEFAULT_PREFETCH: u32 = 4;
 impl Transport for ExecutorPool {
     async fn dispatch(&mut self, job: Job) -> Result<(), Job> {
         self.submit(job).await
+    }
+
+    async fn cancel(&mut self, task: TaskId) {
+        ExecutorPool::cancel(self, task);
     }
 
     async fn shutdown(self, grace: Duration) {

@@ -10,6 +10,7 @@
 //! Every task this dispatcher holds is an entry pending for its consumer in the queue's group,
 //! so whatever it has not finished when it dies is found by the others (or by its successor).
 
+mod cancel;
 mod fetch;
 pub mod local;
 pub mod pull;
@@ -112,6 +113,9 @@ pub enum DispatcherError {
 pub trait Transport {
     /// Hands a started task to an executor; gives it back if the transport is closing.
     fn dispatch(&mut self, job: Job) -> impl Future<Output = Result<(), Job>> + Send;
+    /// Stops a task this transport was given (cancelled through the API): its executor is
+    /// killed and replaced, or it is never started. Its completion still comes back.
+    fn cancel(&mut self, task: TaskId) -> impl Future<Output = ()> + Send;
     /// Stops taking jobs; jobs in hand get `grace` to finish, then are abandoned unreported.
     fn shutdown(self, grace: Duration) -> impl Future<Output = ()> + Send;
 }
@@ -162,6 +166,12 @@ async fn run_core<T: Transport>(
         stop.clone(),
     ));
     let recovery = tokio::spawn(recovery::run(store.clone(), config.clone(), stop.clone()));
+    let (cancels_tx, mut cancels) = mpsc::unbounded_channel();
+    let canceller = tokio::spawn(cancel::follow(
+        config.redis_url.clone(),
+        cancels_tx,
+        stop.clone(),
+    ));
     tracing::info!(consumer = %config.consumer, "dispatcher running");
 
     let mut core = Core {
@@ -177,6 +187,12 @@ async fn run_core<T: Transport>(
             biased;
             () = shutdown.cancelled() => break,
             Some(done) = completions.recv() => core.record(done, &mut completions).await,
+            Some(task) = cancels.recv() => {
+                if core.in_flight.contains_key(&task) {
+                    tracing::info!(task_id = %task, "stopping a cancelled task");
+                    transport.cancel(task).await;
+                }
+            }
             Some(batch) = entries.recv() => core.start(batch, &mut transport).await,
         }
     }
@@ -199,6 +215,7 @@ async fn run_core<T: Transport>(
     core.give_up.cancel();
     let _ = fetcher.await;
     let _ = recovery.await;
+    let _ = canceller.await;
     core.release_held().await;
     Ok(())
 }

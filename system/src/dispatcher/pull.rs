@@ -10,7 +10,7 @@
 //! Fetch permits follow the parked asks: an ask adds its `free` count, and what an answer
 //! does not use is withdrawn.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
@@ -20,6 +20,7 @@ use super::{DispatcherConfig, DispatcherError};
 use crate::bridge::{Inbound, Outbox};
 use crate::executor::Job;
 use crate::protocol::{self, ToDispatcher, ToWorker};
+use crate::task::TaskId;
 
 /// Runs a pull-mode dispatcher until `shutdown`.
 pub async fn run(
@@ -32,6 +33,7 @@ pub async fn run(
         workers,
         backlog: VecDeque::new(),
         parked: VecDeque::new(),
+        cancels: HashMap::new(),
     })
     .await
 }
@@ -50,6 +52,8 @@ struct Pull<O: Outbox> {
     /// Tasks started but not yet handed out: no ask was waiting.
     backlog: VecDeque<Job>,
     parked: VecDeque<Parked>,
+    /// Per worker, cancelled tasks to name in its next `ack`.
+    cancels: HashMap<String, Vec<TaskId>>,
 }
 
 impl<O: Outbox + Send + 'static> RemoteMode for Pull<O> {
@@ -108,14 +112,22 @@ impl<O: Outbox + Send + 'static> RemoteMode for Pull<O> {
                 let known = self.workers.registry.heard_from(&worker, now);
                 let (ids, _) = self.workers.accept_results(results);
                 if known {
-                    self.reply(identity, &ToWorker::Ack { tasks: ids });
+                    let cancel = self.cancels.remove(&worker).unwrap_or_default();
+                    self.reply(identity, &ToWorker::Ack { tasks: ids, cancel });
                 } else {
                     self.reregister(identity, &worker);
                 }
             }
             ToDispatcher::Heartbeat { worker } => {
                 if self.workers.registry.heard_from(&worker, now) {
-                    self.reply(identity, &ToWorker::Ack { tasks: Vec::new() });
+                    let cancel = self.cancels.remove(&worker).unwrap_or_default();
+                    self.reply(
+                        identity,
+                        &ToWorker::Ack {
+                            tasks: Vec::new(),
+                            cancel,
+                        },
+                    );
                 } else {
                     self.reregister(identity, &worker);
                 }
@@ -125,6 +137,14 @@ impl<O: Outbox + Send + 'static> RemoteMode for Pull<O> {
 
     fn enqueue(&mut self, job: Job) {
         self.backlog.push_back(job);
+    }
+
+    /// A REQ worker hears only answers: the cancellation rides on its next `ack` (it sends a
+    /// heartbeat or results at least once per heartbeat interval).
+    fn cancel(&mut self, task: TaskId) {
+        if let Some(worker) = self.workers.cancel(&mut self.backlog, task) {
+            self.cancels.entry(worker).or_default().push(task);
+        }
     }
 
     /// Answers parked asks, oldest first, with as many backlog tasks as each has room for.
@@ -235,6 +255,7 @@ mod tests {
             workers,
             backlog: VecDeque::new(),
             parked: VecDeque::new(),
+            cancels: HashMap::new(),
         };
         (pull, capacity, completions)
     }
@@ -304,6 +325,55 @@ mod tests {
             panic!("{sent:?}")
         };
         assert_eq!(tasks[0].function, None, "the worker already has the body");
+    }
+
+    #[test]
+    fn a_cancelled_task_is_dropped_from_the_backlog_or_named_in_its_workers_next_ack() {
+        let t0 = Instant::now();
+        let (mut pull, capacity, mut completions) = pull();
+        register(&mut pull, "w", t0);
+        let f = FunctionId::new_random();
+
+        // Still in the backlog (no ask parked): dropped, its place and completion returned.
+        capacity.add_permits(1);
+        let waiting = fetch(&capacity, f);
+        let waiting_id = waiting.task_id;
+        pull.backlog.push_back(waiting);
+        pull.cancel(waiting_id);
+        assert!(pull.backlog.is_empty());
+        assert_eq!(capacity.available_permits(), 1, "the place came back");
+        let done = completions.try_recv().expect("a completion for the core");
+        assert_eq!(done.task_id, waiting_id);
+        assert!(
+            matches!(done.outcome, TaskOutcome::WorkerFailure(ref m) if m.contains("cancelled"))
+        );
+
+        // Held by the worker: named in the answer to its next heartbeat, once.
+        pull.on_inbound(inbound(b"w-ask", true, &ask("w", 1)), t0);
+        pull.backlog.push_back(fetch(&capacity, f));
+        pull.assign(t0);
+        let [(_, ToWorker::Tasks { tasks })] = &pull.bridge.take()[..] else {
+            panic!("the task was not handed out")
+        };
+        let held = tasks[0].task_id;
+        pull.cancel(held);
+        assert!(
+            pull.bridge.take().is_empty(),
+            "a REQ worker hears only answers"
+        );
+        let heartbeat = ToDispatcher::Heartbeat { worker: "w".into() };
+        pull.on_inbound(inbound(b"w-results", true, &heartbeat), t0);
+        let sent = pull.bridge.take();
+        assert!(
+            matches!(&sent[..], [(_, ToWorker::Ack { cancel, .. })] if cancel == &vec![held]),
+            "{sent:?}"
+        );
+        pull.on_inbound(inbound(b"w-results", true, &heartbeat), t0);
+        let sent = pull.bridge.take();
+        assert!(
+            matches!(&sent[..], [(_, ToWorker::Ack { cancel, .. })] if cancel.is_empty()),
+            "{sent:?}"
+        );
     }
 
     #[test]

@@ -17,6 +17,7 @@ use super::{DispatcherConfig, DispatcherError};
 use crate::bridge::{Inbound, Outbox};
 use crate::executor::Job;
 use crate::protocol::{self, ToDispatcher, ToWorker};
+use crate::task::TaskId;
 
 /// Runs a push-mode dispatcher until `shutdown`.
 pub async fn run(
@@ -92,7 +93,13 @@ impl<O: Outbox + Send + 'static> RemoteMode for Push<O> {
                 let known = self.workers.registry.heard_from(&worker, now);
                 let (ids, held) = self.workers.accept_results(results);
                 self.workers.freed(held);
-                self.send(identity.clone(), &ToWorker::Ack { tasks: ids });
+                self.send(
+                    identity.clone(),
+                    &ToWorker::Ack {
+                        tasks: ids,
+                        cancel: Vec::new(),
+                    },
+                );
                 if known {
                     self.assign(now);
                 } else {
@@ -112,6 +119,16 @@ impl<O: Outbox + Send + 'static> RemoteMode for Push<O> {
 
     fn enqueue(&mut self, job: Job) {
         self.backlog.push_back(job);
+    }
+
+    fn cancel(&mut self, task: TaskId) {
+        let Some(worker) = self.workers.cancel(&mut self.backlog, task) else {
+            return;
+        };
+        if let Some(w) = self.workers.registry.get(&worker) {
+            let identity = w.identity.clone();
+            self.send(identity, &ToWorker::Cancel { tasks: vec![task] });
+        }
     }
 
     /// Sends backlog tasks to the workers with the most free executors.
@@ -252,7 +269,7 @@ mod tests {
         };
         push.on_inbound(inbound(b"w", false, &message), t0);
         let sent = push.bridge.take();
-        assert!(matches!(&sent[..], [(_, ToWorker::Ack { tasks })] if tasks == &vec![task_id]));
+        assert!(matches!(&sent[..], [(_, ToWorker::Ack { tasks, .. })] if tasks == &vec![task_id]));
         assert_eq!(capacity.available_permits(), 4, "the credit came back");
     }
 

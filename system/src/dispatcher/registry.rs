@@ -134,6 +134,12 @@ impl WorkerRegistry {
         worker.functions.insert(function)
     }
 
+    /// The worker holding `task`, if any.
+    #[must_use]
+    pub fn holder(&self, task: TaskId) -> Option<&str> {
+        self.holders.get(&task).map(String::as_str)
+    }
+
     /// A task was reported (by anyone): the worker holding it, if one still does.
     pub fn complete(&mut self, task: TaskId) -> Option<String> {
         let name = self.holders.remove(&task)?;

@@ -1,6 +1,7 @@
 //! What the pull and push modes share: their settings, the transport handle the core talks to,
 //! the ROUTER socket workers connect to, and the handling of results and lost workers.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -53,23 +54,18 @@ impl RemoteConfig {
 /// The core's handle on a remote transport running as its own task.
 pub struct RemoteTransport {
     jobs: mpsc::UnboundedSender<Job>,
+    cancels: mpsc::UnboundedSender<TaskId>,
     stop: CancellationToken,
     task: JoinHandle<()>,
-}
-
-impl RemoteTransport {
-    pub(super) fn new(
-        jobs: mpsc::UnboundedSender<Job>,
-        stop: CancellationToken,
-        task: JoinHandle<()>,
-    ) -> Self {
-        Self { jobs, stop, task }
-    }
 }
 
 impl Transport for RemoteTransport {
     async fn dispatch(&mut self, job: Job) -> Result<(), Job> {
         self.jobs.send(job).map_err(|e| e.0)
+    }
+
+    async fn cancel(&mut self, task: TaskId) {
+        let _ = self.cancels.send(task);
     }
 
     async fn shutdown(self, _grace: Duration) {
@@ -88,6 +84,8 @@ pub(super) trait RemoteMode: Send + 'static {
     fn enqueue(&mut self, job: Job);
     /// Hands backlog tasks to workers that can take them.
     fn assign(&mut self, now: Instant);
+    /// Stops a task cancelled through the API (see [`Workers::cancel`]).
+    fn cancel(&mut self, task: TaskId);
     /// Periodic duties: liveness, heartbeats or keep-alives.
     fn on_tick(&mut self, now: Instant);
     /// How often [`Self::on_tick`] runs.
@@ -107,6 +105,7 @@ pub(super) async fn run<M: RemoteMode>(
     let capacity = Arc::new(Semaphore::new(0));
     let (completions_tx, completions) = mpsc::unbounded_channel();
     let (jobs_tx, jobs) = mpsc::unbounded_channel();
+    let (cancels_tx, cancels) = mpsc::unbounded_channel();
     let stop = CancellationToken::new();
     let workers = Workers {
         registry: WorkerRegistry::new(remote.liveness()),
@@ -116,8 +115,13 @@ pub(super) async fn run<M: RemoteMode>(
         report_grace: Duration::from_secs(1),
     };
     let mode = make(bridge, workers);
-    let task = tokio::spawn(serve(mode, inbox, jobs, stop.clone()));
-    let transport = RemoteTransport::new(jobs_tx, stop, task);
+    let task = tokio::spawn(serve(mode, inbox, jobs, cancels, stop.clone()));
+    let transport = RemoteTransport {
+        jobs: jobs_tx,
+        cancels: cancels_tx,
+        stop,
+        task,
+    };
     // Workers come and go, so there is no fixed number of places to wait for.
     super::run_core(store, config, transport, capacity, 1, completions, shutdown).await
 }
@@ -127,6 +131,7 @@ async fn serve<M: RemoteMode>(
     mut mode: M,
     mut inbox: mpsc::UnboundedReceiver<Inbound>,
     mut jobs: mpsc::UnboundedReceiver<Job>,
+    mut cancels: mpsc::UnboundedReceiver<TaskId>,
     stop: CancellationToken,
 ) {
     let mut tick = tokio::time::interval(mode.tick_every());
@@ -142,6 +147,7 @@ async fn serve<M: RemoteMode>(
                 }
                 mode.assign(Instant::now());
             }
+            Some(task) = cancels.recv() => mode.cancel(task),
             _ = tick.tick() => mode.on_tick(Instant::now()),
         }
     }
@@ -281,6 +287,25 @@ impl Workers {
             self.lost([*task], &reason);
         }
         (dead, overdue.len())
+    }
+
+    /// A task cancelled through the API: if it is still in `backlog` it is dropped there
+    /// (its place goes back to the fetcher and its completion to the core); otherwise the
+    /// worker holding it, which the mode must tell.
+    pub fn cancel(&mut self, backlog: &mut VecDeque<Job>, task: TaskId) -> Option<String> {
+        if let Some(i) = backlog.iter().position(|job| job.task_id == task) {
+            backlog.remove(i);
+            self.freed(1);
+            let _ = self.completions.send(Completion {
+                task_id: task,
+                outcome: TaskOutcome::WorkerFailure(crate::executor::CANCELLED.into()),
+                started_at: None,
+                finished_at: now_micros(),
+                executor: None,
+            });
+            return None;
+        }
+        self.registry.holder(task).map(str::to_owned)
     }
 
     /// Hands `n` places back to the fetcher.

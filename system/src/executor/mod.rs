@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::task::{FunctionId, TaskId};
 
-pub use pool::{Completion, ExecutorPool};
+pub use pool::{CANCELLED, Completion, ExecutorPool};
 pub use process::ExecutorSpec;
 
 /// A task ready to run: everything an executor needs.

@@ -1,6 +1,7 @@
 //! A pool of executor processes serving one queue of jobs. Each slot owns one executor; when
 //! the executor dies or is killed, the slot reports the task and starts a fresh one.
 
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,7 +11,20 @@ use tokio_util::task::TaskTracker;
 
 use super::process::{ExecutorProcess, ExecutorSpec, SpawnError};
 use super::{Job, TaskOutcome};
-use crate::task::TaskId;
+use crate::task::{TaskId, now_micros};
+
+/// What a cancelled task's completion says (its record is already final; this only frees the
+/// place it held).
+pub const CANCELLED: &str = "cancelled through the API";
+
+/// Cancellations the slots act on.
+#[derive(Default)]
+struct Cancels {
+    /// Jobs on an executor, each with what stops it.
+    running: HashMap<TaskId, CancellationToken>,
+    /// Jobs cancelled before an executor took them: they are skipped.
+    early: HashSet<TaskId>,
+}
 
 /// Pause between attempts to replace an executor that will not start.
 const RESPAWN_BACKOFF: Duration = Duration::from_secs(1);
@@ -35,6 +49,7 @@ pub struct ExecutorPool {
     /// Cancelled to abandon jobs in hand and kill every executor now.
     kill: CancellationToken,
     slots: TaskTracker,
+    cancels: Arc<std::sync::Mutex<Cancels>>,
 }
 
 impl ExecutorPool {
@@ -64,6 +79,7 @@ impl ExecutorPool {
         let kill = CancellationToken::new();
         let slots = TaskTracker::new();
         let spec = Arc::new(spec);
+        let cancels = Arc::new(std::sync::Mutex::new(Cancels::default()));
         for (i, process) in processes.into_iter().flatten().enumerate() {
             let slot = Slot {
                 label: format!("{name}/{i}"),
@@ -72,6 +88,7 @@ impl ExecutorPool {
                 completions: completions.clone(),
                 stop: stop.clone(),
                 kill: kill.clone(),
+                cancels: cancels.clone(),
             };
             slots.spawn(slot.run(process));
         }
@@ -83,6 +100,7 @@ impl ExecutorPool {
             stop,
             kill,
             slots,
+            cancels,
         })
     }
 
@@ -96,6 +114,18 @@ impl ExecutorPool {
     /// Gives the job back if the pool is shutting down.
     pub async fn submit(&self, job: Job) -> Result<(), Job> {
         self.jobs.send(job).await.map_err(|e| e.0)
+    }
+
+    /// Stops a job: its executor is killed and replaced if it is running it, or the job is
+    /// skipped when an executor takes it. Either way its completion says [`CANCELLED`].
+    pub fn cancel(&self, task: TaskId) {
+        let mut cancels = self.cancels.lock().expect("cancels lock");
+        match cancels.running.get(&task) {
+            Some(stop) => stop.cancel(),
+            None => {
+                cancels.early.insert(task);
+            }
+        }
     }
 
     /// Stops taking jobs, lets jobs in hand finish for up to `grace`, then kills every
@@ -125,6 +155,7 @@ struct Slot {
     completions: mpsc::UnboundedSender<Completion>,
     stop: CancellationToken,
     kill: CancellationToken,
+    cancels: Arc<std::sync::Mutex<Cancels>>,
 }
 
 impl Slot {
@@ -138,10 +169,30 @@ impl Slot {
                     None => break,
                 },
             };
+            let Some(cancelled) = self.take(job.task_id) else {
+                self.report_cancelled(job.task_id);
+                continue;
+            };
             let run = tokio::select! {
                 biased;
                 () = self.kill.cancelled() => break,
-                run = process.run(&job, job.timeout) => run,
+                () = cancelled.cancelled() => None,
+                run = process.run(&job, job.timeout) => Some(run),
+            };
+            self.cancels
+                .lock()
+                .expect("cancels lock")
+                .running
+                .remove(&job.task_id);
+            let Some(run) = run else {
+                tracing::info!(executor = %self.label, task_id = %job.task_id, "task cancelled; replacing its executor");
+                process.kill().await;
+                self.report_cancelled(job.task_id);
+                match self.respawn().await {
+                    Some(fresh) => process = fresh,
+                    None => return,
+                }
+                continue;
             };
             if let TaskOutcome::WorkerFailure(reason) = &run.outcome {
                 tracing::warn!(executor = %self.label, task_id = %job.task_id, %reason, "task failed by the platform");
@@ -162,6 +213,28 @@ impl Slot {
             }
         }
         process.kill().await;
+    }
+
+    /// Registers `task` as running on this slot: what cancels it, or `None` if it was
+    /// cancelled before the slot took it.
+    fn take(&self, task: TaskId) -> Option<CancellationToken> {
+        let mut cancels = self.cancels.lock().expect("cancels lock");
+        if cancels.early.remove(&task) {
+            return None;
+        }
+        let stop = CancellationToken::new();
+        cancels.running.insert(task, stop.clone());
+        Some(stop)
+    }
+
+    fn report_cancelled(&self, task_id: TaskId) {
+        let _ = self.completions.send(Completion {
+            task_id,
+            outcome: TaskOutcome::WorkerFailure(CANCELLED.into()),
+            started_at: None,
+            finished_at: now_micros(),
+            executor: Some(self.label.clone()),
+        });
     }
 
     /// A fresh executor, retrying until one starts; `None` if the pool is killed meanwhile.

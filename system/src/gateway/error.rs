@@ -7,7 +7,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::payload::PayloadError;
 use crate::store::StoreError;
-use crate::task::{FunctionId, TaskId};
+use crate::task::{FunctionId, TaskId, TaskStatus};
 
 /// A failed request.
 #[derive(Debug, thiserror::Error)]
@@ -31,6 +31,9 @@ pub enum ApiError {
     UnknownFunction(FunctionId),
     #[error("task {0} does not exist")]
     UnknownTask(TaskId),
+    /// The request needs a task that is not final yet.
+    #[error("task {task} is already {status}; only queued or running tasks can be cancelled")]
+    AlreadyFinal { task: TaskId, status: TaskStatus },
     #[error("unauthorized: {0}")]
     Unauthorized(String),
     #[error("request body is larger than the limit of {limit} bytes")]
@@ -59,6 +62,7 @@ impl ApiError {
                 StatusCode::NOT_FOUND
             }
             Self::MethodNotAllowed { .. } => StatusCode::METHOD_NOT_ALLOWED,
+            Self::AlreadyFinal { .. } => StatusCode::CONFLICT,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,

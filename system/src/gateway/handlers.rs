@@ -17,7 +17,8 @@ use super::AppState;
 use super::error::ApiError;
 use super::json::JsonBody;
 use super::waiters::{MAX_WAIT, Waiting, Wake};
-use crate::payload::{PayloadError, decode_payload};
+use crate::payload::{PayloadError, decode_payload, encode_payload};
+use crate::pickle::task_cancelled_pickle;
 use crate::store::{Store, StoreError};
 use crate::task::{FunctionId, TaskId, TaskStatus};
 
@@ -405,6 +406,46 @@ fn wait_duration(seconds: f64) -> Option<Duration> {
     Duration::try_from_secs_f64(seconds)
         .ok()
         .map(|d| d.min(MAX_WAIT))
+}
+
+#[derive(Serialize)]
+pub struct CancelResponse {
+    task_id: TaskId,
+    /// Always `FAILED`: the task's result is now a `TaskCancelled` exception.
+    status: TaskStatus,
+    /// What the task was when it was cancelled: `QUEUED` (it never runs) or `RUNNING` (its
+    /// executor is stopped).
+    previous_status: TaskStatus,
+}
+
+/// Cancels a queued or running task: it is recorded as FAILED with a `TaskCancelled`
+/// exception at once; a running task's executor is killed (and replaced) by its dispatcher.
+/// A final task answers 409 and stays as it is.
+pub async fn cancel(
+    State(state): State<AppState>,
+    Path(task_id): Path<String>,
+) -> Result<Json<CancelResponse>, ApiError> {
+    let task_id: TaskId = parse_id("task id", &task_id)?;
+    let failure = encode_payload(&task_cancelled_pickle(&format!(
+        "task {task_id} was cancelled through the API"
+    )));
+    let previous = state
+        .store
+        .cancel_task(task_id, &failure)
+        .await?
+        .ok_or(ApiError::UnknownTask(task_id))?;
+    if previous.is_final() {
+        return Err(ApiError::AlreadyFinal {
+            task: task_id,
+            status: previous,
+        });
+    }
+    tracing::info!(%task_id, ?previous, "task cancelled");
+    Ok(Json(CancelResponse {
+        task_id,
+        status: TaskStatus::Failed,
+        previous_status: previous,
+    }))
 }
 
 /// A task's timeline (timestamps in µs since the epoch), beside the contract's endpoints.

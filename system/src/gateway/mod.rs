@@ -81,6 +81,7 @@ pub fn router(state: AppState, config: &GatewayConfig) -> Router {
         .route("/result/{task_id}", get(handlers::result))
         .route("/results", post(handlers::results))
         .route("/task/{task_id}", get(handlers::task))
+        .route("/cancel/{task_id}", post(handlers::cancel))
         .route("/health", get(handlers::health))
         .fallback(handlers::no_route)
         .method_not_allowed_fallback(handlers::method_not_allowed)

@@ -7,11 +7,24 @@
 /// GLOBAL/REDUCE opcodes) constructed with the single argument `message`, so
 /// `str(exc) == message`, `type(exc).__name__ == "WorkerFailure"` and
 /// `isinstance(exc, Exception)`.
+#[must_use]
 pub fn worker_failure_pickle(message: &str) -> Vec<u8> {
+    exception_pickle("WorkerFailure", message)
+}
+
+/// Like [`worker_failure_pickle`], for a task cancelled through the API: a `TaskCancelled`.
+#[must_use]
+pub fn task_cancelled_pickle(message: &str) -> Vec<u8> {
+    exception_pickle("TaskCancelled", message)
+}
+
+/// An exception of a class named `class` (made at load time, see [`worker_failure_pickle`])
+/// carrying `message`.
+fn exception_pickle(class: &str, message: &str) -> Vec<u8> {
     let mut out = Vec::with_capacity(message.len() + 96);
     // PROTO 2, GLOBAL builtins.type
     out.extend_from_slice(b"\x80\x02cbuiltins\ntype\n");
-    push_str(&mut out, "WorkerFailure");
+    push_str(&mut out, class);
     // GLOBAL builtins.Exception, TUPLE1, EMPTY_DICT
     out.extend_from_slice(b"cbuiltins\nException\n\x85}");
     push_str(&mut out, "__module__");

@@ -9,7 +9,8 @@
 //! | worker | `heartbeat {worker}` | nothing else sent for a heartbeat interval | pull: `ack`; push: none |
 //! | dispatcher | `welcome {heartbeat_ms, misses}` | after `register` | — |
 //! | dispatcher | `tasks {tasks}` | work for the worker | — |
-//! | dispatcher | `ack {tasks}` | results received (the worker forgets them) | — |
+//! | dispatcher | `ack {tasks, cancel?}` | results received (the worker forgets them); pull: tasks to stop ride along | — |
+//! | dispatcher | `cancel {tasks}` | push: tasks cancelled through the API (the worker stops them and reports them as usual) | — |
 //! | dispatcher | `heartbeat` | push: nothing else sent for a heartbeat interval | — |
 //! | dispatcher | `reregister {reason}` | a message from a worker it does not know | `register` |
 //! | dispatcher | `rejected {reason}` | a `register` without the right secret | — (the worker stops) |
@@ -72,6 +73,13 @@ pub enum ToWorker {
         tasks: Vec<WireTask>,
     },
     Ack {
+        tasks: Vec<TaskId>,
+        /// Pull: tasks cancelled through the API, to stop (a REQ worker hears only answers).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        cancel: Vec<TaskId>,
+    },
+    /// Push: tasks cancelled through the API, to stop.
+    Cancel {
         tasks: Vec<TaskId>,
     },
     Heartbeat,

@@ -3,11 +3,12 @@
 //! | key | type | contents |
 //! |---|---|---|
 //! | `faas:function:{id}` | hash | `name`, `payload` (base64 dill of the function), `created_at` |
-//! | `faas:task:{id}` | hash | `function_id`, `params` (base64 dill of `(args, kwargs)`, dropped once final), `status`, `result`, `attempts`, `worker` (the dispatcher that started it), `executor` (`worker/slot` that ran it), `queue_entry` (id of the task's live stream entry), and the timestamps `submitted_at`, `dispatched_at`, `started_at`, `finished_at` (µs since the epoch) |
+//! | `faas:task:{id}` | hash | `function_id`, `params` (base64 dill of `(args, kwargs)`, dropped once final), `status`, `result`, `attempts`, `worker` (the dispatcher that started it), `executor` (`worker/slot` that ran it), `queue_entry` (id of the task's live stream entry), and the timestamps `cancelled_at` (when cancelled through the API), `submitted_at`, `dispatched_at`, `started_at`, `finished_at` (µs since the epoch) |
 //! | `faas:queue` | stream | one entry `{task: id}` per task waiting for or held by a dispatcher; consumer group [`QUEUE_GROUP`] |
 //! | `faas:dispatcher:{consumer}` | string with TTL | present while the dispatcher that reads the queue as `consumer` is alive |
 //! | `tasks` | pub/sub channel | every new task id (public contract) |
 //! | `faas:done` | pub/sub channel | every task id that became final |
+//! | `faas:cancel` | pub/sub channel | every running task id cancelled through the API, for the dispatcher running it |
 
 use crate::task::{FunctionId, TaskId};
 
@@ -19,6 +20,8 @@ pub const QUEUE_GROUP: &str = "dispatchers";
 pub const TASKS_CHANNEL: &str = "tasks";
 /// Announces task ids that became final, for clients waiting on results.
 pub const DONE_CHANNEL: &str = "faas:done";
+/// Announces running tasks cancelled through the API, for the dispatchers running them.
+pub const CANCEL_CHANNEL: &str = "faas:cancel";
 
 /// The hash of a registered function.
 #[must_use]

@@ -21,6 +21,8 @@ static START_TASK: std::sync::LazyLock<Script> =
     std::sync::LazyLock::new(|| Script::new(include_str!("scripts/start_task.lua")));
 static FINISH_TASK: std::sync::LazyLock<Script> =
     std::sync::LazyLock::new(|| Script::new(include_str!("scripts/finish_task.lua")));
+static CANCEL_TASK: std::sync::LazyLock<Script> =
+    std::sync::LazyLock::new(|| Script::new(include_str!("scripts/cancel_task.lua")));
 static REQUEUE_TASK: std::sync::LazyLock<Script> =
     std::sync::LazyLock::new(|| Script::new(include_str!("scripts/requeue_task.lua")));
 
@@ -58,10 +60,13 @@ pub struct TaskTimeline {
     pub dispatched_at: Option<u64>,
     pub started_at: Option<u64>,
     pub finished_at: Option<u64>,
+    /// Set when the task was cancelled through the API.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cancelled_at: Option<u64>,
 }
 
 impl TaskTimeline {
-    const FIELDS: [&'static str; 9] = [
+    const FIELDS: [&'static str; 10] = [
         "status",
         "function_id",
         "attempts",
@@ -71,6 +76,7 @@ impl TaskTimeline {
         "dispatched_at",
         "started_at",
         "finished_at",
+        "cancelled_at",
     ];
 }
 
@@ -289,7 +295,8 @@ impl Store {
             dispatched,
             started,
             finished,
-        ] = <[Option<String>; 9]>::try_from(fields).map_err(|_| StoreError::Corrupt {
+            cancelled,
+        ] = <[Option<String>; 10]>::try_from(fields).map_err(|_| StoreError::Corrupt {
             key: key.clone(),
             reason: "HMGET returned the wrong number of fields".into(),
         })?;
@@ -307,6 +314,7 @@ impl Store {
             dispatched_at: micros(dispatched),
             started_at: micros(started),
             finished_at: micros(finished),
+            cancelled_at: micros(cancelled),
         }))
     }
 
@@ -439,6 +447,33 @@ impl Store {
         Ok(replies.into_iter().map(|r| r == 1).collect())
     }
 
+    /// Cancels a task that is not final: it becomes FAILED with `failure` (a serialized
+    /// exception) and, if it was running, its dispatcher is told to stop it. Returns the
+    /// status the task had, or `None` if there is no such task.
+    pub async fn cancel_task(
+        &self,
+        id: TaskId,
+        failure: &str,
+    ) -> Result<Option<TaskStatus>, StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.invoke_script(
+            CANCEL_TASK
+                .key(keys::task(id))
+                .key(keys::QUEUE)
+                .arg(keys::QUEUE_GROUP)
+                .arg(failure)
+                .arg(now_micros())
+                .arg(keys::DONE_CHANNEL)
+                .arg(keys::CANCEL_CHANNEL)
+                .arg(id.to_string()),
+        );
+        let (reply,): (String,) = self.query_scripts(&pipe).await?;
+        if reply == "missing" {
+            return Ok(None);
+        }
+        parse_status(&keys::task(id), &reply).map(Some)
+    }
+
     /// Puts a task whose executor, worker or dispatcher was lost back on the queue, or, once it
     /// has been attempted `max_attempts` times, FAILs it with `failure` (a serialized
     /// `WorkerFailure`).
@@ -550,7 +585,13 @@ impl Store {
         match pipe.query_async(&mut conn).await {
             Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
                 let mut load = redis::pipe();
-                for script in [&*SUBMIT_TASK, &*START_TASK, &*FINISH_TASK, &*REQUEUE_TASK] {
+                for script in [
+                    &*SUBMIT_TASK,
+                    &*START_TASK,
+                    &*FINISH_TASK,
+                    &*REQUEUE_TASK,
+                    &*CANCEL_TASK,
+                ] {
                     load.load_script(script);
                 }
                 let _: Vec<String> = load.query_async(&mut conn).await?;

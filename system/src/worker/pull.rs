@@ -125,8 +125,9 @@ pub(super) async fn session(
                         }
                         runner.accept(tasks).await;
                     }
-                    Some(ToWorker::Ack { tasks }) if socket == RESULTS => {
+                    Some(ToWorker::Ack { tasks, cancel }) if socket == RESULTS => {
                         runner.acknowledged(tasks);
+                        runner.cancel(cancel);
                         report = None;
                     }
                     Some(ToWorker::Reregister { reason }) => return Ok(SessionEnd::Reconnect(reason)),

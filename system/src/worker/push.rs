@@ -75,7 +75,11 @@ pub(super) async fn session(
                 match decode(&event) {
                     // While draining, new tasks are left to the dispatcher to requeue.
                     Some(ToWorker::Tasks { tasks }) if !runner.draining() => runner.accept(tasks).await,
-                    Some(ToWorker::Ack { tasks }) => runner.acknowledged(tasks),
+                    Some(ToWorker::Ack { tasks, cancel }) => {
+                        runner.acknowledged(tasks);
+                        runner.cancel(cancel);
+                    }
+                    Some(ToWorker::Cancel { tasks }) => runner.cancel(tasks),
                     Some(ToWorker::Reregister { reason }) => return Ok(SessionEnd::Reconnect(reason)),
                     Some(ToWorker::Rejected { reason }) => return Err(WorkerError::Rejected(reason)),
                     Some(ToWorker::Heartbeat | ToWorker::Tasks { .. } | ToWorker::Welcome { .. }) => {}

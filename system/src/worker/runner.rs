@@ -10,7 +10,7 @@ use std::time::Instant;
 use tokio::sync::mpsc;
 
 use super::{SHUTDOWN_GRACE, WorkerConfig};
-use crate::executor::{Completion, ExecutorPool, Job, TaskOutcome};
+use crate::executor::{CANCELLED, Completion, ExecutorPool, Job, TaskOutcome};
 use crate::protocol::WireTask;
 use crate::task::{FunctionId, TaskId, now_micros};
 
@@ -117,6 +117,25 @@ impl Runner {
             });
         }
         self.start_waiting().await;
+    }
+
+    /// Stops tasks cancelled through the API: one still waiting here is dropped and reported
+    /// at once; one on an executor is stopped by the pool, which reports it.
+    pub fn cancel(&mut self, tasks: Vec<TaskId>) {
+        for task in tasks {
+            if let Some(i) = self.waiting.iter().position(|job| job.task_id == task) {
+                self.waiting.remove(i);
+                self.pending.push(Completion {
+                    task_id: task,
+                    outcome: TaskOutcome::WorkerFailure(CANCELLED.into()),
+                    started_at: None,
+                    finished_at: now_micros(),
+                    executor: None,
+                });
+            } else {
+                self.pool.cancel(task);
+            }
+        }
     }
 
     /// A task finished on an executor.

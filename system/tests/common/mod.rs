@@ -393,7 +393,17 @@ impl TestSystem {
             port, self.port,
             "workers connect to this system's dispatcher port"
         );
-        let proc = self.start_worker_process(kind, executors, &[]);
+        self.spawn_worker_with_env(kind, executors, &[]).await
+    }
+
+    /// [`Self::spawn_worker`] with extra environment variables for the worker.
+    pub async fn spawn_worker_with_env(
+        &mut self,
+        kind: &str,
+        executors: usize,
+        env: &[(&str, &str)],
+    ) -> usize {
+        let proc = self.start_worker_process(kind, executors, env);
         proc.wait_for_log("registered with the dispatcher", 1, Duration::from_secs(60))
             .await;
         self.workers.push(proc);
