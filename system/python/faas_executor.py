@@ -43,8 +43,9 @@ def main():
         "dill": dill.__version__,
     })
     cache = collections.OrderedDict()
+    reader = _Reader(proto_in)
     while True:
-        request = _recv(proto_in)
+        request = reader.recv()
         if request is None:
             return  # the parent closed the pipe: it is gone or wants us gone
         reply = _run(dill, cache, request)
@@ -162,26 +163,33 @@ def _now_us():
     return time.time_ns() // 1000
 
 
-def _recv(fd):
-    header = _read_exact(fd, _HEADER.size)
-    if header is None:
-        return None
-    (length,) = _HEADER.unpack(header)
-    body = _read_exact(fd, length)
-    if body is None:
-        return None
-    return json.loads(body)
+class _Reader:
+    """Frames from the protocol pipe, read in large chunks: a frame usually arrives whole, in
+    one read, where reading its header and then its body took two system calls."""
 
+    def __init__(self, fd):
+        self.fd = fd
+        self.buffer = bytearray()
 
-def _read_exact(fd, n):
-    chunks = []
-    while n > 0:
-        chunk = os.read(fd, min(n, 1 << 20))
-        if not chunk:
+    def recv(self):
+        header = self._take(_HEADER.size)
+        if header is None:
             return None
-        chunks.append(chunk)
-        n -= len(chunk)
-    return b"".join(chunks)
+        (length,) = _HEADER.unpack(header)
+        body = self._take(length)
+        if body is None:
+            return None
+        return json.loads(body)
+
+    def _take(self, n):
+        while len(self.buffer) < n:
+            chunk = os.read(self.fd, max(n - len(self.buffer), 1 << 16))
+            if not chunk:
+                return None
+            self.buffer += chunk
+        taken = bytes(self.buffer[:n])
+        del self.buffer[:n]
+        return taken
 
 
 def _send(fd, message):
