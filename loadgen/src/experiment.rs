@@ -468,6 +468,22 @@ fn display_value(v: &toml::Value) -> String {
 mod tests {
     use super::*;
 
+    #[test]
+    fn every_committed_experiment_is_valid() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../experiments");
+        let mut checked = 0;
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_some_and(|e| e == "toml") {
+                let (_, points) =
+                    Experiment::load(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+                assert!(!points.is_empty(), "{}", path.display());
+                checked += 1;
+            }
+        }
+        assert!(checked >= 6, "only {checked} experiments found");
+    }
+
     const BASE: &str = r#"
 name = "t"
 [topology]
