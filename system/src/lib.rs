@@ -14,7 +14,8 @@
 //! - [`protocol`] and [`bridge`]: the worker ↔ dispatcher messages, and ZeroMQ sockets on
 //!   their own threads.
 //! - [`worker`]: the remote workers of the pull and push modes.
-//! - [`cli`], [`memory`], [`shutdown`] and [`telemetry`]: what every binary shares.
+//! - [`cli`], [`memory`], [`metrics`], [`shutdown`] and [`telemetry`]: what every binary
+//!   shares.
 
 pub mod bridge;
 pub mod cli;
@@ -22,6 +23,7 @@ pub mod dispatcher;
 pub mod executor;
 pub mod gateway;
 pub mod memory;
+pub mod metrics;
 pub mod payload;
 pub mod pickle;
 pub mod protocol;

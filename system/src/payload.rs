@@ -65,10 +65,12 @@ fn base64_reason(err: DecodeError, text: &str) -> String {
         DecodeError::InvalidByte(at, byte) => {
             format!("invalid character {} at offset {}", show(byte), offset(at))
         }
-        DecodeError::InvalidLastSymbol(at, byte) => {
+        DecodeError::InvalidLastSymbol {
+            offset: at, symbol, ..
+        } => {
             format!(
                 "invalid final character {} at offset {}",
-                show(byte),
+                show(symbol),
                 offset(at)
             )
         }

@@ -55,6 +55,9 @@ struct Cli {
     /// in local mode (default 4).
     #[arg(long)]
     prefetch: Option<u32>,
+    /// Serve GET /health and GET /metrics (Prometheus) on this address, e.g. 127.0.0.1:9100.
+    #[arg(long, env = "FAAS_DISPATCHER_HTTP")]
+    http: Option<String>,
     /// Pull and push: workers must present this secret when they register (their
     /// --secret / FAAS_WORKER_SECRET); others receive no task.
     #[arg(long, env = "FAAS_WORKER_SECRET", hide_env_values = true)]
@@ -88,6 +91,7 @@ async fn main() -> anyhow::Result<()> {
 
     let mut config = DispatcherConfig::new(cli.redis_url);
     config.max_retries = cli.max_retries;
+    config.http = cli.http;
     config.task_timeout = (!task_timeout.is_zero()).then_some(task_timeout);
     let remote = RemoteConfig {
         bind: cli.bind,

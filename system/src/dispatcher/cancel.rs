@@ -46,10 +46,10 @@ async fn subscribe_once(
                 let Some(message) = message else {
                     return Err(redis::RedisError::from((redis::ErrorKind::Io, "subscription closed")));
                 };
-                if let Ok(Ok(task)) = message.get_payload::<String>().map(|p| p.parse::<TaskId>()) {
-                    if cancels.send(task).is_err() {
-                        return Ok(());
-                    }
+                if let Ok(Ok(task)) = message.get_payload::<String>().map(|p| p.parse::<TaskId>())
+                    && cancels.send(task).is_err()
+                {
+                    return Ok(());
                 }
             }
         }

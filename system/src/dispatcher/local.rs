@@ -6,7 +6,7 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use super::{DispatcherConfig, DispatcherError, Transport, run_core};
+use super::{CoreParts, DispatcherConfig, DispatcherError, DispatcherMetrics, Transport, run_core};
 use crate::executor::{Completion, ExecutorPool, ExecutorSpec, Job};
 use crate::store::Store;
 use crate::task::TaskId;
@@ -60,14 +60,16 @@ pub async fn run(
     // Refilling once half the places are free reads the queue in batches under load, while
     // the other half keeps the executors busy; an idle pool still reads at once.
     let refill_at = u32::try_from(places / 2).unwrap_or(u32::MAX).max(1);
-    run_core(
+    let metrics = Arc::new(DispatcherMetrics::default());
+    metrics.executors.set(executors as u64);
+    let parts = CoreParts {
         store,
         config,
-        pool,
+        transport: pool,
         capacity,
         refill_at,
         completions,
-        shutdown,
-    )
-    .await
+        metrics,
+    };
+    run_core(parts, shutdown).await
 }

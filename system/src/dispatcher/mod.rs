@@ -13,6 +13,7 @@
 mod cancel;
 mod fetch;
 pub mod local;
+mod metrics;
 pub mod pull;
 pub mod push;
 mod recovery;
@@ -31,6 +32,8 @@ use crate::payload::encode_payload;
 use crate::pickle::worker_failure_pickle;
 use crate::store::{FinalOutcome, QueueEntry, StartOutcome, Store, StoreError};
 use crate::task::{FunctionId, TaskId, TaskStatus, now_micros};
+pub use metrics::DispatcherMetrics;
+use metrics::Timeline;
 
 /// Attempts beyond the first for a task whose worker or dispatcher was lost.
 pub const DEFAULT_MAX_RETRIES: u32 = 2;
@@ -61,6 +64,8 @@ pub struct DispatcherConfig {
     pub task_timeout: Option<Duration>,
     /// This dispatcher's consumer name in the queue's group; unique per process.
     pub consumer: String,
+    /// Where to serve `/health` and `/metrics`; `None` for nowhere.
+    pub http: Option<String>,
 }
 
 impl DispatcherConfig {
@@ -81,6 +86,7 @@ impl DispatcherConfig {
                 std::process::id(),
                 &TaskId::new_random().to_string()[..8]
             ),
+            http: None,
         }
     }
 
@@ -105,6 +111,11 @@ pub enum DispatcherError {
         endpoint: String,
         source: zmq::Error,
     },
+    #[error("cannot serve /health and /metrics on {addr}: {source}")]
+    Http {
+        addr: String,
+        source: std::io::Error,
+    },
 }
 
 /// How jobs reach executors: what a dispatch mode implements. A transport owns the capacity
@@ -126,30 +137,65 @@ pub fn worker_failure_result(message: &str) -> String {
     encode_payload(&worker_failure_pickle(message))
 }
 
+/// A task handed to the transport.
+struct InFlight {
+    entry: QueueEntry,
+    submitted_at: Option<u64>,
+    dispatched_at: u64,
+}
+
 /// The state of one running dispatcher.
 struct Core {
     store: Store,
     config: DispatcherConfig,
     /// Free executor places; the fetcher asks the queue for at most this many tasks.
     capacity: Arc<Semaphore>,
-    /// Tasks handed to the transport and not yet recorded, with their queue entries.
-    in_flight: HashMap<TaskId, QueueEntry>,
+    /// Tasks handed to the transport and not yet recorded.
+    in_flight: HashMap<TaskId, InFlight>,
+    metrics: Arc<DispatcherMetrics>,
     functions: HashMap<FunctionId, Arc<str>>,
     /// Cancelled once the shutdown grace has passed: Redis retries stop.
     give_up: CancellationToken,
 }
 
-/// Runs the core with `transport`, which manages `capacity`, until `shutdown`. The queue is
-/// read once `refill_at` places are free (see [`fetch::run`]).
-async fn run_core<T: Transport>(
+/// What every mode hands the core.
+struct CoreParts<T> {
     store: Store,
     config: DispatcherConfig,
-    mut transport: T,
+    transport: T,
+    /// Managed by the transport (see [`Transport`]).
     capacity: Arc<Semaphore>,
+    /// The queue is read once this many places are free (see [`fetch::run`]).
     refill_at: u32,
-    mut completions: mpsc::UnboundedReceiver<Completion>,
+    completions: mpsc::UnboundedReceiver<Completion>,
+    metrics: Arc<DispatcherMetrics>,
+}
+
+/// Runs the core until `shutdown`.
+async fn run_core<T: Transport>(
+    parts: CoreParts<T>,
     shutdown: CancellationToken,
 ) -> Result<(), DispatcherError> {
+    let CoreParts {
+        store,
+        config,
+        mut transport,
+        capacity,
+        refill_at,
+        mut completions,
+        metrics,
+    } = parts;
+    let http = match &config.http {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .map_err(|source| DispatcherError::Http {
+                    addr: addr.clone(),
+                    source,
+                })?,
+        ),
+        None => None,
+    };
     store.ensure_queue_group().await?;
     store
         .mark_dispatcher_alive(&config.consumer, config.liveness_ttl)
@@ -172,6 +218,15 @@ async fn run_core<T: Transport>(
         cancels_tx,
         stop.clone(),
     ));
+    let http = http.map(|listener| {
+        tokio::spawn(metrics::serve(
+            listener,
+            store.clone(),
+            metrics.clone(),
+            config.consumer.as_str().into(),
+            stop.clone(),
+        ))
+    });
     tracing::info!(consumer = %config.consumer, "dispatcher running");
 
     let mut core = Core {
@@ -179,6 +234,7 @@ async fn run_core<T: Transport>(
         config,
         capacity,
         in_flight: HashMap::new(),
+        metrics,
         functions: HashMap::new(),
         give_up: CancellationToken::new(),
     };
@@ -216,6 +272,9 @@ async fn run_core<T: Transport>(
     let _ = fetcher.await;
     let _ = recovery.await;
     let _ = canceller.await;
+    if let Some(http) = http {
+        let _ = http.await;
+    }
     core.release_held().await;
     Ok(())
 }
@@ -238,6 +297,7 @@ impl Core {
                     function_id,
                     params,
                     attempt,
+                    submitted_at,
                 } => {
                     let Some(function) = self.function(function_id).await else {
                         let message = format!("function {function_id} is not registered");
@@ -247,7 +307,15 @@ impl Core {
                     };
                     tracing::debug!(task_id = %entry.task_id, attempt, "dispatching");
                     let task_id = entry.task_id;
-                    self.in_flight.insert(task_id, entry);
+                    self.in_flight.insert(
+                        task_id,
+                        InFlight {
+                            entry,
+                            submitted_at,
+                            dispatched_at: now_micros(),
+                        },
+                    );
+                    self.metrics.in_flight.set(self.in_flight.len() as u64);
                     let job = Job {
                         task_id,
                         function_id,
@@ -290,19 +358,35 @@ impl Core {
         let recorded = self
             .retry("record results", || store.finish_tasks(&outcomes))
             .await;
+        let now = now_micros();
         for (i, outcome) in outcomes.iter().enumerate() {
-            if recorded.as_ref().is_some_and(|r| !r[i]) {
-                tracing::debug!(task_id = %outcome.task_id, "late result dropped: task already final");
+            let held = self.in_flight.remove(&outcome.task_id);
+            match recorded.as_ref().map(|r| r[i]) {
+                Some(false) => {
+                    tracing::debug!(task_id = %outcome.task_id, "late result dropped: task already final");
+                }
+                Some(true) => self.metrics.finished(
+                    outcome.status,
+                    &Timeline {
+                        submitted: held.as_ref().and_then(|h| h.submitted_at),
+                        dispatched: held.as_ref().map(|h| h.dispatched_at),
+                        started: outcome.started_at,
+                        finished: Some(outcome.finished_at),
+                        recorded: Some(now),
+                    },
+                ),
+                None => {}
             }
-            self.in_flight.remove(&outcome.task_id);
         }
+        self.metrics.in_flight.set(self.in_flight.len() as u64);
     }
 
     /// A task whose worker was lost goes back on the queue, or fails once out of attempts.
     async fn requeue_lost(&mut self, task_id: TaskId, reason: &str) {
-        let Some(entry) = self.in_flight.remove(&task_id) else {
+        let Some(InFlight { entry, .. }) = self.in_flight.remove(&task_id) else {
             return; // not ours (any more): whoever holds it decides
         };
+        self.metrics.in_flight.set(self.in_flight.len() as u64);
         let failure = worker_failure_result(&format!(
             "{reason}; the task has now been attempted {} time(s), the limit (--max-retries {})",
             self.config.max_attempts(),
@@ -316,6 +400,9 @@ impl Core {
             })
             .await;
         tracing::info!(%task_id, reason, ?outcome, "lost task handled");
+        if let Some(outcome) = outcome {
+            self.metrics.requeued(outcome.as_str());
+        }
     }
 
     /// Fails a started task that never reached the transport.

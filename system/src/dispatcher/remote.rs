@@ -107,12 +107,14 @@ pub(super) async fn run<M: RemoteMode>(
     let (jobs_tx, jobs) = mpsc::unbounded_channel();
     let (cancels_tx, cancels) = mpsc::unbounded_channel();
     let stop = CancellationToken::new();
+    let metrics = Arc::new(super::DispatcherMetrics::default());
     let workers = Workers {
         registry: WorkerRegistry::new(remote.liveness()),
         capacity: capacity.clone(),
         completions: completions_tx,
         config: remote,
         report_grace: Duration::from_secs(1),
+        metrics: metrics.clone(),
     };
     let mode = make(bridge, workers);
     let task = tokio::spawn(serve(mode, inbox, jobs, cancels, stop.clone()));
@@ -122,8 +124,17 @@ pub(super) async fn run<M: RemoteMode>(
         stop,
         task,
     };
-    // Workers come and go, so there is no fixed number of places to wait for.
-    super::run_core(store, config, transport, capacity, 1, completions, shutdown).await
+    let parts = super::CoreParts {
+        store,
+        config,
+        transport,
+        capacity,
+        // Workers come and go, so there is no fixed number of places to wait for.
+        refill_at: 1,
+        completions,
+        metrics,
+    };
+    super::run_core(parts, shutdown).await
 }
 
 /// The mode's event loop: worker messages, new tasks and ticks, until `stop`.
@@ -190,6 +201,7 @@ pub(super) struct Workers {
     pub config: RemoteConfig,
     /// Slack added to a task's executor deadline before the dispatcher gives up on its worker.
     pub report_grace: Duration,
+    pub metrics: Arc<super::DispatcherMetrics>,
 }
 
 impl Workers {
@@ -280,6 +292,15 @@ impl Workers {
             tracing::warn!(worker = %worker.name, tasks = worker.tasks.len(), "worker declared dead");
             self.lost(worker.tasks.iter().copied(), &reason);
         }
+        self.metrics
+            .workers
+            .set(self.registry.iter().count() as u64);
+        self.metrics.executors.set(
+            self.registry
+                .iter()
+                .map(|(_, w)| u64::from(w.capacity))
+                .sum(),
+        );
         let overdue = self.registry.overdue(now);
         for (worker, task) in &overdue {
             let reason = format!("worker {worker} did not report the task within its deadline");
@@ -403,6 +424,7 @@ pub(super) mod testing {
             completions: tx,
             config,
             report_grace: Duration::from_secs(1),
+            metrics: Arc::default(),
         };
         (workers, capacity, rx)
     }

@@ -50,6 +50,15 @@ pub enum ApiError {
     Internal(String),
 }
 
+/// The body of every error answer (documents [`ApiError`]'s JSON in the OpenAPI description).
+#[derive(utoipa::ToSchema)]
+#[schema(example = json!({"error": "task 0b5c8a52-3f7e-4c8e-9d55-2a1f4c9e7b10 does not exist"}))]
+#[allow(dead_code, reason = "only describes the body built in `into_response`")]
+pub struct ErrorBody {
+    /// What was wrong with the request, or what failed.
+    pub error: String,
+}
+
 impl ApiError {
     /// The HTTP status this error is answered with.
     #[must_use]

@@ -26,26 +26,47 @@ use crate::task::{FunctionId, TaskId, TaskStatus};
 /// argument does not stall other requests on this async thread.
 const INLINE_CHECK_BYTES: usize = 256 * 1024;
 
-#[derive(Deserialize)]
+/// A function to register.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RegisterRequest {
+    /// A name for humans and logs; must not be empty.
+    #[schema(example = "abs")]
     name: String,
+    /// `base64(dill.dumps(fn))`: the function pickled with dill, then base64-encoded
+    /// (`codecs.encode(..., "base64")`, newlines allowed). Anything that is not base64 of a
+    /// pickle stream is rejected with 400.
+    #[schema(
+        content_encoding = "base64",
+        example = "gASVFAAAAAAAAACMCGJ1aWx0aW5zlIwDYWJzlJOULg==\n"
+    )]
     payload: String,
 }
 
-#[derive(Serialize)]
+/// The id of the registered function.
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct RegisterResponse {
     function_id: FunctionId,
 }
 
-#[derive(Deserialize)]
+/// One execution of a registered function.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExecuteRequest {
+    /// The id `POST /register_function` answered.
+    #[schema(format = Uuid)]
     function_id: String,
+    /// `base64(dill.dumps(((args...), {kwargs})))`: the arguments as an `(args, kwargs)`
+    /// tuple pickled with dill, then base64-encoded.
+    #[schema(
+        content_encoding = "base64",
+        example = "gASVCQAAAAAAAABLFYWUfZSGlC4=\n"
+    )]
     payload: String,
 }
 
-#[derive(Serialize)]
+/// The id of the new task, QUEUED.
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ExecuteResponse {
     task_id: TaskId,
 }
@@ -53,34 +74,55 @@ pub struct ExecuteResponse {
 /// Most tasks one batch may submit.
 pub const MAX_BATCH: usize = 10_000;
 
-#[derive(Deserialize)]
+/// Many executions of one registered function.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct BatchRequest {
+    /// The id `POST /register_function` answered.
+    #[schema(format = Uuid)]
     function_id: String,
     /// One `base64(dill.dumps(((args...), {kwargs})))` per task.
+    #[schema(min_items = 1, max_items = 10_000)]
     payloads: Vec<String>,
 }
 
-#[derive(Serialize)]
+/// The ids of the new tasks.
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct BatchResponse {
     /// One id per payload, in order.
     task_ids: Vec<TaskId>,
 }
 
-#[derive(Serialize)]
+/// Where a task is.
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct StatusResponse {
     task_id: TaskId,
     status: TaskStatus,
 }
 
-#[derive(Serialize)]
+/// A task and, once it is final, its result.
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct ResultResponse {
     task_id: TaskId,
     status: TaskStatus,
-    /// `base64(dill.dumps(value))` once final; `null` before.
+    /// `base64(dill.dumps(value))` once final; `null` before. A FAILED task's result is the
+    /// pickled exception (`WorkerFailure` when the platform failed it).
+    #[schema(content_encoding = "base64")]
     result: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    path = "/register_function",
+    tag = "functions",
+    summary = "Register a function",
+    request_body = RegisterRequest,
+    responses(
+        (status = 201, description = "Registered.", body = RegisterResponse),
+        (status = 400, description = "The body is not the expected JSON, `name` is empty, or `payload` is not base64 of a pickle stream.", body = super::error::ErrorBody),
+        (status = 413, description = "The body is larger than the gateway's limit.", body = super::error::ErrorBody),
+    ),
+)]
 pub async fn register_function(
     State(state): State<AppState>,
     JsonBody(req): JsonBody<RegisterRequest>,
@@ -98,6 +140,20 @@ pub async fn register_function(
     Ok((StatusCode::CREATED, Json(RegisterResponse { function_id })))
 }
 
+/// Queues one execution of a registered function and publishes its id on the `tasks` channel.
+#[utoipa::path(
+    post,
+    path = "/execute_function",
+    tag = "tasks",
+    summary = "Execute a function",
+    request_body = ExecuteRequest,
+    responses(
+        (status = 201, description = "Queued.", body = ExecuteResponse),
+        (status = 400, description = "The body is not the expected JSON, `function_id` is not a UUID, or `payload` is not base64 of a pickle stream.", body = super::error::ErrorBody),
+        (status = 404, description = "No function is registered with this id.", body = super::error::ErrorBody),
+        (status = 413, description = "The body is larger than the gateway's limit.", body = super::error::ErrorBody),
+    ),
+)]
 pub async fn execute_function(
     State(state): State<AppState>,
     JsonBody(req): JsonBody<ExecuteRequest>,
@@ -115,6 +171,19 @@ pub async fn execute_function(
     Ok((StatusCode::CREATED, Json(ExecuteResponse { task_id })))
 }
 
+#[utoipa::path(
+    post,
+    path = "/execute_batch",
+    tag = "tasks",
+    summary = "Execute a function many times",
+    request_body = BatchRequest,
+    responses(
+        (status = 201, description = "All queued; one task id per payload, in order.", body = BatchResponse),
+        (status = 400, description = "The body is not the expected JSON, `function_id` is not a UUID, `payloads` is empty or too long, or one payload is not base64 of a pickle stream (the error names it).", body = super::error::ErrorBody),
+        (status = 404, description = "No function is registered with this id.", body = super::error::ErrorBody),
+        (status = 413, description = "The body is larger than the gateway's limit.", body = super::error::ErrorBody),
+    ),
+)]
 /// Submits many executions of one function in one request (and one Redis round trip).
 pub async fn execute_batch(
     State(state): State<AppState>,
@@ -141,6 +210,19 @@ pub async fn execute_batch(
     Ok((StatusCode::CREATED, Json(BatchResponse { task_ids })))
 }
 
+/// The task's current status.
+#[utoipa::path(
+    get,
+    path = "/status/{task_id}",
+    tag = "tasks",
+    summary = "Task status",
+    params(("task_id" = uuid::Uuid, Path, description = "The id `POST /execute_function` answered.")),
+    responses(
+        (status = 200, description = "The task's status.", body = StatusResponse),
+        (status = 400, description = "`task_id` is not a UUID.", body = super::error::ErrorBody),
+        (status = 404, description = "No task has this id.", body = super::error::ErrorBody),
+    ),
+)]
 pub async fn status(
     State(state): State<AppState>,
     Path(task_id): Path<String>,
@@ -154,12 +236,26 @@ pub async fn status(
     Ok(Json(StatusResponse { task_id, status }))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct ResultQuery {
     /// Seconds to wait for the task to become final before answering (long polling).
+    #[param(value_type = Option<f64>, minimum = 0, maximum = 60, example = 30)]
     wait: Option<String>,
 }
 
+#[utoipa::path(
+    get,
+    path = "/result/{task_id}",
+    tag = "tasks",
+    summary = "Task result",
+    params(("task_id" = uuid::Uuid, Path, description = "The id `POST /execute_function` answered."), ResultQuery),
+    responses(
+        (status = 200, description = "The task's status and, once final, its result. With `wait`, answered as soon as the task is final or the wait runs out.", body = ResultResponse),
+        (status = 400, description = "`task_id` is not a UUID, or `wait` is not a number of seconds.", body = super::error::ErrorBody),
+        (status = 404, description = "No task has this id.", body = super::error::ErrorBody),
+    ),
+)]
 /// The contract's result endpoint; with `?wait=SECONDS` (at most 60) it answers as soon as
 /// the task is final, or with its current state when the wait runs out.
 pub async fn result(
@@ -208,23 +304,39 @@ pub async fn result(
     }))
 }
 
-#[derive(Deserialize)]
+/// The tasks whose results to stream.
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ResultsRequest {
+    /// Task ids; duplicates get one line.
+    #[schema(min_items = 1, max_items = 10_000, value_type = Vec<uuid::Uuid>)]
     task_ids: Vec<String>,
     /// Seconds to keep the stream open for tasks that are not final yet (at most 60).
     #[serde(default)]
+    #[schema(minimum = 0, maximum = 60)]
     wait: Option<f64>,
 }
 
-/// One line of the `POST /results` stream.
-#[derive(Serialize)]
+/// One line of the `POST /results` stream: a task's result, or an error for an unknown id.
+#[derive(Serialize, utoipa::ToSchema)]
 #[serde(untagged)]
 enum ResultLine {
     Known(ResultResponse),
     Unknown { task_id: TaskId, error: String },
 }
 
+#[utoipa::path(
+    post,
+    path = "/results",
+    tag = "tasks",
+    summary = "Stream many results",
+    request_body = ResultsRequest,
+    responses(
+        (status = 200, description = "An NDJSON stream (`application/x-ndjson`): one `ResultLine` JSON object per line, one line per distinct task id, in completion order; `{\"task_id\", \"error\"}` for an unknown id.", body = ResultLine, content_type = "application/x-ndjson"),
+        (status = 400, description = "The body is not the expected JSON, `task_ids` is empty, too long or holds a malformed id, or `wait` is out of range.", body = super::error::ErrorBody),
+        (status = 413, description = "The body is larger than the gateway's limit.", body = super::error::ErrorBody),
+    ),
+)]
 /// Many results in one request, streamed as NDJSON: one line per distinct task id, sent the
 /// moment the task is final (in completion order); tasks still not final when the wait runs
 /// out get a line with their current status, and the stream ends once every id has its line.
@@ -408,7 +520,8 @@ fn wait_duration(seconds: f64) -> Option<Duration> {
         .map(|d| d.min(MAX_WAIT))
 }
 
-#[derive(Serialize)]
+/// The cancelled task.
+#[derive(Serialize, utoipa::ToSchema)]
 pub struct CancelResponse {
     task_id: TaskId,
     /// Always `FAILED`: the task's result is now a `TaskCancelled` exception.
@@ -418,6 +531,19 @@ pub struct CancelResponse {
     previous_status: TaskStatus,
 }
 
+#[utoipa::path(
+    post,
+    path = "/cancel/{task_id}",
+    tag = "tasks",
+    summary = "Cancel a task",
+    params(("task_id" = uuid::Uuid, Path, description = "The id `POST /execute_function` answered.")),
+    responses(
+        (status = 200, description = "Cancelled: the task is FAILED with a `TaskCancelled` exception as its result.", body = CancelResponse),
+        (status = 400, description = "`task_id` is not a UUID.", body = super::error::ErrorBody),
+        (status = 404, description = "No task has this id.", body = super::error::ErrorBody),
+        (status = 409, description = "The task is already final (COMPLETED or FAILED) and stays as it is.", body = super::error::ErrorBody),
+    ),
+)]
 /// Cancels a queued or running task: it is recorded as FAILED with a `TaskCancelled`
 /// exception at once; a running task's executor is killed (and replaced) by its dispatcher.
 /// A final task answers 409 and stays as it is.
@@ -448,6 +574,18 @@ pub async fn cancel(
     }))
 }
 
+#[utoipa::path(
+    get,
+    path = "/task/{task_id}",
+    tag = "tasks",
+    summary = "Task timeline",
+    params(("task_id" = uuid::Uuid, Path, description = "The id `POST /execute_function` answered.")),
+    responses(
+        (status = 200, description = "The task's timeline; timestamps in microseconds since the Unix epoch.", body = super::openapi::TimelineResponse),
+        (status = 400, description = "`task_id` is not a UUID.", body = super::error::ErrorBody),
+        (status = 404, description = "No task has this id.", body = super::error::ErrorBody),
+    ),
+)]
 /// A task's timeline (timestamps in µs since the epoch), beside the contract's endpoints.
 pub async fn task(
     State(state): State<AppState>,
@@ -465,6 +603,15 @@ pub async fn task(
     Ok(Json(body))
 }
 
+#[utoipa::path(
+    get,
+    path = "/health",
+    tag = "service",
+    summary = "Health check",
+    responses(
+        (status = 200, description = "The gateway is up and reaches Redis.", body = super::openapi::Health),
+    ),
+)]
 /// 200 when the gateway can reach Redis, 503 otherwise.
 pub async fn health(State(state): State<AppState>) -> Result<Json<serde_json::Value>, ApiError> {
     state.store.ping().await?;

@@ -7,9 +7,12 @@ mod auth;
 mod error;
 mod handlers;
 mod json;
+mod metrics;
+mod openapi;
 pub mod waiters;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -33,6 +36,7 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
 pub struct AppState {
     pub store: Store,
     pub waiters: waiters::Waiters,
+    metrics: Arc<metrics::GatewayMetrics>,
 }
 
 impl AppState {
@@ -49,7 +53,11 @@ impl AppState {
                 .clone()
                 .listen(redis_url.to_owned(), shutdown.clone()),
         );
-        Ok(Self { store, waiters })
+        Ok(Self {
+            store,
+            waiters,
+            metrics: Arc::default(),
+        })
     }
 }
 
@@ -83,6 +91,12 @@ pub fn router(state: AppState, config: &GatewayConfig) -> Router {
         .route("/task/{task_id}", get(handlers::task))
         .route("/cancel/{task_id}", post(handlers::cancel))
         .route("/health", get(handlers::health))
+        .merge(openapi::routes())
+        .route("/metrics", get(metrics::render))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.metrics.clone(),
+            metrics::track,
+        ))
         .fallback(handlers::no_route)
         .method_not_allowed_fallback(handlers::method_not_allowed)
         .layer(DefaultBodyLimit::max(config.max_body_bytes))

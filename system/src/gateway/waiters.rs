@@ -106,6 +106,12 @@ impl Waiters {
         }
     }
 
+    /// Requests waiting now.
+    #[must_use]
+    pub fn registrations(&self) -> usize {
+        self.table.lock().expect("waiters lock").senders.len()
+    }
+
     fn wake(&self, task: TaskId) {
         let table = self.table.lock().expect("waiters lock");
         for id in table.by_task.get(&task).into_iter().flatten() {

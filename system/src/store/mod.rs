@@ -37,6 +37,15 @@ pub struct Store {
     conn: ConnectionManager,
 }
 
+/// The durable queue at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct QueueStats {
+    /// Entries no dispatcher has taken yet.
+    pub waiting: u64,
+    /// Entries delivered to a dispatcher whose task is not final yet.
+    pub held: u64,
+}
+
 /// A task as the result endpoint sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TaskResult {
@@ -46,7 +55,10 @@ pub struct TaskResult {
 }
 
 /// Where a task is and has been.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, utoipa::ToSchema)]
+#[schema(
+    description = "Where a task is and has been. Every `*_at` field is a timestamp in microseconds since the Unix epoch, `null` until that step happened."
+)]
 pub struct TaskTimeline {
     pub status: TaskStatus,
     pub function_id: Option<FunctionId>,
@@ -96,6 +108,8 @@ pub enum StartOutcome {
         function_id: FunctionId,
         params: String,
         attempt: u32,
+        /// When the task was submitted (µs), for the queue-wait metric.
+        submitted_at: Option<u64>,
     },
     /// Nothing to run: the task is gone, already final, or the entry was superseded.
     Dropped(&'static str),
@@ -123,6 +137,17 @@ pub enum RequeueOutcome {
     Failed,
     /// Already final, or someone else requeued it first: nothing done.
     Skipped,
+}
+
+impl RequeueOutcome {
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Requeued => "requeued",
+            Self::Failed => "failed",
+            Self::Skipped => "skipped",
+        }
+    }
 }
 
 /// A queue entry held by a dispatcher that is no longer alive.
@@ -316,6 +341,34 @@ impl Store {
             finished_at: micros(finished),
             cancelled_at: micros(cancelled),
         }))
+    }
+
+    /// How many tasks wait in the queue and how many dispatchers hold (delivered, not final).
+    pub async fn queue_stats(&self) -> Result<QueueStats, StoreError> {
+        let mut conn = self.conn.clone();
+        let length: u64 = redis::cmd("XLEN")
+            .arg(keys::QUEUE)
+            .query_async(&mut conn)
+            .await?;
+        // No group yet (no dispatcher ever ran): nothing is held.
+        let pending: Result<Value, _> = redis::cmd("XPENDING")
+            .arg(keys::QUEUE)
+            .arg(keys::QUEUE_GROUP)
+            .query_async(&mut conn)
+            .await;
+        let held = match pending {
+            Ok(Value::Array(summary)) => summary
+                .first()
+                .and_then(|v| redis::from_redis_value::<u64>(v.clone()).ok())
+                .unwrap_or(0),
+            Ok(_) => 0,
+            Err(e) if e.code() == Some("NOGROUP") => 0,
+            Err(e) => return Err(e.into()),
+        };
+        Ok(QueueStats {
+            waiting: length.saturating_sub(held),
+            held,
+        })
     }
 
     /// Creates the dispatchers' consumer group (and the stream) unless they exist. The group
@@ -659,9 +712,13 @@ fn parse_start(entry: &QueueEntry, reply: Value) -> Result<StartOutcome, StoreEr
             &String::from_utf8_lossy(&b),
         ))),
         Value::Array(items) => {
-            let (function_id, params, attempt): (Option<String>, Option<String>, u32) =
-                redis::from_redis_value(Value::Array(items))
-                    .map_err(|e| corrupt(format!("start_task reply: {e}")))?;
+            let (function_id, params, attempt, submitted_at): (
+                Option<String>,
+                Option<String>,
+                u32,
+                Option<String>,
+            ) = redis::from_redis_value(Value::Array(items))
+                .map_err(|e| corrupt(format!("start_task reply: {e}")))?;
             let function_id = function_id
                 .ok_or_else(|| corrupt("no function_id".into()))?
                 .parse()
@@ -671,6 +728,7 @@ fn parse_start(entry: &QueueEntry, reply: Value) -> Result<StartOutcome, StoreEr
                 function_id,
                 params,
                 attempt,
+                submitted_at: submitted_at.and_then(|t| t.parse().ok()),
             })
         }
         other => Err(corrupt(format!("unexpected start_task reply {other:?}"))),

@@ -3,7 +3,7 @@
 -- dropped. One call starts a whole batch: the per-call cost of a script is paid once.
 -- KEYS[1] queue stream, KEYS[1 + i] task hash of entry i
 -- ARGV[1] group, ARGV[2] dispatched_at (µs), ARGV[3] worker, ARGV[3 + i] entry id i
--- Returns, per entry, {function_id, params, attempts} to run, or a status string:
+-- Returns, per entry, {function_id, params, attempts, submitted_at} to run, or a status string:
 -- 'missing' | 'final' | 'stale'.
 local out = {}
 for i = 2, #KEYS do
@@ -23,8 +23,8 @@ for i = 2, #KEYS do
   else
     redis.call('HSET', task, 'status', 'RUNNING', 'dispatched_at', ARGV[2], 'worker', ARGV[3])
     local attempts = redis.call('HINCRBY', task, 'attempts', 1)
-    local fields = redis.call('HMGET', task, 'function_id', 'params')
-    out[i - 1] = {fields[1], fields[2], attempts}
+    local fields = redis.call('HMGET', task, 'function_id', 'params', 'submitted_at')
+    out[i - 1] = {fields[1], fields[2], attempts, fields[3]}
   end
 end
 return out
