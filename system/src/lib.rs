@@ -16,6 +16,7 @@
 //! - [`worker`]: the remote workers of the pull and push modes.
 //! - [`cli`], [`memory`], [`metrics`], [`shutdown`] and [`telemetry`]: what every binary
 //!   shares.
+//! - [`up`]: `faas up`, a whole cluster in the foreground for development.
 
 pub mod bridge;
 pub mod cli;
@@ -31,4 +32,5 @@ pub mod shutdown;
 pub mod store;
 pub mod task;
 pub mod telemetry;
+pub mod up;
 pub mod worker;

@@ -1,2 +1,56 @@
-//! `faas`: the developer's front door (placeholder until `faas up` lands).
-fn main() {}
+//! `faas`: the developer's front door. `faas up` runs a whole cluster in the foreground.
+
+use std::io::Write;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use faas::up::binaries::Binaries;
+use faas::up::{self, Stopped, UpArgs};
+
+#[derive(Parser)]
+#[command(
+    name = "faas",
+    version,
+    about = "Developer tools for the faas Function-as-a-Service platform",
+    propagate_version = true,
+    arg_required_else_help = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    Up(UpArgs),
+}
+
+// One thread: children are spawned from the main thread, which lives for the whole run, so
+// their PR_SET_PDEATHSIG fires only when faas itself ends.
+#[tokio::main(flavor = "current_thread")]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    faas::telemetry::init_tracing("info");
+    let outcome = match cli.command {
+        Command::Up(args) => up(args).await,
+    };
+    outcome.unwrap_or_else(|e| {
+        // Our errors say everything in their own message, causes included.
+        tracing::error!("faas up failed: {e}");
+        ExitCode::FAILURE
+    })
+}
+
+async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
+    let binaries = Binaries::next_to_self()?;
+    let stopped = up::run(args, &binaries, |summary| {
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "\n{summary}\n");
+        let _ = out.flush();
+    })
+    .await?;
+    Ok(match stopped {
+        Stopped::Clean => ExitCode::SUCCESS,
+        Stopped::Killed => ExitCode::from(130),
+    })
+}
