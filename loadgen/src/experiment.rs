@@ -6,6 +6,7 @@
 //! points are the cartesian product, in file order. Unknown fields are errors that name the
 //! line, so a typo never silently runs the default.
 
+pub use faas::dispatcher::Mode;
 use serde::{Deserialize, Serialize};
 
 /// Why an experiment file cannot run.
@@ -72,25 +73,6 @@ pub enum Chart {
     LatencyCdf,
     /// Achieved against offered throughput, one line per mode.
     Throughput,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Mode {
-    Local,
-    Pull,
-    Push,
-}
-
-impl Mode {
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Local => "local",
-            Self::Pull => "pull",
-            Self::Push => "push",
-        }
-    }
 }
 
 /// What runs: the dispatch mode and how many executors, spread over how many workers.

@@ -3,20 +3,10 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use faas::cli::ExecutorArgs;
 use faas::dispatcher::remote::{DEFAULT_MISSES, DEFAULT_PREFETCH, RemoteConfig};
-use faas::dispatcher::{self, DEFAULT_MAX_RETRIES, DispatcherConfig, local};
-
-#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
-enum Mode {
-    /// Run tasks on this process's own pool of `-w` executors.
-    Local,
-    /// Workers (`pull_worker`) ask for tasks over ZeroMQ REQ.
-    Pull,
-    /// Tasks are sent to workers (`push_worker`) over ZeroMQ DEALER, with heartbeats.
-    Push,
-}
+use faas::dispatcher::{self, DEFAULT_MAX_RETRIES, DispatcherConfig, Mode, local};
 
 #[derive(Parser)]
 #[command(version, about = "The FaaS task dispatcher")]

@@ -52,6 +52,43 @@ const RECORD_BATCH: usize = 256;
 /// refetching is always correct).
 const FUNCTION_CACHE_SIZE: usize = 1024;
 
+/// How tasks reach executors: the dispatch mode. One type for the dispatcher's `-m`,
+/// `faas up --mode` and loadgen's experiments.
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize, clap::ValueEnum,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Mode {
+    /// The dispatcher runs its own pool of executors; no workers.
+    Local,
+    /// Workers (`pull_worker`) ask the dispatcher for tasks over ZeroMQ REQ.
+    Pull,
+    /// The dispatcher sends tasks to workers (`push_worker`) over ZeroMQ, with heartbeats.
+    Push,
+}
+
+impl Mode {
+    /// The name `-m` takes.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Local => "local",
+            Self::Pull => "pull",
+            Self::Push => "push",
+        }
+    }
+
+    /// The worker binary of this mode, if it has workers.
+    #[must_use]
+    pub fn worker_binary(self) -> Option<&'static str> {
+        match self {
+            Self::Local => None,
+            Self::Pull => Some("pull_worker"),
+            Self::Push => Some("push_worker"),
+        }
+    }
+}
+
 /// Settings shared by every mode.
 #[derive(Debug, Clone)]
 pub struct DispatcherConfig {

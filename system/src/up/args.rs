@@ -2,6 +2,7 @@
 //! subcommand.
 
 use crate::cli::ExecutorArgs;
+pub use crate::dispatcher::Mode;
 
 /// A count of 1 or more.
 fn at_least_one(text: &str) -> Result<u32, String> {
@@ -9,39 +10,6 @@ fn at_least_one(text: &str) -> Result<u32, String> {
         Ok(0) => Err("must be at least 1".to_owned()),
         Ok(n) => Ok(n),
         Err(e) => Err(e.to_string()),
-    }
-}
-
-/// Where the executors run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-pub enum Mode {
-    /// The dispatcher runs its own pool of executors; no workers.
-    Local,
-    /// Workers (`pull_worker`) ask the dispatcher for tasks over ZeroMQ.
-    Pull,
-    /// The dispatcher sends tasks to workers (`push_worker`) over ZeroMQ.
-    Push,
-}
-
-impl Mode {
-    /// The name the dispatcher's `-m` takes.
-    #[must_use]
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Local => "local",
-            Self::Pull => "pull",
-            Self::Push => "push",
-        }
-    }
-
-    /// The worker binary of this mode, if it has workers.
-    #[must_use]
-    pub fn worker_binary(self) -> Option<&'static str> {
-        match self {
-            Self::Local => None,
-            Self::Pull => Some("pull_worker"),
-            Self::Push => Some("push_worker"),
-        }
     }
 }
 
