@@ -7,8 +7,12 @@
 //! and heartbeats: a parked ask never holds a finished result hostage. Results also ride on
 //! the next ask when there is one to send.
 //!
-//! Fetch permits follow the parked asks: an ask adds its `free` count, and what an answer
-//! does not use is withdrawn.
+//! Fetch permits follow what workers ask for: each worker holds a grant, the room its latest
+//! ask named less what it was given since. A new ask only adjusts the grant by the
+//! difference, so keep-alive answers and re-asks do not add and withdraw permits on every
+//! heartbeat (a withdrawal can miss permits the fetcher holds in a blocking read, and the
+//! surplus would start tasks no worker asked for). The grant is withdrawn when the worker is
+//! gone.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -34,6 +38,7 @@ pub async fn run(
         backlog: VecDeque::new(),
         parked: VecDeque::new(),
         cancels: HashMap::new(),
+        granted: HashMap::new(),
     })
     .await
 }
@@ -54,6 +59,8 @@ struct Pull<O: Outbox> {
     parked: VecDeque<Parked>,
     /// Per worker, cancelled tasks to name in its next `ack`.
     cancels: HashMap<String, Vec<TaskId>>,
+    /// Per worker, the fetch permits its asks stand for (see the module comment).
+    granted: HashMap<String, usize>,
 }
 
 impl<O: Outbox + Send + 'static> RemoteMode for Pull<O> {
@@ -99,13 +106,13 @@ impl<O: Outbox + Send + 'static> RemoteMode for Pull<O> {
                     self.reregister(identity, &worker);
                     return;
                 }
+                self.grant(&worker, free as usize);
                 self.parked.push_back(Parked {
                     identity,
                     worker,
                     free,
                     since: now,
                 });
-                self.workers.freed(free as usize);
                 self.assign(now);
             }
             ToDispatcher::Results { worker, results } => {
@@ -162,7 +169,9 @@ impl<O: Outbox + Send + 'static> RemoteMode for Pull<O> {
                 .map(|job| self.workers.assign(&ask.worker, job, now))
                 .collect();
             self.reply(ask.identity, &ToWorker::Tasks { tasks });
-            self.workers.vanished(ask.free as usize - take);
+            if let Some(grant) = self.granted.get_mut(&ask.worker) {
+                *grant = grant.saturating_sub(take);
+            }
         }
     }
 
@@ -180,7 +189,6 @@ impl<O: Outbox + Send + 'static> RemoteMode for Pull<O> {
         {
             let ask = self.parked.pop_front().expect("front exists");
             self.reply(ask.identity, &ToWorker::Tasks { tasks: Vec::new() });
-            self.workers.vanished(ask.free as usize);
         }
     }
 
@@ -217,17 +225,22 @@ impl<O: Outbox> Pull<O> {
         }
     }
 
-    /// Drops the parked asks of `worker` (its sockets were replaced or it died).
+    /// Sets `worker`'s grant to the room its ask names, adjusting the fetch permits by the
+    /// difference.
+    fn grant(&mut self, worker: &str, free: usize) {
+        let old = self.granted.insert(worker.to_owned(), free).unwrap_or(0);
+        if free > old {
+            self.workers.freed(free - old);
+        } else {
+            self.workers.vanished(old - free);
+        }
+    }
+
+    /// Drops the parked asks and the grant of `worker` (its sockets were replaced or it died).
     fn unpark_worker(&mut self, worker: &str) {
-        let mut withdrawn = 0;
-        self.parked.retain(|p| {
-            let keep = p.worker != worker;
-            if !keep {
-                withdrawn += p.free as usize;
-            }
-            keep
-        });
-        self.workers.vanished(withdrawn);
+        self.parked.retain(|p| p.worker != worker);
+        self.workers
+            .vanished(self.granted.remove(worker).unwrap_or(0));
     }
 }
 
@@ -256,6 +269,7 @@ mod tests {
             backlog: VecDeque::new(),
             parked: VecDeque::new(),
             cancels: HashMap::new(),
+            granted: HashMap::new(),
         };
         (pull, capacity, completions)
     }
@@ -282,7 +296,7 @@ mod tests {
     }
 
     #[test]
-    fn a_parked_ask_gets_work_the_moment_it_arrives_and_returns_unused_places() {
+    fn a_parked_ask_gets_work_the_moment_it_arrives_and_keeps_its_room() {
         let t0 = Instant::now();
         let (mut pull, capacity, _) = pull();
         register(&mut pull, "w", t0);
@@ -313,11 +327,12 @@ mod tests {
         );
         assert_eq!(
             capacity.available_permits(),
-            0,
-            "the unused place is withdrawn"
+            1,
+            "the worker still has room for one, until its next ask says otherwise"
         );
 
         pull.on_inbound(inbound(b"w-ask", true, &ask("w", 1)), t0);
+        assert_eq!(capacity.available_permits(), 1, "the same room: no change");
         pull.backlog.push_back(fetch(&capacity, f));
         pull.assign(t0);
         let sent = pull.bridge.take();
@@ -390,7 +405,19 @@ mod tests {
             matches!(&sent[..], [(_, ToWorker::Tasks { tasks })] if tasks.is_empty()),
             "{sent:?}"
         );
-        assert_eq!(capacity.available_permits(), 0);
+        assert_eq!(
+            capacity.available_permits(),
+            2,
+            "the grant outlives the keep-alive"
+        );
+        pull.on_inbound(inbound(b"w-ask", true, &ask("w", 2)), t0 + HEARTBEAT);
+        assert_eq!(capacity.available_permits(), 2, "asking again adds nothing");
+        pull.on_inbound(inbound(b"w-ask", true, &ask("w", 0)), t0 + HEARTBEAT);
+        assert_eq!(
+            capacity.available_permits(),
+            0,
+            "less room withdraws the rest"
+        );
     }
 
     #[test]
