@@ -104,7 +104,9 @@ async fn cancel_prefetched(mode: &str) {
     let f = system.register(MARKED_SLEEP, "marked").await;
     let marker = |name: &str| dir.join(name).display().to_string();
     let first = system
-        .execute(&f, &format!("(({:?}, 2.0), {{}})", marker("first")))
+        // Long enough for a pull worker to hear of the cancellation (with its next heartbeat,
+        // within a second) before its executor is free again, even on a loaded machine.
+        .execute(&f, &format!("(({:?}, 4.0), {{}})", marker("first")))
         .await;
     let second = system
         .execute(&f, &format!("(({:?}, 0.1), {{}})", marker("second")))

@@ -7,10 +7,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::store::channel::{Heard, follow_task_ids};
 use crate::store::keys;
 use crate::task::TaskId;
 
@@ -129,47 +129,19 @@ impl Waiters {
         }
     }
 
-    /// Follows the completion channel until `shutdown`, resubscribing after connection loss.
-    /// At shutdown every waiting request is told, so it answers with the tasks' current state
-    /// instead of holding the drain up.
+    /// Follows the completion channel until `shutdown`, resubscribing after connection loss
+    /// (everyone re-reads then: completions may have been missed). At shutdown every waiting
+    /// request is told, so it answers with the tasks' current state instead of holding the
+    /// drain up.
     pub async fn listen(self, redis_url: String, shutdown: CancellationToken) {
-        loop {
-            match self.subscribe_once(&redis_url, &shutdown).await {
-                Ok(()) => break,
-                Err(e) => tracing::warn!(error = %e, "completion subscription lost; resubscribing"),
+        follow_task_ids(&redis_url, keys::DONE_CHANNEL, &shutdown, |heard| {
+            match heard {
+                Heard::Subscribed => self.wake_all(Wake::Reread),
+                Heard::Task(task) => self.wake(task),
             }
-            self.wake_all(Wake::Reread);
-            tokio::select! {
-                () = shutdown.cancelled() => break,
-                () = tokio::time::sleep(Duration::from_millis(500)) => {}
-            }
-        }
+            true
+        })
+        .await;
         self.wake_all(Wake::Closing);
-    }
-
-    async fn subscribe_once(
-        &self,
-        redis_url: &str,
-        shutdown: &CancellationToken,
-    ) -> Result<(), redis::RedisError> {
-        let client = redis::Client::open(redis_url)?;
-        let mut pubsub = client.get_async_pubsub().await?;
-        pubsub.subscribe(keys::DONE_CHANNEL).await?;
-        // Anything that finished while we were not subscribed is picked up by a re-read.
-        self.wake_all(Wake::Reread);
-        let mut messages = pubsub.on_message();
-        loop {
-            tokio::select! {
-                () = shutdown.cancelled() => return Ok(()),
-                message = messages.next() => {
-                    let Some(message) = message else {
-                        return Err(redis::RedisError::from((redis::ErrorKind::Io, "subscription closed")));
-                    };
-                    if let Ok(Ok(task)) = message.get_payload::<String>().map(|p| p.parse::<TaskId>()) {
-                        self.wake(task);
-                    }
-                }
-            }
-        }
     }
 }

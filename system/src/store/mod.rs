@@ -3,6 +3,7 @@
 //!
 //! Layout: [`keys`] documents every key; `scripts/*.lua` hold the transitions.
 
+pub mod channel;
 mod error;
 pub mod keys;
 

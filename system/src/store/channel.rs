@@ -1,0 +1,68 @@
+//! Following a pub/sub channel of task ids (completions, cancellations) with a subscription
+//! that survives connection loss.
+
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use tokio_util::sync::CancellationToken;
+
+use crate::task::TaskId;
+
+/// What a follower hears.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Heard {
+    /// A subscription (re)started: announcements made before it were missed.
+    Subscribed,
+    /// A task id was announced.
+    Task(TaskId),
+}
+
+/// Follows `channel` until `stop` is cancelled or `on` returns `false`, resubscribing (after
+/// a short pause) whenever the connection is lost.
+pub async fn follow_task_ids(
+    redis_url: &str,
+    channel: &str,
+    stop: &CancellationToken,
+    mut on: impl FnMut(Heard) -> bool,
+) {
+    loop {
+        match subscribe_once(redis_url, channel, stop, &mut on).await {
+            Ok(()) => return,
+            Err(e) => tracing::warn!(error = %e, channel, "subscription lost; resubscribing"),
+        }
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(Duration::from_millis(500)) => {}
+        }
+    }
+}
+
+async fn subscribe_once(
+    redis_url: &str,
+    channel: &str,
+    stop: &CancellationToken,
+    on: &mut impl FnMut(Heard) -> bool,
+) -> Result<(), redis::RedisError> {
+    let client = redis::Client::open(redis_url)?;
+    let mut pubsub = client.get_async_pubsub().await?;
+    pubsub.subscribe(channel).await?;
+    if !on(Heard::Subscribed) {
+        return Ok(());
+    }
+    let mut messages = pubsub.on_message();
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return Ok(()),
+            message = messages.next() => {
+                let Some(message) = message else {
+                    return Err(redis::RedisError::from((redis::ErrorKind::Io, "subscription closed")));
+                };
+                if let Ok(Ok(task)) = message.get_payload::<String>().map(|p| p.parse::<TaskId>())
+                    && !on(Heard::Task(task))
+                {
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
