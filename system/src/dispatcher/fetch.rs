@@ -12,7 +12,7 @@ use crate::store::{QueueEntry, QueueReader, Store};
 
 /// Longest a read blocks; bounds how long shutdown waits for the reader.
 const READ_BLOCK: Duration = Duration::from_millis(1000);
-/// Most entries taken in one read.
+/// Most entries taken in one read, unless the refill threshold asks for more at once.
 const MAX_BATCH: usize = 256;
 
 /// Reads until `stop`, once at least `refill_at` places are free (then for all free places):

@@ -7,12 +7,14 @@
 //! and heartbeats: a parked ask never holds a finished result hostage. Results also ride on
 //! the next ask when there is one to send.
 //!
-//! Fetch permits follow what workers ask for: each worker holds a grant, the room its latest
-//! ask named less what it was given since. A new ask only adjusts the grant by the
-//! difference, so keep-alive answers and re-asks do not add and withdraw permits on every
-//! heartbeat (a withdrawal can miss permits the fetcher holds in a blocking read, and the
-//! surplus would start tasks no worker asked for). The grant is withdrawn when the worker is
-//! gone.
+//! Fetch permits follow what workers ask for: each worker holds a grant, the most room its
+//! asks named less what it was given since. An ask naming more room raises the grant by the
+//! difference; one naming less leaves it (a worker asks for its idle executors first, so its
+//! asks are not monotonic). Permits are thus never withdrawn while the worker lives: a
+//! withdrawal can miss permits the fetcher holds in a blocking read, and the surplus would
+//! grow with every burst. What a grant may fetch beyond the worker's current ask waits in the
+//! backlog for its next ask, at most the worker's capacity and prefetch. The grant is
+//! withdrawn when the worker is gone.
 
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
@@ -225,20 +227,20 @@ impl<O: Outbox> Pull<O> {
         }
     }
 
-    /// Sets `worker`'s grant to the room its ask names, adjusting the fetch permits by the
-    /// difference.
+    /// Raises `worker`'s grant to the room its ask names, adding the difference to the fetch
+    /// permits; a smaller ask leaves the grant as it is (see the module comment).
     fn grant(&mut self, worker: &str, free: usize) {
-        let old = self.granted.insert(worker.to_owned(), free).unwrap_or(0);
-        if free > old {
-            self.workers.freed(free - old);
-        } else {
-            self.workers.vanished(old - free);
+        let grant = self.granted.entry(worker.to_owned()).or_insert(0);
+        if free > *grant {
+            self.workers.freed(free - *grant);
+            *grant = free;
         }
     }
 
     /// Drops the parked asks and the grant of `worker` (its sockets were replaced or it died).
     fn unpark_worker(&mut self, worker: &str) {
         self.parked.retain(|p| p.worker != worker);
+        self.cancels.remove(worker);
         self.workers
             .vanished(self.granted.remove(worker).unwrap_or(0));
     }
@@ -412,12 +414,14 @@ mod tests {
         );
         pull.on_inbound(inbound(b"w-ask", true, &ask("w", 2)), t0 + HEARTBEAT);
         assert_eq!(capacity.available_permits(), 2, "asking again adds nothing");
-        pull.on_inbound(inbound(b"w-ask", true, &ask("w", 0)), t0 + HEARTBEAT);
+        pull.on_inbound(inbound(b"w-ask", true, &ask("w", 1)), t0 + HEARTBEAT);
         assert_eq!(
             capacity.available_permits(),
-            0,
-            "less room withdraws the rest"
+            2,
+            "a smaller ask leaves the grant: nothing is withdrawn while the worker lives"
         );
+        pull.on_inbound(inbound(b"w-ask", true, &ask("w", 3)), t0 + HEARTBEAT);
+        assert_eq!(capacity.available_permits(), 3, "a larger one raises it");
     }
 
     #[test]

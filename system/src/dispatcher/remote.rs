@@ -158,7 +158,15 @@ async fn serve<M: RemoteMode>(
                 }
                 mode.assign(Instant::now());
             }
-            Some(task) = cancels.recv() => mode.cancel(task),
+            Some(task) = cancels.recv() => {
+                // The core forwards a task before its cancellation: take what it sent first,
+                // or the cancellation would find the task nowhere.
+                while let Ok(job) = jobs.try_recv() {
+                    mode.enqueue(job);
+                }
+                mode.cancel(task);
+                mode.assign(Instant::now());
+            }
             _ = tick.tick() => mode.on_tick(Instant::now()),
         }
     }

@@ -476,7 +476,11 @@ impl ResultStream {
             if reread {
                 done = self.pending.iter().copied().collect();
             } else {
+                // A task that finished during the first read was answered there already.
                 done.retain(|id| self.pending.contains(id));
+            }
+            if done.is_empty() {
+                continue;
             }
             if let Err(e) = self.read(&done, false).await {
                 self.fail(&e);

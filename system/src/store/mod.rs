@@ -277,6 +277,9 @@ impl Store {
         &self,
         ids: &[TaskId],
     ) -> Result<Vec<Option<TaskResult>>, StoreError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
         let mut pipe = redis::pipe();
         for id in ids {
             pipe.cmd("HMGET")
@@ -498,6 +501,16 @@ impl Store {
         let mut pipe = redis::pipe();
         pipe.invoke_script(&call);
         let (replies,): (Vec<i64>,) = self.query_scripts(&pipe).await?;
+        if replies.len() != outcomes.len() {
+            return Err(StoreError::Corrupt {
+                key: keys::QUEUE.to_owned(),
+                reason: format!(
+                    "finish_tasks answered {} of {}",
+                    replies.len(),
+                    outcomes.len()
+                ),
+            });
+        }
         Ok(replies.into_iter().map(|r| r == 1).collect())
     }
 

@@ -1,5 +1,6 @@
 -- finish_tasks: record final outcomes, first write wins: a late or duplicate result never
--- overwrites COMPLETED/FAILED. Acknowledges each queue entry and announces each task as done.
+-- overwrites COMPLETED/FAILED. Each outcome it records also acknowledges the task's queue entry
+-- and announces the task as done (a final or missing task is left as it is).
 -- One call records a whole batch: the per-call cost of a script is paid once.
 -- KEYS[1] queue stream, KEYS[1 + i] task hash of outcome i
 -- ARGV[1] group, ARGV[2] done channel, then six per outcome i, from ARGV[3 + 6(i-1)]:
