@@ -156,12 +156,24 @@ impl<O: Outbox + Send + 'static> RemoteMode for Pull<O> {
         }
     }
 
-    /// Answers parked asks, oldest first, with as many backlog tasks as each has room for.
+    /// Answers parked asks, with as many backlog tasks as each has room for.
     fn assign(&mut self, now: Instant) {
         while !self.backlog.is_empty() {
-            let Some(ask) = self.parked.pop_front() else {
+            // The worker with the most idle executors first (the oldest ask among equals):
+            // an ask for prefetch never takes a task while another worker has an idle
+            // executor waiting.
+            let idle = |p: &Parked| {
+                self.workers
+                    .registry
+                    .get(&p.worker)
+                    .map_or(0, super::registry::WorkerEntry::free)
+            };
+            let Some(next) = (0..self.parked.len())
+                .max_by_key(|&i| (idle(&self.parked[i]), std::cmp::Reverse(i)))
+            else {
                 return;
             };
+            let ask = self.parked.remove(next).expect("index in range");
             let take = (ask.free as usize).min(self.backlog.len());
             let tasks = self
                 .backlog
@@ -389,6 +401,31 @@ mod tests {
         let sent = pull.bridge.take();
         assert!(
             matches!(&sent[..], [(_, ToWorker::Ack { cancel, .. })] if cancel.is_empty()),
+            "{sent:?}"
+        );
+    }
+
+    #[test]
+    fn a_worker_with_idle_executors_is_served_before_an_older_prefetch_ask() {
+        let t0 = Instant::now();
+        let (mut pull, capacity, _) = pull();
+        register(&mut pull, "busy", t0);
+        register(&mut pull, "idle", t0);
+        let f = FunctionId::new_random();
+        pull.on_inbound(inbound(b"busy-ask", true, &ask("busy", 2)), t0);
+        for _ in 0..2 {
+            pull.backlog.push_back(fetch(&capacity, f));
+        }
+        pull.assign(t0);
+        pull.bridge.take();
+        // Both executors of "busy" run; it asks for prefetch before "idle" asks at all.
+        pull.on_inbound(inbound(b"busy-ask", true, &ask("busy", 2)), t0);
+        pull.on_inbound(inbound(b"idle-ask", true, &ask("idle", 2)), t0);
+        pull.backlog.push_back(fetch(&capacity, f));
+        pull.assign(t0);
+        let sent = pull.bridge.take();
+        assert!(
+            matches!(&sent[..], [(identity, ToWorker::Tasks { tasks })] if identity == b"idle-ask" && tasks.len() == 1),
             "{sent:?}"
         );
     }
