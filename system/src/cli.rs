@@ -44,9 +44,10 @@ pub struct WorkerArgs {
     /// The secret the dispatcher requires at registration (its --worker-secret).
     #[arg(long, env = "FAAS_WORKER_SECRET", hide_env_values = true)]
     pub secret: Option<String>,
-    /// Pull mode: tasks to ask for beyond the free executors, per executor (push mode: the
-    /// dispatcher's --prefetch decides).
-    #[arg(long, env = "FAAS_WORKER_PREFETCH", default_value_t = 1)]
+    /// Pull mode: tasks to ask for beyond the free executors, per executor, once all are busy
+    /// (default 0: ask only for idle executors, which spreads a burst over every worker most
+    /// evenly; push mode: the dispatcher's --prefetch decides).
+    #[arg(long, env = "FAAS_WORKER_PREFETCH", default_value_t = 0)]
     pub prefetch: u32,
     #[command(flatten)]
     pub executor: ExecutorArgs,
