@@ -457,19 +457,9 @@ impl Store {
         for entry in entries {
             call.key(keys::task(entry.task_id)).arg(&entry.entry_id);
         }
-        let mut pipe = redis::pipe();
-        pipe.invoke_script(&call);
-        let (replies,): (Vec<Value>,) = self.query_scripts(&pipe).await?;
-        if replies.len() != entries.len() {
-            return Err(StoreError::Corrupt {
-                key: keys::QUEUE.to_owned(),
-                reason: format!(
-                    "start_tasks answered {} of {}",
-                    replies.len(),
-                    entries.len()
-                ),
-            });
-        }
+        let replies: Vec<Value> = self
+            .invoke_batch(&call, entries.len(), "start_tasks")
+            .await?;
         entries
             .iter()
             .zip(replies)
@@ -498,19 +488,9 @@ impl Store {
                 .arg(outcome.task_id.to_string())
                 .arg(outcome.executor.as_deref().unwrap_or_default());
         }
-        let mut pipe = redis::pipe();
-        pipe.invoke_script(&call);
-        let (replies,): (Vec<i64>,) = self.query_scripts(&pipe).await?;
-        if replies.len() != outcomes.len() {
-            return Err(StoreError::Corrupt {
-                key: keys::QUEUE.to_owned(),
-                reason: format!(
-                    "finish_tasks answered {} of {}",
-                    replies.len(),
-                    outcomes.len()
-                ),
-            });
-        }
+        let replies: Vec<i64> = self
+            .invoke_batch(&call, outcomes.len(), "finish_tasks")
+            .await?;
         Ok(replies.into_iter().map(|r| r == 1).collect())
     }
 
@@ -644,6 +624,26 @@ impl Store {
 
     /// Runs a pipeline of script invocations, loading the scripts first if Redis lost them
     /// (a restarted server has an empty script cache).
+    /// Runs one batch script call (`start_tasks`, `finish_tasks`) and checks it answered once
+    /// per item.
+    async fn invoke_batch<T: redis::FromRedisValue>(
+        &self,
+        call: &redis::ScriptInvocation<'_>,
+        items: usize,
+        what: &str,
+    ) -> Result<Vec<T>, StoreError> {
+        let mut pipe = redis::pipe();
+        pipe.invoke_script(call);
+        let (replies,): (Vec<T>,) = self.query_scripts(&pipe).await?;
+        if replies.len() != items {
+            return Err(StoreError::Corrupt {
+                key: keys::QUEUE.to_owned(),
+                reason: format!("{what} answered {} of {items}", replies.len()),
+            });
+        }
+        Ok(replies)
+    }
+
     async fn query_scripts<T: redis::FromRedisValue>(
         &self,
         pipe: &redis::Pipeline,
