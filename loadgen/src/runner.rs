@@ -16,13 +16,12 @@ use crate::experiment::{Experiment, Function, Point, Shape};
 use crate::export::csv::{CdfCsv, ResultsCsv, Row};
 use crate::export::metadata;
 use crate::functions;
-use crate::launcher::{self, Binaries, System};
+use crate::launcher::{self, System};
 use crate::stats::{self, Summary};
 
 /// Runs the experiment at `path`, writing into `out/<name>/<run>/`; returns that directory.
 pub async fn run(path: &Path, out: &Path) -> anyhow::Result<PathBuf> {
     let (experiment, points) = Experiment::load(path)?;
-    let binaries = Binaries::locate()?;
     let started = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs();
     let dir = out.join(&experiment.name).join(run_name(started));
     std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
@@ -47,18 +46,13 @@ pub async fn run(path: &Path, out: &Path) -> anyhow::Result<PathBuf> {
         let config = &point.config;
         let topology_key = serde_json::to_string(&(&config.topology, &config.redis_url))?;
         if system.as_ref().is_none_or(|(key, _)| *key != topology_key) {
-            drop(system.take()); // stop the previous topology before starting the next
-            let (binaries, topology, redis) = (
-                binaries.clone(),
-                config.topology.clone(),
-                config.redis_url.clone(),
-            );
+            // Stop the previous topology before starting the next.
+            if let Some((_, previous)) = system.take() {
+                previous.stop().await;
+            }
             let logs = dir.join("logs").join(format!("point-{}", point.index));
-            // Not spawn_blocking: the children's parent-death signal follows the thread that
-            // started them, and idle blocking threads exit after 10 s. Runtime workers live on.
-            let launched = tokio::task::block_in_place(move || {
-                launcher::launch(&binaries, &topology, redis.as_deref(), &logs)
-            })?;
+            let launched =
+                launcher::launch(&config.topology, config.redis_url.as_deref(), &logs).await?;
             system = Some((topology_key, launched));
         }
         let (_, live) = system.as_mut().expect("launched above");
@@ -69,7 +63,7 @@ pub async fn run(path: &Path, out: &Path) -> anyhow::Result<PathBuf> {
             serialized.insert(workload_key.clone(), s);
         }
         let payloads = &serialized[&workload_key];
-        let target = Target::new(&live.url);
+        let target = Target::new(&live.url());
         let function_id = target.register(&payloads.function).await?;
 
         if config.warmup_tasks > 0 {
@@ -106,11 +100,10 @@ pub async fn run(path: &Path, out: &Path) -> anyhow::Result<PathBuf> {
                 bar,
                 Some(submitted),
             );
-            // Held executor hosts start once the workload waits in the queue; on a runtime
-            // worker thread, for the reason given at launch.
+            // Held executor hosts start once the workload waits in the queue.
             let start_held = async {
                 if all_submitted.await.is_ok() {
-                    tokio::task::block_in_place(|| live.start_executors())
+                    live.start_executors().await
                 } else {
                     Ok(())
                 }
@@ -142,7 +135,9 @@ pub async fn run(path: &Path, out: &Path) -> anyhow::Result<PathBuf> {
         cdf.write(point, &stats::cdf(&runs))?;
         table.push((point.label(), summary, efficiency));
     }
-    drop(system);
+    if let Some((_, last)) = system {
+        last.stop().await;
+    }
     print_table(&experiment.name, &table);
     match crate::plot::render(&dir) {
         Ok(files) => {

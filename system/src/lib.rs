@@ -16,10 +16,14 @@
 //! - [`worker`]: the remote workers of the pull and push modes.
 //! - [`cli`], [`memory`], [`metrics`], [`shutdown`] and [`telemetry`]: what every binary
 //!   shares.
+//! - [`readiness`]: how a process says it is ready (systemd's notification protocol).
+//! - [`cluster`]: the one supervisor that starts, stops and injects faults into a whole
+//!   cluster on this machine, for `faas up`, loadgen and the tests.
 //! - [`up`]: `faas up`, a whole cluster in the foreground for development.
 
 pub mod bridge;
 pub mod cli;
+pub mod cluster;
 pub mod dispatcher;
 pub mod executor;
 pub mod gateway;
@@ -28,6 +32,7 @@ pub mod metrics;
 pub mod payload;
 pub mod pickle;
 pub mod protocol;
+pub mod readiness;
 pub mod shutdown;
 pub mod store;
 pub mod task;

@@ -3,10 +3,12 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
+use std::process::{Command, ExitStatus};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
+
+use faas::cluster::{Exit, Member, Output, Recipe};
+use tokio::sync::mpsc;
 
 use common::{describe, free_port, serialize_function, serialize_params};
 
@@ -69,12 +71,13 @@ fn descendants(pid: i32) -> Vec<Pid> {
     found
 }
 
-/// A running `faas up`. Dropping it kills it and everything it started, even when the test
-/// failed halfway.
+/// A running `faas up`, supervised as a cluster member would be: ready when it notifies
+/// (`READY=1`, once the whole cluster is up), its output (stdout and stderr) in a log file.
+/// Dropping it kills it and everything it started, even when the test failed halfway.
 struct Up {
-    child: Child,
-    stdout: Arc<Mutex<Vec<String>>>,
-    stderr: Arc<Mutex<Vec<String>>>,
+    member: Member,
+    log: std::path::PathBuf,
+    _exits: mpsc::UnboundedReceiver<Exit>,
 }
 
 impl Up {
@@ -83,91 +86,88 @@ impl Up {
     }
 
     fn start_with(args: &[&str], env: &[(&str, &str)]) -> Self {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_faas"))
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("faas-up-test-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("test dir");
+        let mut recipe = Recipe::new(env!("CARGO_BIN_EXE_faas"))
             .arg("up")
             .args(args)
-            .current_dir(common::repo_root())
             .env("FAAS_PYTHON", common::python())
             .env_remove("FAAS_REDIS_URL")
-            .env_remove("FAAS_AUTH_TOKEN")
-            .envs(env.iter().copied())
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
+            .env_remove("FAAS_AUTH_TOKEN");
+        recipe.cwd = Some(common::repo_root());
+        let recipe = env.iter().fold(recipe, |r, (k, v)| r.env(k, v));
+        let sink = Output::Files(dir.clone())
+            .sink("faas-up", 0)
+            .expect("log file");
+        let (exits_tx, exits) = mpsc::unbounded_channel();
+        let member = Member::spawn("faas-up", recipe, sink, &dir.join("notify.sock"), &exits_tx)
             .expect("start faas up");
-        let collect = |reader: Box<dyn std::io::Read + Send>, echo: bool| {
-            let lines = Arc::new(Mutex::new(Vec::new()));
-            let sink = lines.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(reader).lines().map_while(Result::ok) {
-                    if echo {
-                        eprintln!("[faas up] {line}");
-                    }
-                    sink.lock().expect("lines").push(line);
-                }
-            });
-            lines
-        };
-        let stdout = collect(Box::new(child.stdout.take().expect("stdout")), false);
-        let stderr = collect(Box::new(child.stderr.take().expect("stderr")), true);
         Self {
-            child,
-            stdout,
-            stderr,
+            member,
+            log: dir.join("faas-up.log"),
+            _exits: exits,
         }
     }
 
     fn pid(&self) -> i32 {
-        i32::try_from(self.child.id()).expect("pid fits")
+        self.member.pid()
     }
 
-    /// Waits for the summary on stdout (printed once everything is ready); its text.
-    fn wait_until_up(&mut self) -> String {
-        let deadline = Instant::now() + STARTUP;
+    /// Waits until faas up says the cluster is ready; the summary it printed.
+    async fn wait_until_up(&self) -> String {
+        self.member
+            .wait_ready(1, STARTUP)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        // The summary is printed before the notification is sent, but relayed into the
+        // log by another task: wait for its last line.
+        let end = self.wait_for_line(|l| l.starts_with("Press Ctrl-C")).await;
+        let lines = self.lines();
+        let start = lines
+            .iter()
+            .position(|l| l.contains("faas is up"))
+            .unwrap_or(0);
+        lines[start..=end].join("\n")
+    }
+
+    /// Waits for a line of faas up's output; its index.
+    async fn wait_for_line(&self, wanted: impl Fn(&str) -> bool) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(5);
         loop {
-            {
-                let out = self.stdout.lock().expect("lines");
-                if let Some(end) = out.iter().position(|l| l.starts_with("Press Ctrl-C")) {
-                    return out[..=end].join("\n");
-                }
-            }
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                panic!("faas up exited ({status}) before it was up");
+            if let Some(i) = self.lines().iter().position(|l| wanted(l)) {
+                return i;
             }
             assert!(
                 Instant::now() < deadline,
-                "faas up not up within {STARTUP:?}"
+                "not in faas up's output: {:?}",
+                self.lines()
             );
-            std::thread::sleep(Duration::from_millis(50));
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
     fn signal(&self, signal: i32) {
-        // SAFETY: signalling our own child.
-        unsafe {
-            libc::kill(self.pid(), signal);
-        }
+        self.member.signal(signal);
     }
 
-    fn wait_exit(&mut self, timeout: Duration) -> Option<ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if let Some(status) = self.child.try_wait().expect("try_wait") {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
+    async fn wait_exit(&self, timeout: Duration) -> Option<ExitStatus> {
+        tokio::time::timeout(timeout, self.member.wait()).await.ok()
     }
 
-    fn stderr_lines(&self) -> Vec<String> {
-        self.stderr.lock().expect("lines").clone()
+    /// Everything faas up printed so far, stdout and stderr.
+    fn lines(&self) -> Vec<String> {
+        std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_owned)
+            .collect()
     }
 
-    /// The private Redis directories of this faas up still on disk.
-    fn redis_dirs(&self) -> Vec<std::path::PathBuf> {
-        let prefix = format!("faas-up-{}-", self.pid());
+    /// The cluster directories (private Redis included) of this faas up still on disk.
+    fn cluster_dirs(&self) -> Vec<std::path::PathBuf> {
+        let prefix = format!("faas-{}-", self.pid());
         std::fs::read_dir(std::env::temp_dir())
             .map(|entries| {
                 entries
@@ -182,16 +182,18 @@ impl Up {
 
 impl Drop for Up {
     fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
+        if self.member.exited().is_none() {
             let family = descendants(self.pid());
-            let _ = self.child.kill();
-            let _ = self.child.wait();
+            self.member.signal(libc::SIGKILL);
             for p in family {
                 p.kill();
             }
-            for dir in self.redis_dirs() {
+            for dir in self.cluster_dirs() {
                 let _ = std::fs::remove_dir_all(dir);
             }
+        }
+        if let Some(dir) = self.log.parent() {
+            let _ = std::fs::remove_dir_all(dir);
         }
     }
 }
@@ -241,7 +243,7 @@ async fn run_a_task(base: &str) -> String {
 }
 
 /// Signals faas up and checks it stops everything it started and exits 0.
-fn stop_cleanly(mut up: Up, signal: i32, port: u16) {
+async fn stop_cleanly(up: Up, signal: i32, port: u16) {
     let family = descendants(up.pid());
     assert!(
         family.len() >= 4,
@@ -250,6 +252,7 @@ fn stop_cleanly(mut up: Up, signal: i32, port: u16) {
     up.signal(signal);
     let status = up
         .wait_exit(Duration::from_secs(20))
+        .await
         .expect("faas up exits within 20 s of the signal");
     assert!(status.success(), "faas up exited with {status}");
     let alive: Vec<Pid> = family.iter().copied().filter(|p| p.alive()).collect();
@@ -259,22 +262,18 @@ fn stop_cleanly(mut up: Up, signal: i32, port: u16) {
         "the gateway port is still open"
     );
     assert!(
-        up.redis_dirs().is_empty(),
-        "the private Redis directory is left: {:?}",
-        up.redis_dirs()
+        up.cluster_dirs().is_empty(),
+        "the cluster's directory is left: {:?}",
+        up.cluster_dirs()
     );
-    let stderr = up.stderr_lines();
-    assert!(
-        stderr.iter().any(|l| l.contains("all stopped")),
-        "no 'all stopped' in the log"
-    );
+    up.wait_for_line(|l| l.contains("all stopped")).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn push_mode_with_two_workers_runs_a_task_and_stops_on_sigint() {
     let port = free_port();
     let port_arg = port.to_string();
-    let mut up = Up::start(&[
+    let up = Up::start(&[
         "--mode",
         "push",
         "--workers",
@@ -284,7 +283,7 @@ async fn push_mode_with_two_workers_runs_a_task_and_stops_on_sigint() {
         "--port",
         &port_arg,
     ]);
-    let summary = up.wait_until_up();
+    let summary = up.wait_until_up().await;
     let base = format!("http://127.0.0.1:{port}");
     assert!(summary.contains(&base), "{summary}");
     assert!(
@@ -296,7 +295,7 @@ async fn push_mode_with_two_workers_runs_a_task_and_stops_on_sigint() {
         summary.contains(&format!("curl {base}/health")),
         "{summary}"
     );
-    let stderr = up.stderr_lines();
+    let stderr = up.lines();
     for prefix in [
         "redis     | ",
         "gateway   | ",
@@ -319,13 +318,13 @@ async fn push_mode_with_two_workers_runs_a_task_and_stops_on_sigint() {
         "the task names no worker: {timeline}"
     );
 
-    stop_cleanly(up, libc::SIGINT, port);
+    stop_cleanly(up, libc::SIGINT, port).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
 async fn local_mode_with_one_executor_runs_a_task_and_stops_on_sigterm() {
     let port = free_port();
-    let mut up = Up::start(&[
+    let up = Up::start(&[
         "--mode",
         "local",
         "--procs",
@@ -333,36 +332,33 @@ async fn local_mode_with_one_executor_runs_a_task_and_stops_on_sigterm() {
         "--port",
         &port.to_string(),
     ]);
-    let summary = up.wait_until_up();
+    let summary = up.wait_until_up().await;
     assert!(
         summary.contains("local: the dispatcher runs 1 executor"),
         "{summary}"
     );
     run_a_task(&format!("http://127.0.0.1:{port}")).await;
-    stop_cleanly(up, libc::SIGTERM, port);
+    stop_cleanly(up, libc::SIGTERM, port).await;
 }
 
-#[test]
-fn without_redis_server_it_says_in_one_line_how_to_install_it() {
+#[tokio::test(flavor = "multi_thread")]
+async fn without_redis_server_it_says_in_one_line_how_to_install_it() {
     let empty =
         std::env::temp_dir().join(format!("faas-up-test-empty-path-{}", std::process::id()));
     std::fs::create_dir_all(&empty).expect("empty dir");
-    let mut up = Up::start_with(
+    let up = Up::start_with(
         &["--port", &free_port().to_string()],
         &[("PATH", empty.to_str().expect("utf-8 path"))],
     );
     let status = up
         .wait_exit(Duration::from_secs(20))
+        .await
         .expect("faas up gives up at once");
     let _ = std::fs::remove_dir(&empty);
     assert!(!status.success());
-    // The reader thread may still be taking the last line.
-    let deadline = Instant::now() + Duration::from_secs(5);
-    while up.stderr_lines().is_empty() && Instant::now() < deadline {
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    std::thread::sleep(Duration::from_millis(100));
-    let stderr = up.stderr_lines();
+    // The relay may still be taking the last line.
+    up.wait_for_line(|l| l.contains("redis-server")).await;
+    let stderr = up.lines();
     assert_eq!(stderr.len(), 1, "{stderr:?}");
     assert!(
         stderr[0].contains("apt-get install redis-server"),
@@ -397,10 +393,10 @@ fn help_lists_the_subcommand_and_its_options() {
     }
 }
 
-#[test]
-fn a_child_that_dies_is_reported_and_the_rest_are_stopped() {
+#[tokio::test(flavor = "multi_thread")]
+async fn a_child_that_dies_is_reported_and_the_rest_are_stopped() {
     let port = free_port();
-    let mut up = Up::start(&[
+    let up = Up::start(&[
         "--mode",
         "pull",
         "--workers",
@@ -410,7 +406,7 @@ fn a_child_that_dies_is_reported_and_the_rest_are_stopped() {
         "--port",
         &port.to_string(),
     ]);
-    up.wait_until_up();
+    up.wait_until_up().await;
     let family = descendants(up.pid());
     let worker = family
         .iter()
@@ -423,19 +419,15 @@ fn a_child_that_dies_is_reported_and_the_rest_are_stopped() {
     worker.kill();
     let status = up
         .wait_exit(Duration::from_secs(20))
+        .await
         .expect("faas up exits after a child died");
     assert_eq!(status.code(), Some(1), "faas up exited with {status}");
-    let stderr = up.stderr_lines();
-    assert!(
-        stderr
-            .iter()
-            .any(|l| l.contains("worker-1 exited unexpectedly (signal: 9")),
-        "the dead worker is not named"
-    );
+    up.wait_for_line(|l| l.contains("worker-1 exited unexpectedly (signal: 9"))
+        .await;
     let alive: Vec<Pid> = family.iter().copied().filter(|p| p.alive()).collect();
     assert!(alive.is_empty(), "still running after faas up: {alive:?}");
     assert!(
-        up.redis_dirs().is_empty(),
-        "the private Redis directory is left"
+        up.cluster_dirs().is_empty(),
+        "the cluster's directory is left"
     );
 }

@@ -4,8 +4,8 @@ use std::io::Write;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
-use faas::up::binaries::Binaries;
-use faas::up::{self, Stopped, UpArgs};
+use faas::cluster::{Binaries, Stopped};
+use faas::up::{self, UpArgs};
 
 #[derive(Parser)]
 #[command(

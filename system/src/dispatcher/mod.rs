@@ -265,6 +265,7 @@ async fn run_core<T: Transport>(
         ))
     });
     tracing::info!(consumer = %config.consumer, "dispatcher running");
+    crate::readiness::notify(crate::readiness::Ready::DispatcherRunning);
 
     let mut core = Core {
         store,

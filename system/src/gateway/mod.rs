@@ -122,6 +122,7 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let addr: Option<SocketAddr> = listener.local_addr().ok();
     tracing::info!(?addr, "gateway listening");
+    crate::readiness::notify(crate::readiness::Ready::GatewayListening);
     // Streamed answers (`POST /results`) write their header and lines separately: without
     // TCP_NODELAY each small write after the first waits for a delayed ACK (40 ms).
     let listener = listener.tap_io(|tcp| {

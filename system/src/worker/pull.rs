@@ -48,6 +48,7 @@ pub(super) async fn session(
     };
     runner.new_registration();
     tracing::info!(%worker, endpoint = %config.endpoint, executors = runner.capacity(), "registered with the dispatcher");
+    crate::readiness::notify(crate::readiness::Ready::WorkerRegistered);
 
     // The ask in flight, with the results it carries (acknowledged by its answer).
     let mut ask: Option<(Instant, Vec<TaskId>)> = None;

@@ -36,6 +36,7 @@ pub(super) async fn session(
     };
     runner.new_registration();
     tracing::info!(%worker, endpoint = %config.endpoint, executors = runner.capacity(), "registered with the dispatcher");
+    crate::readiness::notify(crate::readiness::Ready::WorkerRegistered);
 
     let mut last_heard = Instant::now();
     let mut last_sent = Instant::now();

@@ -1,15 +1,19 @@
-//! `TestSystem`: a private redis-server, the real gateway and dispatcher binaries on free
-//! ports, typed helpers to drive them, and cleanup of every process on drop.
+//! `TestSystem`: a whole cluster started by the one supervisor ([`faas::cluster`]) from the
+//! real binaries, with a private redis-server on a free port, typed helpers to drive it
+//! through its REST API, and every process killed when it is dropped, even when the test
+//! failed halfway.
 
 #![allow(dead_code)] // each test binary uses a different subset
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use faas::cluster::{
+    Binaries, Cluster, ClusterSpec, MemberId, Output, Persistence, RedisSpec, output,
+};
+use faas::dispatcher::Mode;
 use faas::executor::python_env;
 
 /// The repository root.
@@ -20,191 +24,40 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
-/// A free TCP port on loopback (bound, then released for the child to take).
+/// A free TCP port on loopback (bound, then released for a child to take).
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .expect("bind an ephemeral port")
-        .local_addr()
-        .expect("local addr")
-        .port()
+    faas::cluster::ports::free_port().expect("a free port on loopback")
 }
 
-/// A child process killed (SIGKILL) and reaped when dropped. Its stderr is copied to the
-/// test's stderr and kept, so tests can wait for a log line.
-pub struct Proc {
-    pub name: String,
-    pub child: Child,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl Proc {
-    pub fn spawn(name: &str, cmd: &mut Command) -> Self {
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let stderr = child.stderr.take().expect("stderr is piped");
-        let (sink, label) = (log.clone(), name.to_owned());
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                eprintln!("[{label}] {line}");
-                sink.lock().expect("log lock").push(line);
-            }
-        });
-        Self {
-            name: name.to_owned(),
-            child,
-            log,
-        }
-    }
-
-    /// Waits until the process has logged a line containing `needle` `count` times in all.
-    pub async fn wait_for_log(&self, needle: &str, count: usize, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let seen = self
-                .log
-                .lock()
-                .expect("log lock")
-                .iter()
-                .filter(|l| l.contains(needle))
-                .count();
-            if seen >= count {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "{} did not log {needle:?} {count} time(s) within {timeout:?}",
-                self.name
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    }
-
-    pub fn pid(&self) -> i32 {
-        i32::try_from(self.child.id()).expect("pid fits")
-    }
-
-    /// Sends `signal` to the process.
-    pub fn signal(&self, signal: i32) {
-        // SAFETY: signalling our own child.
-        unsafe {
-            libc::kill(self.pid(), signal);
-        }
-    }
-
-    /// Waits up to `timeout` for the process to exit; its status if it did.
-    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
-        let deadline = Instant::now() + timeout;
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return Some(status);
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        None
+/// The dispatch mode named `mode` (`local`, `pull` or `push`).
+pub fn mode(mode: &str) -> Mode {
+    match mode {
+        "local" => Mode::Local,
+        "pull" => Mode::Pull,
+        "push" => Mode::Push,
+        other => panic!("no {other} mode"),
     }
 }
 
-impl Drop for Proc {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+/// The cluster the tests run: the binaries cargo built for this test, a private Redis with
+/// every write fsynced (so it can be restarted with its data), executor hosts started from
+/// the repository root (as the README starts them: executors can import the conformance
+/// suite's modules, as dill's by-reference functions need), output captured per test.
+pub fn spec(mode: Mode, executors: &[u32]) -> ClusterSpec {
+    let gateway = Path::new(env!("CARGO_BIN_EXE_faas-gateway"));
+    let binaries = Binaries::in_dir(gateway.parent().expect("a bin dir").to_path_buf());
+    ClusterSpec {
+        redis: RedisSpec::Private(Persistence::AppendOnlyAlways),
+        executors: executors.to_vec(),
+        workdir: Some(repo_root()),
+        rust_log: output::child_filter(std::env::var("RUST_LOG").ok().as_deref()),
+        output: Output::Captured,
+        ..ClusterSpec::new(binaries, mode, python())
     }
 }
 
-/// A private redis-server on a free port, in its own temporary directory, with append-only
-/// persistence (as the project's launcher runs it), so it can be restarted with its data.
-pub struct RedisServer {
-    pub port: u16,
-    pub dir: PathBuf,
-    proc: Option<Proc>,
-}
-
-impl RedisServer {
-    pub fn start() -> Self {
-        let port = free_port();
-        let dir =
-            std::env::temp_dir().join(format!("faas-test-redis-{port}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("redis dir");
-        let mut server = Self {
-            port,
-            dir,
-            proc: None,
-        };
-        server.restart();
-        server
-    }
-
-    /// Starts the server again (after [`Self::stop`]) on the same port and data.
-    pub fn restart(&mut self) {
-        let proc = Proc::spawn(
-            "redis-server",
-            Command::new("redis-server")
-                .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-                .args([
-                    "--save",
-                    "",
-                    "--appendonly",
-                    "yes",
-                    "--appendfsync",
-                    "always",
-                ])
-                .arg("--dir")
-                .arg(&self.dir)
-                .stdout(Stdio::null()),
-        );
-        self.proc = Some(proc);
-        let port = self.port;
-        wait_until(
-            Duration::from_secs(10),
-            "redis-server to accept connections",
-            || std::net::TcpStream::connect(("127.0.0.1", port)).is_ok(),
-        );
-    }
-
-    /// Stops the server cleanly (SIGTERM: it finishes writing its append-only file).
-    pub fn stop(&mut self) {
-        if let Some(mut proc) = self.proc.take() {
-            proc.signal(libc::SIGTERM);
-            proc.wait_exit(Duration::from_secs(10))
-                .expect("redis-server stops on SIGTERM");
-        }
-    }
-
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    pub async fn connection(&self) -> redis::aio::MultiplexedConnection {
-        redis::Client::open(self.url())
-            .expect("redis url")
-            .get_multiplexed_async_connection()
-            .await
-            .expect("connect to test redis")
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        drop(self.proc.take());
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-/// Polls `ready` every 20 ms until it holds, panicking after `timeout`.
-pub fn wait_until(timeout: Duration, what: &str, mut ready: impl FnMut() -> bool) {
-    let deadline = Instant::now() + timeout;
-    while !ready() {
-        assert!(
-            Instant::now() < deadline,
-            "timed out after {timeout:?} waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+/// How long a test waits for an executor host to become ready.
+pub const READY: Duration = Duration::from_secs(120);
 
 /// The Python the executors use (created on first use), for serializing test payloads.
 pub fn python() -> PathBuf {
@@ -314,183 +167,133 @@ pub fn describe_many(results: &[String]) -> Vec<(String, String)> {
         .collect()
 }
 
-/// Redis, the gateway, dispatchers and workers. Fields drop in order: workers first, Redis
-/// last.
+/// A cluster and an HTTP client for its gateway.
 pub struct TestSystem {
-    pub workers: Vec<Proc>,
-    pub dispatchers: Vec<Proc>,
-    pub gateway: Proc,
+    pub cluster: Cluster,
+    /// The gateway's base URL.
     pub url: String,
     pub http: reqwest::Client,
-    /// The port workers connect to (pull and push modes).
-    pub port: u16,
-    pub redis: RedisServer,
 }
 
 impl TestSystem {
+    /// Redis and the gateway (with `gateway_args` added) of a local-mode cluster, no
+    /// dispatcher.
+    pub async fn without_dispatcher(gateway_args: &[&str]) -> Self {
+        let spec = ClusterSpec {
+            gateway_args: gateway_args.iter().map(|a| (*a).to_owned()).collect(),
+            ..spec(Mode::Local, &[1])
+        };
+        Self::control_plane_only(spec).await
+    }
+
     /// Redis and a gateway that requires `token`, no dispatcher.
     pub async fn without_dispatcher_authenticated(token: &str) -> Self {
-        Self::start_gateway(&[], Some(token)).await
-    }
-
-    /// Redis and the gateway (with `gateway_args` added), no dispatcher yet.
-    pub async fn without_dispatcher(gateway_args: &[&str]) -> Self {
-        Self::start_gateway(gateway_args, None).await
-    }
-
-    async fn start_gateway(gateway_args: &[&str], token: Option<&str>) -> Self {
-        let redis = RedisServer::start();
-        let port = free_port();
-        let gateway = Proc::spawn(
-            "faas-gateway",
-            Command::new(env!("CARGO_BIN_EXE_faas-gateway"))
-                .args([
-                    "--bind",
-                    &format!("127.0.0.1:{port}"),
-                    "--redis-url",
-                    &redis.url(),
-                ])
-                .args(gateway_args)
-                .envs(token.map(|t| ("FAAS_AUTH_TOKEN", t))),
-        );
-        let url = format!("http://127.0.0.1:{port}");
-        let http = reqwest::Client::new();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let probe = http
-                .get(format!("{url}/health"))
-                .bearer_auth(token.unwrap_or_default());
-            if let Ok(r) = probe.send().await
-                && r.status().is_success()
-            {
-                break;
-            }
-            assert!(Instant::now() < deadline, "gateway did not become healthy");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        Self {
-            redis,
-            url,
-            http,
-            gateway,
-            dispatchers: Vec::new(),
-            workers: Vec::new(),
-            port: 0,
-        }
-    }
-
-    /// Redis, the gateway and one dispatcher started with `dispatcher_args`.
-    pub async fn start(dispatcher_args: &[&str]) -> Self {
-        let mut system = Self::without_dispatcher(&[]).await;
-        system.spawn_dispatcher(dispatcher_args).await;
-        system
-    }
-
-    /// Starts a `pull_worker` or `push_worker` with `executors` executors connected to
-    /// `port`, and waits until it has registered.
-    pub async fn spawn_worker(&mut self, kind: &str, executors: usize, port: u16) -> usize {
-        assert_eq!(
-            port, self.port,
-            "workers connect to this system's dispatcher port"
-        );
-        self.spawn_worker_with_env(kind, executors, &[]).await
-    }
-
-    /// [`Self::spawn_worker`] with extra environment variables for the worker.
-    pub async fn spawn_worker_with_env(
-        &mut self,
-        kind: &str,
-        executors: usize,
-        env: &[(&str, &str)],
-    ) -> usize {
-        let proc = self.start_worker_process(kind, executors, env);
-        proc.wait_for_log("registered with the dispatcher", 1, Duration::from_secs(60))
-            .await;
-        self.workers.push(proc);
-        self.workers.len() - 1
-    }
-
-    /// Starts a worker named `w<next index>` for this system's port, without waiting.
-    pub fn start_worker_process(&self, kind: &str, executors: usize, env: &[(&str, &str)]) -> Proc {
-        let binary = match kind {
-            "pull" => env!("CARGO_BIN_EXE_pull_worker"),
-            "push" => env!("CARGO_BIN_EXE_push_worker"),
-            other => panic!("no {other} worker"),
+        let spec = ClusterSpec {
+            token: Some(token.to_owned()),
+            ..spec(Mode::Local, &[1])
         };
-        let index = self.workers.len();
-        Proc::spawn(
-            &format!("{kind}_worker#{index}"),
-            Command::new(binary)
-                .current_dir(repo_root())
-                .args([
-                    &executors.to_string(),
-                    &format!("tcp://127.0.0.1:{}", self.port),
-                ])
-                .args(["--name", &format!("w{index}")])
-                .env("FAAS_PYTHON", python())
-                .envs(env.iter().copied()),
-        )
+        Self::control_plane_only(spec).await
+    }
+
+    /// Redis and the gateway of `spec`, nothing else yet.
+    pub async fn control_plane_only(spec: ClusterSpec) -> Self {
+        let mut cluster = Cluster::new(spec).unwrap_or_else(|e| panic!("{e}"));
+        cluster
+            .start_redis()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        cluster
+            .start_gateway()
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        Self::around(cluster)
+    }
+
+    /// All of `spec`, started.
+    pub async fn from_spec(spec: ClusterSpec) -> Self {
+        let cluster = Cluster::start(spec).await.unwrap_or_else(|e| panic!("{e}"));
+        Self::around(cluster)
     }
 
     /// Redis, the gateway, a `mode` dispatcher with `dispatcher_args` and, for pull and push,
-    /// `workers.len()` workers with the given executor counts (local mode: one pool of
-    /// `workers.iter().sum()` executors).
-    pub async fn with_mode(mode: &str, workers: &[usize], dispatcher_args: &[&str]) -> Self {
-        let mut system = Self::without_dispatcher(&[]).await;
-        let port = free_port().to_string();
-        let total = workers.iter().sum::<usize>().to_string();
-        let mut args = vec!["-m", mode];
-        if mode == "local" {
-            args.extend(["-w", total.as_str()]);
-        } else {
-            args.extend(["-p", port.as_str()]);
-        }
-        args.extend(dispatcher_args);
-        system.spawn_dispatcher(&args).await;
-        if mode != "local" {
-            system.port = port.parse().expect("port");
-            for &n in workers {
-                system.spawn_worker(mode, n, system.port).await;
-            }
-        }
-        system
+    /// one worker per entry of `executors` with that many executors (local mode: one pool of
+    /// their sum).
+    pub async fn with_mode(mode_name: &str, executors: &[u32], dispatcher_args: &[&str]) -> Self {
+        Self::from_spec(ClusterSpec {
+            dispatcher_args: dispatcher_args.iter().map(|a| (*a).to_owned()).collect(),
+            ..spec(mode(mode_name), executors)
+        })
+        .await
     }
 
-    /// Starts a dispatcher and waits until it reads the queue (its liveness marker appears).
-    pub async fn spawn_dispatcher(&mut self, args: &[&str]) -> usize {
-        self.spawn_dispatcher_with_env(args, &[]).await
+    fn around(cluster: Cluster) -> Self {
+        Self {
+            url: cluster.gateway_url(),
+            http: reqwest::Client::new(),
+            cluster,
+        }
     }
 
-    /// As [`Self::spawn_dispatcher`], with extra environment variables.
-    pub async fn spawn_dispatcher_with_env(
-        &mut self,
-        args: &[&str],
-        env: &[(&str, &str)],
-    ) -> usize {
-        let before = self.live_dispatchers().await;
-        let proc = Proc::spawn(
-            "task_dispatcher",
-            Command::new(env!("CARGO_BIN_EXE_task_dispatcher"))
-                // From the repository root, as the README starts it: executors can import
-                // the conformance suite's modules, as dill's by-reference functions need.
-                .current_dir(repo_root())
-                .args(["--redis-url", &self.redis.url()])
-                .args(args)
-                .env("FAAS_PYTHON", python())
-                .envs(env.iter().copied()),
-        );
-        self.dispatchers.push(proc);
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while self.live_dispatchers().await.len() <= before.len() {
-            assert!(Instant::now() < deadline, "dispatcher did not start");
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        self.dispatchers.len() - 1
+    /// Another worker with `executors` executors (and extra environment), once it has
+    /// registered; its index.
+    pub async fn add_worker(&mut self, executors: u32, env: &[(&str, &str)]) -> usize {
+        self.cluster
+            .start_worker_with(executors, &[], env)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Another dispatcher with the spec's flags and `env`, once it reads the queue; its index.
+    pub async fn add_dispatcher(&mut self, args: &[&str], env: &[(&str, &str)]) -> usize {
+        self.cluster
+            .start_dispatcher_with(args, env)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// SIGKILL to a member, and its exit reaped.
+    pub async fn kill(&self, id: MemberId) {
+        self.cluster
+            .kill(id)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// Starts a killed member again from the same command, once it is ready.
+    pub async fn restart(&mut self, id: MemberId) {
+        self.cluster
+            .restart(id)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    /// SIGTERM to a member; its exit status if it exits by itself within `timeout`.
+    pub async fn terminate(
+        &self,
+        id: MemberId,
+        timeout: Duration,
+    ) -> Option<std::process::ExitStatus> {
+        self.cluster
+            .signal(id, libc::SIGTERM)
+            .unwrap_or_else(|e| panic!("{e}"));
+        self.cluster
+            .wait_exit(id, timeout)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// A connection to the cluster's Redis.
+    pub async fn redis(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.cluster.redis_url())
+            .expect("redis url")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("connect to the test redis")
     }
 
     /// Liveness markers of dispatchers currently in Redis.
     pub async fn live_dispatchers(&self) -> Vec<String> {
-        let mut conn = self.redis.connection().await;
+        let mut conn = self.redis().await;
         redis::cmd("KEYS")
             .arg("faas:dispatcher:*")
             .query_async(&mut conn)
@@ -554,11 +357,14 @@ impl TestSystem {
         body["task_id"].as_str().expect("task_id").to_owned()
     }
 
-    /// Polls until the task is final; its status and result.
+    /// Waits (long polling `GET /result/{id}?wait=`) until the task is final; its status and
+    /// result.
     pub async fn wait_final(&self, task_id: &str, timeout: Duration) -> (String, String) {
         let deadline = Instant::now() + timeout;
         loop {
-            let (code, body) = self.get(&format!("/result/{task_id}")).await;
+            let left = deadline.saturating_duration_since(Instant::now());
+            let wait = left.as_secs_f64().clamp(0.0, 60.0);
+            let (code, body) = self.get(&format!("/result/{task_id}?wait={wait:.3}")).await;
             assert_eq!(code, 200, "result of {task_id}: {body}");
             let status = body["status"].as_str().unwrap_or_default().to_owned();
             if status == "COMPLETED" || status == "FAILED" {
@@ -571,7 +377,6 @@ impl TestSystem {
                 Instant::now() < deadline,
                 "task {task_id} still {status} after {timeout:?}"
             );
-            tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }
 
@@ -593,7 +398,7 @@ impl TestSystem {
 
     /// A field of the task's Redis hash.
     pub async fn task_field(&self, task_id: &str, field: &str) -> Option<String> {
-        let mut conn = self.redis.connection().await;
+        let mut conn = self.redis().await;
         redis::cmd("HGET")
             .arg(format!("faas:task:{task_id}"))
             .arg(field)

@@ -2,20 +2,19 @@
 
 use std::path::{Path, PathBuf};
 
-/// The directory holding `faas` and its sibling binaries.
+/// The directory holding the platform's binaries (`faas-gateway`, `task_dispatcher`,
+/// `pull_worker`, `push_worker`, `faas`, `loadgen`: cargo puts them side by side).
 #[derive(Debug, Clone)]
 pub struct Binaries {
     dir: PathBuf,
 }
 
-/// A binary `faas up` needs but cannot find.
+/// A binary the cluster needs but cannot find.
 #[derive(Debug, thiserror::Error)]
 pub enum BinaryError {
     #[error("cannot tell where the faas executable is: {0}")]
     NoSelf(std::io::Error),
-    #[error(
-        "{name} is missing next to faas in {dir}: build the workspace first (cargo build --workspace)"
-    )]
+    #[error("{name} is missing in {dir}: build the workspace first (cargo build --workspace)")]
     Missing { name: String, dir: String },
     #[error(
         "redis-server is not installed: install it (apt-get install redis-server) or pass --redis-url"
@@ -24,7 +23,7 @@ pub enum BinaryError {
 }
 
 impl Binaries {
-    /// The directory of the running executable.
+    /// The directory of the running executable (`faas`, `loadgen`).
     pub fn next_to_self() -> Result<Self, BinaryError> {
         let exe = std::env::current_exe().map_err(BinaryError::NoSelf)?;
         let dir = exe.parent().map(Path::to_path_buf).ok_or_else(|| {

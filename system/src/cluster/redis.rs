@@ -1,0 +1,107 @@
+//! A cluster's private `redis-server`: loopback only, on a port of its own, its data in the
+//! cluster's directory, ready when it says so itself (`--supervised systemd` speaks the
+//! readiness protocol of [`crate::readiness`]); and hiding passwords in URLs shown to users.
+
+use std::path::{Path, PathBuf};
+
+use super::member::Recipe;
+
+/// What a private Redis keeps on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Persistence {
+    /// Nothing: the data goes with the process (`faas up`).
+    #[default]
+    None,
+    /// An append-only file, fsynced every second (benchmarks: what a deployment would run).
+    AppendOnly,
+    /// An append-only file fsynced on every write, so a restart after SIGTERM or SIGKILL
+    /// finds every acknowledged write (durability tests).
+    AppendOnlyAlways,
+}
+
+/// A private Redis's port, directory and persistence.
+#[derive(Debug, Clone)]
+pub struct PrivateRedis {
+    pub port: u16,
+    pub dir: PathBuf,
+    pub persistence: Persistence,
+}
+
+impl PrivateRedis {
+    #[must_use]
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// How to start the server (`redis_server` is its executable): loopback only, logging to
+    /// stdout, notifying readiness.
+    #[must_use]
+    pub fn recipe(&self, redis_server: &Path) -> Recipe {
+        let appendonly = match self.persistence {
+            Persistence::None => ["--appendonly", "no", "--appendfsync", "no"],
+            Persistence::AppendOnly => ["--appendonly", "yes", "--appendfsync", "everysec"],
+            Persistence::AppendOnlyAlways => ["--appendonly", "yes", "--appendfsync", "always"],
+        };
+        Recipe::new(redis_server)
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--daemonize", "no", "--logfile", ""])
+            .args(["--supervised", "systemd"])
+            .args(appendonly)
+            .arg("--dir")
+            .arg(&self.dir)
+    }
+}
+
+/// `url` with its password (if any) hidden, for showing.
+#[must_use]
+pub fn redact(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let Some((userinfo, host)) = rest.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    match userinfo.split_once(':') {
+        Some((user, _password)) => format!("{scheme}://{user}:***@{host}"),
+        None => format!("{scheme}://***@{host}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_hidden() {
+        assert_eq!(redact("redis://127.0.0.1:6379"), "redis://127.0.0.1:6379");
+        assert_eq!(
+            redact("redis://:s3cret@host:6379/0"),
+            "redis://:***@host:6379/0"
+        );
+        assert_eq!(
+            redact("rediss://me:s3cret@host:6379"),
+            "rediss://me:***@host:6379"
+        );
+        assert_eq!(redact("redis://token@host"), "redis://***@host");
+    }
+
+    #[test]
+    fn the_server_is_private_and_notifies() {
+        let redis = PrivateRedis {
+            port: 7001,
+            dir: PathBuf::from("/tmp/x"),
+            persistence: Persistence::AppendOnlyAlways,
+        };
+        let args: Vec<String> = redis
+            .recipe(Path::new("redis-server"))
+            .args
+            .iter()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        let joined = args.join(" ");
+        assert!(joined.contains("--bind 127.0.0.1"), "{joined}");
+        assert!(joined.contains("--supervised systemd"), "{joined}");
+        assert!(joined.contains("--appendfsync always"), "{joined}");
+        assert_eq!(redis.url(), "redis://127.0.0.1:7001");
+    }
+}
