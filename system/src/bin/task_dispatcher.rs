@@ -1,4 +1,5 @@
 //! `task_dispatcher -m local|pull|push -p PORT -w N`: moves tasks from the queue to executors.
+//! `-w N` keeps the spec's name ("workers") but means N executor processes in local mode.
 
 use std::time::Duration;
 
@@ -17,9 +18,16 @@ struct Cli {
     /// Port workers connect to (pull and push modes).
     #[arg(short = 'p', long, required_if_eq_any = [("mode", "pull"), ("mode", "push")])]
     port: Option<u16>,
-    /// Executor processes (local mode).
-    #[arg(short = 'w', long, default_value_t = 2)]
-    workers: usize,
+    /// Executor processes in local mode. The spec calls them "workers" (hence `-w`); each is
+    /// one Python executor process of the dispatcher's own pool. Pull and push ignore it:
+    /// there each worker's N sets its executors.
+    #[arg(
+        short = 'w',
+        long = "workers",
+        value_name = "EXECUTORS",
+        default_value_t = 2
+    )]
+    executors: usize,
     /// Address workers connect to (pull and push). Loopback by default; bind a routable
     /// address only on a network you trust.
     #[arg(long, default_value = "127.0.0.1")]
@@ -66,7 +74,7 @@ async fn main() -> anyhow::Result<()> {
     faas::memory::limit_retained_memory();
     faas::telemetry::init_tracing("info");
     let cli = Cli::parse();
-    anyhow::ensure!(cli.workers > 0, "-w must be at least 1");
+    anyhow::ensure!(cli.executors > 0, "-w (executors) must be at least 1");
     let task_timeout = seconds("--task-timeout", cli.task_timeout)?;
     let heartbeat = seconds("--heartbeat", cli.heartbeat)?;
     anyhow::ensure!(
@@ -95,7 +103,7 @@ async fn main() -> anyhow::Result<()> {
         Mode::Local => {
             let spec = cli.executor.into_spec().await?;
             let prefetch = cli.prefetch.unwrap_or(local::DEFAULT_PREFETCH) as usize;
-            dispatcher::local::run(config, spec, cli.workers, prefetch, shutdown).await
+            dispatcher::local::run(config, spec, cli.executors, prefetch, shutdown).await
         }
         Mode::Pull => dispatcher::pull::run(config, remote, shutdown).await,
         Mode::Push => dispatcher::push::run(config, remote, shutdown).await,

@@ -163,6 +163,9 @@ pub struct Cluster {
     worker_port: u16,
     exits_tx: mpsc::UnboundedSender<Exit>,
     exits: Option<mpsc::UnboundedReceiver<Exit>>,
+    /// Children started so far: numbers each one's readiness socket, so a restarted
+    /// member never shares (or loses, when the old one's socket is removed) a path.
+    spawned: AtomicU32,
     dir: ClusterDir,
 }
 
@@ -209,6 +212,7 @@ impl Cluster {
             worker_port,
             exits_tx,
             exits: Some(exits),
+            spawned: AtomicU32::new(0),
             dir,
         })
     }
@@ -555,7 +559,8 @@ impl Cluster {
             .output
             .sink(&name, id.color())
             .map_err(spawn_error)?;
-        let socket = self.dir.0.join(format!("{name}.sock"));
+        let n = self.spawned.fetch_add(1, Ordering::Relaxed);
+        let socket = self.dir.0.join(format!("{n}.sock"));
         Member::spawn(&name, recipe, sink, &socket, &self.exits_tx).map_err(spawn_error)
     }
 
