@@ -14,8 +14,8 @@
 //! - [`protocol`] and [`bridge`]: the worker ↔ dispatcher messages, and ZeroMQ sockets on
 //!   their own threads.
 //! - [`worker`]: the remote workers of the pull and push modes.
-//! - [`cli`], [`memory`], [`metrics`], [`shutdown`] and [`telemetry`]: what every binary
-//!   shares.
+//! - [`cli`], [`host`], [`memory`], [`metrics`], [`shutdown`] and [`telemetry`]: what every
+//!   binary shares.
 //! - [`up`]: `faas up`, a whole cluster in the foreground for development.
 
 pub mod bridge;
@@ -23,6 +23,7 @@ pub mod cli;
 pub mod dispatcher;
 pub mod executor;
 pub mod gateway;
+pub mod host;
 pub mod memory;
 pub mod metrics;
 pub mod payload;

@@ -7,7 +7,8 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use super::{CoreParts, DispatcherConfig, DispatcherError, DispatcherMetrics, Transport, run_core};
-use crate::executor::{Completion, ExecutorPool, ExecutorSpec, Job};
+use crate::executor::{ExecutorPool, ExecutorSpec, Job};
+use crate::protocol::Completion;
 use crate::store::Store;
 use crate::task::TaskId;
 

@@ -27,11 +27,12 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use crate::executor::{Completion, Job, TaskOutcome};
+use crate::executor::Job;
 use crate::payload::encode_payload;
 use crate::pickle::worker_failure_pickle;
+use crate::protocol::Completion;
 use crate::store::{FinalOutcome, QueueEntry, StartOutcome, Store, StoreError};
-use crate::task::{FunctionId, TaskId, TaskStatus, now_micros};
+use crate::task::{FunctionId, TaskId, TaskOutcome, TaskStatus, now_micros};
 pub use metrics::DispatcherMetrics;
 use metrics::Timeline;
 
@@ -109,9 +110,7 @@ impl DispatcherConfig {
     /// Defaults for a dispatcher reading the Redis at `redis_url`, with a fresh consumer name.
     #[must_use]
     pub fn new(redis_url: impl Into<String>) -> Self {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_owned())
-            .unwrap_or_else(|_| "host".to_owned());
+        let host = crate::host::hostname();
         Self {
             redis_url: redis_url.into(),
             max_retries: DEFAULT_MAX_RETRIES,

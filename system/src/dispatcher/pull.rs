@@ -268,13 +268,13 @@ mod tests {
 
     use super::*;
     use crate::dispatcher::remote::testing::{HEARTBEAT, Recorder, fetch, inbound, parts};
-    use crate::executor::TaskOutcome;
     use crate::task::FunctionId;
+    use crate::task::TaskOutcome;
 
     fn pull() -> (
         Pull<Recorder>,
         Arc<Semaphore>,
-        mpsc::UnboundedReceiver<crate::executor::Completion>,
+        mpsc::UnboundedReceiver<crate::protocol::Completion>,
     ) {
         let (workers, capacity, completions) = parts(0);
         let pull = Pull {
@@ -465,7 +465,7 @@ mod tests {
     fn an_unknown_worker_is_told_to_register_but_its_results_count() {
         let t0 = Instant::now();
         let (mut pull, _, mut completions) = pull();
-        let done = crate::executor::Completion {
+        let done = crate::protocol::Completion {
             task_id: crate::task::TaskId::new_random(),
             outcome: TaskOutcome::Completed("R".into()),
             started_at: None,

@@ -207,8 +207,9 @@ mod tests {
 
     use super::*;
     use crate::dispatcher::remote::testing::{Recorder, fetch, inbound, parts};
-    use crate::executor::{Completion, TaskOutcome};
+    use crate::protocol::Completion;
     use crate::task::FunctionId;
+    use crate::task::TaskOutcome;
 
     fn push() -> (
         Push<Recorder>,

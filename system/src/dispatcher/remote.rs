@@ -12,9 +12,9 @@ use tokio_util::sync::CancellationToken;
 use super::registry::{DeadWorker, WorkerRegistry};
 use super::{DispatcherError, Transport};
 use crate::bridge::{Bridge, Inbound};
-use crate::executor::{Completion, Job, TaskOutcome};
-use crate::protocol::{ToWorker, WireTask};
-use crate::task::{TaskId, now_micros};
+use crate::executor::Job;
+use crate::protocol::{Completion, ToWorker, WireTask};
+use crate::task::{TaskId, TaskOutcome, now_micros};
 
 /// Interval between heartbeats (push) and keep-alive answers to parked asks (pull).
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(1);
@@ -384,8 +384,8 @@ pub(super) mod testing {
     use super::{RemoteConfig, Workers};
     use crate::bridge::{Inbound, Outbox};
     use crate::dispatcher::registry::WorkerRegistry;
-    use crate::executor::{Completion, Job};
-    use crate::protocol::{self, ToDispatcher, ToWorker};
+    use crate::executor::Job;
+    use crate::protocol::{self, Completion, ToDispatcher, ToWorker};
     use crate::task::{FunctionId, TaskId};
 
     /// Records what a mode sends instead of sending it.
