@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use faas::executor::process::{ExecutorProcess, ExecutorSpec};
-use faas::executor::{Job, TaskOutcome, python_env};
-use faas::task::{FunctionId, TaskId};
+use faas::executor::{Job, python_env};
+use faas::task::{FunctionId, TaskId, TaskOutcome};
 
 /// `base64(dill.dumps(fn))` of a no-op, made by the executors' own Python.
 fn noop_function(python: &std::path::Path) -> String {

@@ -13,9 +13,8 @@ use std::time::Instant;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use faas::bridge::{Bridge, Inbound};
-use faas::executor::{Completion, TaskOutcome};
-use faas::protocol::{ToDispatcher, ToWorker, WireTask, decode, encode};
-use faas::task::{FunctionId, TaskId, now_micros};
+use faas::protocol::{Completion, ToDispatcher, ToWorker, WireTask, decode, encode};
+use faas::task::{FunctionId, TaskId, TaskOutcome, now_micros};
 use tokio::sync::mpsc;
 
 /// The size of the echoed message.

@@ -14,8 +14,8 @@
 //! - [`protocol`] and [`bridge`]: the worker ↔ dispatcher messages, and ZeroMQ sockets on
 //!   their own threads.
 //! - [`worker`]: the remote workers of the pull and push modes.
-//! - [`cli`], [`memory`], [`metrics`], [`shutdown`] and [`telemetry`]: what every binary
-//!   shares.
+//! - [`cli`], [`host`], [`memory`], [`metrics`], [`shutdown`] and [`telemetry`]: what every
+//!   binary shares.
 //! - [`readiness`]: how a process says it is ready (systemd's notification protocol).
 //! - [`cluster`]: the one supervisor that starts, stops and injects faults into a whole
 //!   cluster on this machine, for `faas up`, loadgen and the tests.
@@ -27,6 +27,7 @@ pub mod cluster;
 pub mod dispatcher;
 pub mod executor;
 pub mod gateway;
+pub mod host;
 pub mod memory;
 pub mod metrics;
 pub mod payload;

@@ -1,4 +1,4 @@
-//! Identifiers and the task state machine shared by every component.
+//! Identifiers, the task state machine and how a task ended, shared by every component.
 
 use std::fmt;
 use std::str::FromStr;
@@ -100,6 +100,22 @@ impl FromStr for TaskStatus {
             other => Err(UnknownStatus(other.to_owned())),
         }
     }
+}
+
+/// How a task ended. Not an error type: these are all normal results, decided on in one place
+/// (the dispatcher core).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TaskOutcome {
+    /// The function returned; `base64(dill.dumps(value))`.
+    Completed(String),
+    /// The function raised; `base64(dill.dumps(exception))`. Never retried.
+    Raised(String),
+    /// The platform failed the task (deadline, executor died); the message says how.
+    WorkerFailure(String),
+    /// The worker or connection running it was lost: the task may run again (up to
+    /// `--max-retries`). Never produced by an executor itself.
+    Lost(String),
 }
 
 /// Microseconds since the Unix epoch: the unit of every task timestamp.

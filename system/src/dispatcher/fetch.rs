@@ -1,13 +1,14 @@
-//! The queue reader: asks Redis for as many new tasks as there are free executor places, and
-//! blocks in Redis (not in a sleep) until one arrives, so an idle dispatcher gets a new task
-//! the moment it is queued.
+//! The queue reader: asks Redis for as many new tasks as there are free places (see
+//! [`Capacity`]), and blocks in Redis (not in a sleep) until one arrives, so an idle
+//! dispatcher gets a new task the moment it is queued.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use super::capacity::Capacity;
 use crate::store::{QueueEntry, QueueReader, Store};
 
 /// Longest a read blocks; bounds how long shutdown waits for the reader.
@@ -15,15 +16,14 @@ const READ_BLOCK: Duration = Duration::from_millis(1000);
 /// Most entries taken in one read, unless the refill threshold asks for more at once.
 const MAX_BATCH: usize = 256;
 
-/// Reads until `stop`, once at least `refill_at` places are free (then for all free places):
-/// under load, fewer and larger reads. Each entry sent on `entries` consumed one permit of
-/// `capacity`; the core returns it when the task is recorded or dropped.
+/// Reads until `stop`, whenever the capacity's refill threshold of places is free (then for
+/// all free places): under load, fewer and larger reads. Each entry sent on `entries` took a
+/// place; whoever sees the task end reports it to `capacity`.
 pub async fn run(
     store: Store,
     redis_url: String,
     consumer: String,
-    capacity: Arc<Semaphore>,
-    refill_at: u32,
+    capacity: Arc<Capacity>,
     entries: mpsc::Sender<Vec<QueueEntry>>,
     stop: CancellationToken,
 ) {
@@ -40,36 +40,25 @@ pub async fn run(
         }
     };
     loop {
-        let mut permits = tokio::select! {
+        let places = tokio::select! {
             () = stop.cancelled() => return,
-            permit = capacity.clone().acquire_many_owned(refill_at) => match permit {
-                Ok(p) => p,
-                Err(_) => return,
+            places = capacity.reserve(MAX_BATCH) => match places {
+                Some(places) => places,
+                None => return,
             },
         };
-        let extra = capacity
-            .available_permits()
-            .min(MAX_BATCH.saturating_sub(permits.num_permits()));
-        if extra > 0
-            && let Ok(more) = capacity.clone().try_acquire_many_owned(extra as u32)
-        {
-            permits.merge(more);
-        }
         // Not raced against `stop`: a read abandoned mid-flight would leave delivered entries
         // nobody handles until this dispatcher's liveness expired.
-        let read =
-            Store::read_queue(&mut reader, &consumer, permits.num_permits(), READ_BLOCK).await;
+        let read = Store::read_queue(&mut reader, &consumer, places.count(), READ_BLOCK).await;
         match read {
-            Ok(batch) if batch.is_empty() => {}
             Ok(batch) => {
-                if let Some(used) = permits.split(batch.len()) {
-                    used.forget();
-                }
-                if entries.send(batch).await.is_err() {
+                places.start(batch.len());
+                if !batch.is_empty() && entries.send(batch).await.is_err() {
                     return;
                 }
             }
             Err(e) => {
+                drop(places);
                 if e.to_string().contains("NOGROUP") {
                     // The group vanished (a Redis restarted without persistence): recreate it.
                     let _ = store.ensure_queue_group().await;

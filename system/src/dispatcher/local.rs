@@ -3,11 +3,14 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
-use super::{CoreParts, DispatcherConfig, DispatcherError, DispatcherMetrics, Transport, run_core};
-use crate::executor::{Completion, ExecutorPool, ExecutorSpec, Job};
+use super::capacity::Capacity;
+use super::core::{CoreParts, run_core};
+use super::{DispatcherConfig, DispatcherError, DispatcherMetrics, Transport};
+use crate::executor::{ExecutorPool, ExecutorSpec, Job};
+use crate::protocol::Completion;
 use crate::store::Store;
 use crate::task::TaskId;
 
@@ -45,21 +48,19 @@ pub async fn run(
     let (pool_tx, mut pool_rx) = mpsc::unbounded_channel::<Completion>();
     let places = executors * (1 + prefetch);
     let pool = ExecutorPool::start(spec, executors, places, "local", pool_tx).await?;
-    // Every finished job frees a place: hand it back to the fetcher.
-    let capacity = Arc::new(Semaphore::new(places));
+    let capacity = Arc::new(Capacity::local(places));
     let (completions_tx, completions) = mpsc::unbounded_channel();
     let freed = capacity.clone();
+    // Every job the pool was given comes back as one completion (cancelled ones too), which
+    // frees its place.
     tokio::spawn(async move {
         while let Some(done) = pool_rx.recv().await {
-            freed.add_permits(1);
+            freed.task_done();
             if completions_tx.send(done).is_err() {
                 return;
             }
         }
     });
-    // Refilling once half the places are free reads the queue in batches under load, while
-    // the other half keeps the executors busy; an idle pool still reads at once.
-    let refill_at = u32::try_from(places / 2).unwrap_or(u32::MAX).max(1);
     let metrics = Arc::new(DispatcherMetrics::default());
     metrics.executors.set(executors as u64);
     let parts = CoreParts {
@@ -67,7 +68,6 @@ pub async fn run(
         config,
         transport: pool,
         capacity,
-        refill_at,
         completions,
         metrics,
     };

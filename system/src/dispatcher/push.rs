@@ -3,16 +3,18 @@
 //! `prefetch` more per executor; heartbeats flow both ways, and a worker silent for `misses`
 //! intervals is dead.
 //!
-//! Fetch permits are credits: a registration adds its [`registry::slots`], each result one,
-//! and a dead worker's unused credits are withdrawn.
+//! The dispatcher fetches tasks for the workers' credits (see [`Capacity`]): a registration
+//! brings its executors and their prefetch, each result gives one back, and a lost worker's
+//! credits go with it.
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
 
-use super::registry::{self, DeadWorker};
-use super::remote::{self, RemoteConfig, RemoteMode, Workers};
+use super::capacity::Capacity;
+use super::remote::{self, RemoteConfig, RemoteMode};
+use super::workers::Workers;
 use super::{DispatcherConfig, DispatcherError};
 use crate::bridge::{Inbound, Outbox};
 use crate::executor::Job;
@@ -25,7 +27,8 @@ pub async fn run(
     remote: RemoteConfig,
     shutdown: CancellationToken,
 ) -> Result<(), DispatcherError> {
-    remote::run(config, remote, shutdown, |bridge, workers| Push {
+    let capacity = Capacity::push(remote.prefetch);
+    remote::run(config, remote, capacity, shutdown, |bridge, workers| Push {
         bridge,
         workers,
         backlog: VecDeque::new(),
@@ -53,11 +56,11 @@ impl<O: Outbox + Send + 'static> RemoteMode for Push<O> {
                     .iter()
                     .find(|(_, w)| w.identity == identity)
                     .map(|(n, _)| n.to_owned());
-                if let Some(dead) = name.and_then(|n| self.workers.registry.remove(&n)) {
-                    tracing::warn!(worker = %dead.name, %error, "worker connection gone");
-                    let reason = format!("worker {} disconnected", dead.name);
-                    self.workers.lost(dead.tasks.iter().copied(), &reason);
-                    self.withdraw(&dead);
+                if let Some(name) = name {
+                    let reason = format!("worker {name} disconnected");
+                    if self.workers.remove(&name, &reason) {
+                        tracing::warn!(worker = %name, %error, "worker connection gone");
+                    }
                 }
                 return;
             }
@@ -78,12 +81,7 @@ impl<O: Outbox + Send + 'static> RemoteMode for Push<O> {
                 identity.clone(),
                 now,
             ) {
-                Ok((previous, welcome)) => {
-                    if let Some(previous) = previous {
-                        self.withdraw(&previous);
-                    }
-                    self.workers
-                        .freed(registry::slots(capacity, self.workers.config.prefetch));
+                Ok(welcome) => {
                     self.send(identity, &welcome);
                     self.assign(now);
                 }
@@ -91,8 +89,7 @@ impl<O: Outbox + Send + 'static> RemoteMode for Push<O> {
             },
             ToDispatcher::Results { worker, results } => {
                 let known = self.workers.registry.heard_from(&worker, now);
-                let (ids, held) = self.workers.accept_results(results);
-                self.workers.freed(held);
+                let ids = self.workers.accept_results(results);
                 self.send(
                     identity.clone(),
                     &ToWorker::Ack {
@@ -155,11 +152,7 @@ impl<O: Outbox + Send + 'static> RemoteMode for Push<O> {
     }
 
     fn on_tick(&mut self, now: Instant) {
-        let (dead, overdue) = self.workers.check(now);
-        for worker in &dead {
-            self.withdraw(worker);
-        }
-        self.workers.freed(overdue);
+        self.workers.check(now);
         let identities: Vec<Vec<u8>> = self
             .workers
             .registry
@@ -188,34 +181,27 @@ impl<O: Outbox> Push<O> {
         let reason = format!("dispatcher does not know worker {worker}");
         self.send(identity, &ToWorker::Reregister { reason });
     }
-
-    /// Withdraws the fetch credits a dead registration still had.
-    fn withdraw(&self, dead: &DeadWorker) {
-        let credits = registry::slots(dead.capacity, self.workers.config.prefetch);
-        self.workers
-            .vanished(credits.saturating_sub(dead.tasks.len()));
-    }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::sync::Arc;
     use std::time::Duration;
 
-    use std::sync::Arc;
-
-    use tokio::sync::{Semaphore, mpsc};
+    use tokio::sync::mpsc;
 
     use super::*;
-    use crate::dispatcher::remote::testing::{Recorder, fetch, inbound, parts};
-    use crate::executor::{Completion, TaskOutcome};
+    use crate::dispatcher::testing::{Recorder, fetch, inbound, job, parts};
+    use crate::protocol::Completion;
     use crate::task::FunctionId;
+    use crate::task::TaskOutcome;
 
     fn push() -> (
         Push<Recorder>,
-        Arc<Semaphore>,
+        Arc<Capacity>,
         mpsc::UnboundedReceiver<Completion>,
     ) {
-        let (workers, capacity, completions) = parts(1);
+        let (workers, capacity, completions) = parts(1, Capacity::push(1));
         let push = Push {
             bridge: Recorder::default(),
             workers,
@@ -243,7 +229,7 @@ mod tests {
         let (mut push, capacity, _) = push();
         register(&mut push, "w", 2, t0);
         assert_eq!(
-            capacity.available_permits(),
+            capacity.available(),
             4,
             "2 executors, each with one prefetch"
         );
@@ -270,7 +256,7 @@ mod tests {
         push.on_inbound(inbound(b"w", false, &message), t0);
         let sent = push.bridge.take();
         assert!(matches!(&sent[..], [(_, ToWorker::Ack { tasks, .. })] if tasks == &vec![task_id]));
-        assert_eq!(capacity.available_permits(), 4, "the credit came back");
+        assert_eq!(capacity.available(), 4, "the credit came back");
     }
 
     #[test]
@@ -284,8 +270,7 @@ mod tests {
             push.backlog.push_back(fetch(&capacity, f));
         }
         // One more than the credits, as an over-eager fetch could take.
-        push.backlog
-            .push_back(crate::dispatcher::remote::testing::job(f));
+        push.backlog.push_back(job(f));
         push.assign(t0);
         let mut per_worker = std::collections::HashMap::<Vec<u8>, usize>::new();
         for (identity, _) in push.bridge.take() {
@@ -318,11 +303,7 @@ mod tests {
         push.on_tick(t0 + Duration::from_millis(3001));
         let lost = completions.try_recv().expect("its task is reported lost");
         assert!(matches!(&lost.outcome, TaskOutcome::Lost(why) if why.contains("worker w")));
-        assert_eq!(
-            capacity.available_permits(),
-            0,
-            "no credits for a dead worker"
-        );
+        assert_eq!(capacity.available(), 0, "no credits for a dead worker");
         let message = ToDispatcher::Heartbeat { worker: "w".into() };
         push.on_inbound(inbound(b"w", false, &message), t0 + Duration::from_secs(4));
         assert!(matches!(

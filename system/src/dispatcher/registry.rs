@@ -41,7 +41,6 @@ impl WorkerEntry {
 #[derive(Debug, PartialEq, Eq)]
 pub struct DeadWorker {
     pub name: String,
-    pub capacity: u32,
     pub tasks: Vec<TaskId>,
 }
 
@@ -205,7 +204,6 @@ impl WorkerRegistry {
         }
         Some(DeadWorker {
             name: name.to_owned(),
-            capacity: worker.capacity,
             tasks,
         })
     }
@@ -310,7 +308,6 @@ mod tests {
             dead,
             vec![DeadWorker {
                 name: "quiet".into(),
-                capacity: 1,
                 tasks: vec![task]
             }]
         );

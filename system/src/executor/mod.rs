@@ -14,11 +14,9 @@ pub mod python_env;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
-
 use crate::task::{FunctionId, TaskId};
 
-pub use pool::{CANCELLED, Completion, ExecutorPool};
+pub use pool::{CANCELLED, ExecutorPool};
 pub use process::ExecutorSpec;
 
 /// A task ready to run: everything an executor needs.
@@ -32,20 +30,4 @@ pub struct Job {
     pub params: String,
     /// Deadline on the executor; past it the executor is killed and the task fails.
     pub timeout: Option<Duration>,
-}
-
-/// How a task ended. Not an error type: these are all normal results, decided on in one place
-/// (the dispatcher core).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum TaskOutcome {
-    /// The function returned; `base64(dill.dumps(value))`.
-    Completed(String),
-    /// The function raised; `base64(dill.dumps(exception))`. Never retried.
-    Raised(String),
-    /// The platform failed the task (deadline, executor died); the message says how.
-    WorkerFailure(String),
-    /// The worker or connection running it was lost: the task may run again (up to
-    /// `--max-retries`). Never produced by an executor itself.
-    Lost(String),
 }

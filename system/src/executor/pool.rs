@@ -9,9 +9,10 @@ use tokio::sync::{Mutex, mpsc};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+use super::Job;
 use super::process::{ExecutorProcess, ExecutorSpec, SpawnError};
-use super::{Job, TaskOutcome};
-use crate::task::{TaskId, now_micros};
+use crate::protocol::Completion;
+use crate::task::{TaskId, TaskOutcome, now_micros};
 
 /// What a cancelled task's completion says (its record is already final; this only frees the
 /// place it held).
@@ -28,17 +29,6 @@ struct Cancels {
 
 /// Pause between attempts to replace an executor that will not start.
 const RESPAWN_BACKOFF: Duration = Duration::from_secs(1);
-
-/// A finished job, reported by the pool (and carried to the dispatcher by workers).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
-pub struct Completion {
-    pub task_id: TaskId,
-    pub outcome: TaskOutcome,
-    pub started_at: Option<u64>,
-    pub finished_at: u64,
-    /// The executor that ran it (`worker/slot`), when one did.
-    pub executor: Option<String>,
-}
 
 /// N executors behind one job queue.
 pub struct ExecutorPool {

@@ -8,10 +8,10 @@ use std::time::Duration;
 use tokio::io::AsyncReadExt;
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
+use super::Job;
 use super::frame::{self, FrameError, Ready, ReplyOutcome, RunReply, RunRequest};
 use super::python_env::PythonEnv;
-use super::{Job, TaskOutcome};
-use crate::task::{FunctionId, now_micros};
+use crate::task::{FunctionId, TaskOutcome, now_micros};
 
 /// How long a fresh executor may take to import dill and greet its parent.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);

@@ -20,8 +20,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::executor::Completion;
-use crate::task::{FunctionId, TaskId};
+use crate::task::{FunctionId, TaskId, TaskOutcome};
 
 /// Worker → dispatcher.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -92,6 +91,19 @@ pub enum ToWorker {
     },
 }
 
+/// A finished task: what an executor pool reports and a worker carries to the dispatcher in
+/// `ask` and `results` (the local mode's pool reports the same to its dispatcher in-process).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Completion {
+    pub task_id: TaskId,
+    pub outcome: TaskOutcome,
+    /// When an executor started it (µs since the epoch), if one did.
+    pub started_at: Option<u64>,
+    pub finished_at: u64,
+    /// The executor that ran it (`worker/slot`), when one did.
+    pub executor: Option<String>,
+}
+
 /// A task on the wire.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct WireTask {
@@ -123,7 +135,6 @@ pub fn decode<T: for<'de> Deserialize<'de>>(frame: &[u8]) -> Result<T, ProtocolE
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::executor::TaskOutcome;
 
     #[test]
     fn messages_round_trip_and_are_tagged() {

@@ -45,9 +45,7 @@ impl WorkerConfig {
     /// A unique default name: host, pid and a random suffix.
     #[must_use]
     pub fn default_name() -> String {
-        let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|h| h.trim().to_owned())
-            .unwrap_or_else(|_| "host".to_owned());
+        let host = crate::host::hostname();
         let suffix = uuid::Uuid::new_v4().simple().to_string();
         format!("{host}-{}-{}", std::process::id(), &suffix[..6])
     }

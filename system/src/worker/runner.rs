@@ -10,9 +10,9 @@ use std::time::Instant;
 use tokio::sync::mpsc;
 
 use super::{SHUTDOWN_GRACE, WorkerConfig};
-use crate::executor::{CANCELLED, Completion, ExecutorPool, Job, TaskOutcome};
-use crate::protocol::WireTask;
-use crate::task::{FunctionId, TaskId, now_micros};
+use crate::executor::{CANCELLED, ExecutorPool, Job};
+use crate::protocol::{Completion, WireTask};
+use crate::task::{FunctionId, TaskId, TaskOutcome, now_micros};
 
 pub(super) struct Runner {
     pool: ExecutorPool,

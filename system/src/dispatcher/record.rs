@@ -1,0 +1,126 @@
+//! Recording what comes back from the transport: final outcomes in one Redis round trip per
+//! batch (first write wins), lost tasks requeued while they have attempts left.
+
+use tokio::sync::mpsc;
+
+use super::core::Core;
+use super::in_flight::InFlight;
+use super::metrics::Timeline;
+use super::worker_failure_result;
+use crate::protocol::Completion;
+use crate::store::FinalOutcome;
+use crate::task::{TaskId, TaskOutcome, TaskStatus, now_micros};
+
+/// Most completions recorded in one Redis round trip.
+const RECORD_BATCH: usize = 256;
+
+impl Core {
+    /// Records `first` and whatever other completions are already waiting, in one round trip.
+    pub async fn record(
+        &mut self,
+        first: Completion,
+        more: &mut mpsc::UnboundedReceiver<Completion>,
+    ) {
+        let mut batch = vec![first];
+        while batch.len() < RECORD_BATCH {
+            match more.try_recv() {
+                Ok(done) => batch.push(done),
+                Err(_) => break,
+            }
+        }
+        let mut outcomes = Vec::with_capacity(batch.len());
+        for done in batch {
+            match done.outcome {
+                TaskOutcome::Lost(reason) => self.requeue_lost(done.task_id, &reason).await,
+                _ => outcomes.push(final_outcome(done)),
+            }
+        }
+        if outcomes.is_empty() {
+            return;
+        }
+        let store = self.store.clone();
+        let recorded = self
+            .retry("record results", || store.finish_tasks(&outcomes))
+            .await;
+        let now = now_micros();
+        for (i, outcome) in outcomes.iter().enumerate() {
+            let held = self.in_flight.remove(outcome.task_id);
+            match recorded.as_ref().map(|r| r[i]) {
+                Some(false) => {
+                    tracing::debug!(task_id = %outcome.task_id, "late result dropped: task already final");
+                }
+                Some(true) => self.metrics.finished(
+                    outcome.status,
+                    &Timeline {
+                        submitted: held.as_ref().and_then(|h| h.submitted_at),
+                        dispatched: held.as_ref().map(|h| h.dispatched_at),
+                        started: outcome.started_at,
+                        finished: Some(outcome.finished_at),
+                        recorded: Some(now),
+                    },
+                ),
+                None => {}
+            }
+        }
+    }
+
+    /// A task whose worker was lost goes back on the queue, or fails once out of attempts.
+    async fn requeue_lost(&mut self, task_id: TaskId, reason: &str) {
+        let Some(InFlight { entry, .. }) = self.in_flight.remove(task_id) else {
+            return; // not ours (any more): whoever holds it decides
+        };
+        let failure = worker_failure_result(&format!(
+            "{reason}; the task has now been attempted {} time(s), the limit (--max-retries {})",
+            self.config.max_attempts(),
+            self.config.max_retries
+        ));
+        let store = self.store.clone();
+        let max_attempts = self.config.max_attempts();
+        let outcome = self
+            .retry("requeue a lost task", || {
+                store.requeue_task(&entry, max_attempts, &failure)
+            })
+            .await;
+        tracing::info!(%task_id, reason, ?outcome, "lost task handled");
+        if let Some(outcome) = outcome {
+            self.metrics.requeued(outcome.as_str());
+        }
+    }
+
+    /// Fails a started task that never reached the transport.
+    pub async fn finish_now(&mut self, task_id: TaskId, outcome: TaskOutcome) {
+        let done = Completion {
+            task_id,
+            outcome,
+            started_at: None,
+            finished_at: now_micros(),
+            executor: None,
+        };
+        let store = self.store.clone();
+        let outcomes = [final_outcome(done)];
+        self.retry("record results", || store.finish_tasks(&outcomes))
+            .await;
+        // The transport never saw this task: its place is free again.
+        self.capacity.task_done();
+    }
+}
+
+/// The record a completion becomes: the one place task outcomes map to statuses. (`Lost` only
+/// gets here if it is final; the core requeues it instead while attempts remain.)
+fn final_outcome(done: Completion) -> FinalOutcome {
+    let (status, result) = match done.outcome {
+        TaskOutcome::Completed(value) => (TaskStatus::Completed, value),
+        TaskOutcome::Raised(exception) => (TaskStatus::Failed, exception),
+        TaskOutcome::WorkerFailure(message) | TaskOutcome::Lost(message) => {
+            (TaskStatus::Failed, worker_failure_result(&message))
+        }
+    };
+    FinalOutcome {
+        task_id: done.task_id,
+        status,
+        result,
+        started_at: done.started_at,
+        finished_at: done.finished_at,
+        executor: done.executor,
+    }
+}

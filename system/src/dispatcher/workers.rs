@@ -1,0 +1,187 @@
+//! What both remote modes do with their workers: admit registrations, forward results, report
+//! the tasks of lost workers, take back overdue tasks, cancel tasks and record assignments.
+//! Each of these steps also tells the dispatcher's [`Capacity`] what happened, so the modes
+//! never count places themselves.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::mpsc;
+
+use super::DispatcherMetrics;
+use super::capacity::Capacity;
+use super::registry::WorkerRegistry;
+use super::remote::RemoteConfig;
+use crate::executor::Job;
+use crate::protocol::{Completion, ToWorker, WireTask};
+use crate::task::{TaskId, TaskOutcome, now_micros};
+
+/// State and steps both remote modes share.
+pub(super) struct Workers {
+    pub registry: WorkerRegistry,
+    /// The dispatcher's places, which follow the workers (see [`Capacity`]).
+    pub capacity: Arc<Capacity>,
+    pub completions: mpsc::UnboundedSender<Completion>,
+    pub config: RemoteConfig,
+    /// Slack added to a task's executor deadline before the dispatcher gives up on its worker.
+    pub report_grace: Duration,
+    pub metrics: Arc<DispatcherMetrics>,
+}
+
+impl Workers {
+    /// Handles a `register`: refused without the right secret; otherwise (re)registers the
+    /// worker, reporting what a previous registration held as lost, and returns the `welcome`
+    /// to send.
+    pub fn register(
+        &mut self,
+        worker: &str,
+        capacity: u32,
+        secret: Option<&str>,
+        identity: Vec<u8>,
+        now: Instant,
+    ) -> Result<ToWorker, ToWorker> {
+        if !self.admits(secret) {
+            return Err(Self::rejection(worker));
+        }
+        if let Some(previous) = self.registry.register(worker, capacity, identity, now) {
+            let reason = format!("worker {worker} re-registered without reporting the task");
+            self.lost(previous.tasks.iter().copied(), &reason);
+        }
+        self.capacity.worker_joined(worker, capacity);
+        tracing::info!(%worker, capacity, "worker registered");
+        Ok(ToWorker::Welcome {
+            heartbeat_ms: u64::try_from(self.config.heartbeat.as_millis()).unwrap_or(u64::MAX),
+            misses: self.config.misses,
+        })
+    }
+
+    /// Whether a registration presenting `secret` may join.
+    fn admits(&self, secret: Option<&str>) -> bool {
+        match &self.config.secret {
+            None => true,
+            Some(expected) => secret.is_some_and(|given| {
+                crate::gateway::constant_time_eq(given.as_bytes(), expected.as_bytes())
+            }),
+        }
+    }
+
+    /// The answer to a refused registration.
+    fn rejection(worker: &str) -> ToWorker {
+        tracing::warn!(%worker, "registration refused: wrong or missing worker secret");
+        ToWorker::Rejected {
+            reason: "the dispatcher requires the worker secret (--worker-secret / FAAS_WORKER_SECRET) and this worker's is missing or wrong".into(),
+        }
+    }
+
+    /// Forwards results to the core and returns the ids to acknowledge. Results from unknown
+    /// or dead workers count too (the store keeps the first final write), but only a task a
+    /// registered worker held frees a place.
+    pub fn accept_results(&mut self, results: Vec<Completion>) -> Vec<TaskId> {
+        let mut ids = Vec::with_capacity(results.len());
+        for done in results {
+            ids.push(done.task_id);
+            if let Some(worker) = self.registry.complete(done.task_id) {
+                self.capacity.task_done_at(&worker);
+            }
+            let _ = self.completions.send(done);
+        }
+        ids
+    }
+
+    /// Reports `tasks` lost (the core requeues or fails them).
+    pub fn lost(&self, tasks: impl IntoIterator<Item = TaskId>, reason: &str) {
+        for task_id in tasks {
+            let _ = self.completions.send(Completion {
+                task_id,
+                outcome: TaskOutcome::Lost(reason.to_owned()),
+                started_at: None,
+                finished_at: now_micros(),
+                executor: None,
+            });
+        }
+    }
+
+    /// Unregisters `worker` at once (its connection is gone), reporting its tasks lost;
+    /// `false` if it was not registered.
+    pub fn remove(&mut self, worker: &str, reason: &str) -> bool {
+        let Some(gone) = self.registry.remove(worker) else {
+            return false;
+        };
+        self.lost(gone.tasks.iter().copied(), reason);
+        self.capacity.worker_lost(worker);
+        true
+    }
+
+    /// Declares silent workers dead and takes back overdue tasks, reporting their tasks lost.
+    /// Returns the names of the dead workers.
+    pub fn check(&mut self, now: Instant) -> Vec<String> {
+        let dead = self.registry.expire(now);
+        for worker in &dead {
+            let reason = format!(
+                "worker {} stopped responding (silent for more than {:?})",
+                worker.name,
+                self.config.liveness()
+            );
+            tracing::warn!(worker = %worker.name, tasks = worker.tasks.len(), "worker declared dead");
+            self.lost(worker.tasks.iter().copied(), &reason);
+            self.capacity.worker_lost(&worker.name);
+        }
+        self.metrics
+            .workers
+            .set(self.registry.iter().count() as u64);
+        self.metrics.executors.set(
+            self.registry
+                .iter()
+                .map(|(_, w)| u64::from(w.capacity))
+                .sum(),
+        );
+        for (worker, task) in self.registry.overdue(now) {
+            let reason = format!("worker {worker} did not report the task within its deadline");
+            tracing::warn!(%worker, task_id = %task, "task overdue");
+            self.lost([task], &reason);
+            self.capacity.task_done_at(&worker);
+        }
+        dead.into_iter().map(|worker| worker.name).collect()
+    }
+
+    /// A task cancelled through the API: if it is still in `backlog` it is dropped there
+    /// (its place is freed and its completion goes to the core); otherwise the worker holding
+    /// it, which the mode must tell.
+    pub fn cancel(&mut self, backlog: &mut VecDeque<Job>, task: TaskId) -> Option<String> {
+        if let Some(i) = backlog.iter().position(|job| job.task_id == task) {
+            backlog.remove(i);
+            self.capacity.task_cancelled();
+            let _ = self.completions.send(Completion {
+                task_id: task,
+                outcome: TaskOutcome::WorkerFailure(crate::executor::CANCELLED.into()),
+                started_at: None,
+                finished_at: now_micros(),
+                executor: None,
+            });
+            return None;
+        }
+        self.registry.holder(task).map(str::to_owned)
+    }
+
+    /// The wire form of `job` for `worker`, recording the assignment.
+    pub fn assign(&mut self, worker: &str, job: &Job, now: Instant) -> WireTask {
+        let deadline = now
+            + job.timeout.unwrap_or(Duration::from_secs(365 * 24 * 3600))
+            + self.config.liveness()
+            + self.report_grace;
+        let send_body = self
+            .registry
+            .assign(worker, job.task_id, job.function_id, deadline);
+        self.capacity.task_sent(worker);
+        WireTask {
+            task_id: job.task_id,
+            function_id: job.function_id,
+            function: send_body.then(|| job.function.to_string()),
+            params: job.params.clone(),
+            timeout_ms: job
+                .timeout
+                .map(|t| u64::try_from(t.as_millis()).unwrap_or(u64::MAX)),
+        }
+    }
+}
