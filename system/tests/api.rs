@@ -6,6 +6,7 @@ mod common;
 use std::time::Duration;
 
 use common::{TestSystem, serialize_function, serialize_params};
+use faas::cluster::MemberId;
 use faas::store::{FinalOutcome, Store};
 use faas::task::{FunctionId, TaskId, TaskStatus, now_micros};
 
@@ -164,7 +165,7 @@ async fn bad_requests_get_4xx_with_a_json_error() {
 async fn a_new_task_is_recorded_queued_and_announced() {
     let system = TestSystem::without_dispatcher(&[]).await;
     let f = system.register("def f(x):\n    return x\n", "f").await;
-    let client = redis::Client::open(system.redis.url()).unwrap();
+    let client = redis::Client::open(system.cluster.redis_url()).unwrap();
     let mut pubsub = client.get_async_pubsub().await.unwrap();
     pubsub.subscribe("tasks").await.unwrap();
 
@@ -188,7 +189,7 @@ async fn a_new_task_is_recorded_queued_and_announced() {
         .task_field(&task, "queue_entry")
         .await
         .expect("queue entry");
-    let mut conn = system.redis.connection().await;
+    let mut conn = system.redis().await;
     let len: usize = redis::cmd("XLEN")
         .arg("faas:queue")
         .query_async(&mut conn)
@@ -201,7 +202,7 @@ async fn a_new_task_is_recorded_queued_and_announced() {
 #[tokio::test(flavor = "multi_thread")]
 async fn final_writes_are_first_wins() {
     let system = TestSystem::without_dispatcher(&[]).await;
-    let store = Store::connect(&system.redis.url()).await.unwrap();
+    let store = Store::connect(system.cluster.redis_url()).await.unwrap();
     let function_id = FunctionId::new_random();
     store
         .register_function(
@@ -247,7 +248,7 @@ async fn final_writes_are_first_wins() {
         (recorded.status, recorded.result.as_deref()),
         (TaskStatus::Completed, Some("first"))
     );
-    let mut conn = system.redis.connection().await;
+    let mut conn = system.redis().await;
     let len: usize = redis::cmd("XLEN")
         .arg("faas:queue")
         .query_async(&mut conn)
@@ -296,7 +297,7 @@ async fn with_a_token_every_request_needs_it() {
             .unwrap();
         assert_eq!(response.status().as_u16(), 401, "{path}");
     }
-    let mut conn = system.redis.connection().await;
+    let mut conn = system.redis().await;
     let keys: Vec<String> = redis::cmd("KEYS")
         .arg("faas:function:*")
         .query_async(&mut conn)
@@ -367,7 +368,7 @@ async fn a_batch_submits_one_task_per_payload() {
             "{reply}"
         );
     }
-    let mut conn = system.redis.connection().await;
+    let mut conn = system.redis().await;
     let len: usize = redis::cmd("XLEN")
         .arg("faas:queue")
         .query_async(&mut conn)
@@ -378,20 +379,42 @@ async fn a_batch_submits_one_task_per_payload() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_stops_the_gateway_even_with_a_long_poll_open() {
-    let mut system = TestSystem::without_dispatcher(&[]).await;
+    let system = TestSystem::without_dispatcher(&[]).await;
     let f = system.register("def f():\n    return 1\n", "f").await;
     let task = system.execute(&f, "((), {})").await;
     let (http, url) = (
         system.http.clone(),
         format!("{}/result/{task}?wait=60", system.url),
     );
-    let waiting = tokio::spawn(async move { http.get(url).send().await.map(|r| r.status()) });
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    system.gateway.signal(libc::SIGTERM);
-    let exit = system.gateway.wait_exit(Duration::from_secs(5));
+    let waiting = tokio::spawn(async move {
+        let response = http.get(url).send().await?;
+        Ok::<_, reqwest::Error>((
+            response.status(),
+            response.json::<serde_json::Value>().await?,
+        ))
+    });
+    // The poll is open: the gateway counts it among the requests waiting for results.
+    let metrics = format!("{}/metrics", system.url);
+    system
+        .wait_sample(&metrics, "faas_gateway_result_waiters", 1.0)
+        .await;
+    assert!(!waiting.is_finished(), "the long poll was answered early");
+
+    let exit = system
+        .terminate(MemberId::Gateway, Duration::from_secs(5))
+        .await;
     assert!(
         exit.is_some_and(|s| s.success()),
         "gateway did not stop cleanly: {exit:?}"
     );
-    let _ = waiting.await;
+    // Answered at shutdown with what was known then, not left to run out its 60 s.
+    let (status, body) = waiting
+        .await
+        .expect("the poll's task")
+        .expect("the long poll is answered before the gateway exits");
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body,
+        serde_json::json!({"task_id": task, "status": "QUEUED", "result": null})
+    );
 }

@@ -1,37 +1,46 @@
 //! `POST /cancel/{task_id}` in every mode: a queued task never runs, a running one has its
 //! executor killed (the function stops mid-way) and replaced (the next task runs at once), and
-//! both are recorded as FAILED with a `TaskCancelled` exception.
+//! both are recorded as FAILED with a `TaskCancelled` exception. The functions say on a FIFO
+//! when they start and end, the killed executor's exit is watched through a pidfd, and "never
+//! ran" is shown by order: a later task on the same single executor completed first.
 
 mod common;
 
-use std::path::Path;
-use std::time::{Duration, Instant};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::time::Duration;
 
-use common::{TestSystem, describe};
+use common::{Fifo, TestSystem, describe, mode, signalling, spec};
+use faas::cluster::ClusterSpec;
+use rstest::rstest;
+use tokio::io::Interest;
+use tokio::io::unix::AsyncFd;
 
-/// Leaves `<path>.start`, sleeps, then leaves `<path>.end`: what ran, and how far, is on disk.
-const MARKED_SLEEP: &str = "import time\ndef marked(path, seconds):\n    open(path + '.start', 'w').close()\n    time.sleep(seconds)\n    open(path + '.end', 'w').close()\n    return seconds\n";
+/// Signals `"{tag} start {pid}"` as it starts, sleeps, then signals `"{tag} end"`.
+const MARKED_SLEEP: &str = "import time\n\ndef marked(fifo, tag, seconds):\n    signal(fifo, '%s start %d' % (tag, os.getpid()))\n    time.sleep(seconds)\n    signal(fifo, '%s end' % tag)\n    return seconds\n";
 const ECHO: &str = "def echo(x):\n    return x\n";
 
-async fn cancel_queued_and_running(mode: &str) {
+/// How long a task may take to start on an idle executor.
+const START: Duration = Duration::from_secs(30);
+
+#[rstest]
+#[case::local("local")]
+#[case::pull("pull")]
+#[case::push("push")]
+#[tokio::test(flavor = "multi_thread")]
+async fn cancel_queued_and_running(#[case] mode: &str) {
     // One executor, and no prefetch: the second task stays in the queue.
     let system = one_executor(mode, 0).await;
-    let dir = tempdir(mode);
-    let f = system.register(MARKED_SLEEP, "marked").await;
-    let marker = |name: &str| dir.join(name).display().to_string();
-    let running = system
-        .execute(&f, &format!("(({:?}, 4.0), {{}})", marker("running")))
-        .await;
-    let queued = system
-        .execute(&f, &format!("(({:?}, 0.1), {{}})", marker("queued")))
-        .await;
-    let started = dir.join("running.start");
-    common::wait_until(Duration::from_secs(30), "the first task starts", || {
-        started.exists()
-    });
+    let mut fifo = Fifo::new();
+    let f = system.register(&signalling(MARKED_SLEEP), "marked").await;
+    let path = fifo.path().to_owned();
+    let marked = |tag: &str, seconds: f64| format!("(({path:?}, {tag:?}, {seconds}), {{}})");
+    // Far longer than the test: only a kill ends it in time.
+    let running = system.execute(&f, &marked("running", 600.0)).await;
+    let queued = system.execute(&f, &marked("queued", 0.1)).await;
+    let executor = ProcessExit::watch(started_pid(&fifo.next(START).await, "running"));
     assert_eq!(status_of(&system, &queued).await, "QUEUED");
 
-    // The queued task: cancelled at once, and never runs.
+    // The queued task: cancelled at once.
     let (code, body) = system
         .post(&format!("/cancel/{queued}"), serde_json::json!({}))
         .await;
@@ -40,7 +49,6 @@ async fn cancel_queued_and_running(mode: &str) {
     assert_eq!(body["status"], "FAILED", "{body}");
 
     // The running task: final at once; its executor is killed before the function ends.
-    let asked = Instant::now();
     let (code, body) = system
         .post(&format!("/cancel/{running}"), serde_json::json!({}))
         .await;
@@ -55,9 +63,10 @@ async fn cancel_queued_and_running(mode: &str) {
     }
     let (_, timeline) = system.get(&format!("/task/{running}")).await;
     assert!(timeline["cancelled_at"].is_u64(), "{timeline}");
+    executor.wait(Duration::from_secs(10)).await;
 
-    // The executor was replaced: a new task runs well before the cancelled one would have
-    // ended (4 s), and the cancelled function never got to its end.
+    // The executor was replaced: a new task runs on the one executor the cancelled function
+    // would have held for 600 s.
     let echo = system.register(ECHO, "echo").await;
     let next = system.execute(&echo, "((7,), {})").await;
     let (status, result) = system.wait_final(&next, Duration::from_secs(20)).await;
@@ -65,16 +74,10 @@ async fn cancel_queued_and_running(mode: &str) {
         (status.as_str(), describe(&result).1.as_str()),
         ("COMPLETED", "7")
     );
-    let elapsed = asked.elapsed();
-    std::thread::sleep(Duration::from_secs(4).saturating_sub(elapsed) + Duration::from_secs(1));
-    assert!(
-        !dir.join("running.end").exists(),
-        "the cancelled function ran to its end"
-    );
-    assert!(
-        !dir.join("queued.start").exists(),
-        "the cancelled queued task ran"
-    );
+    // The queued task, ahead of that one on the same executor, never started, and the
+    // cancelled function never got to its end.
+    let signals = fifo.written_so_far().await;
+    assert!(signals.is_empty(), "cancelled tasks ran: {signals:?}");
 
     // Final tasks cannot be cancelled; unknown and malformed ids are refused.
     let (code, body) = system
@@ -94,64 +97,73 @@ async fn cancel_queued_and_running(mode: &str) {
     assert_eq!(code, 404);
     let (code, body) = system.post("/cancel/nope", serde_json::json!({})).await;
     assert_eq!(code, 400, "{body}");
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A task already handed to an executor's queue (prefetched) but not started is skipped.
-async fn cancel_prefetched(mode: &str) {
+#[rstest]
+#[case::local("local")]
+#[case::pull("pull")]
+#[case::push("push")]
+#[tokio::test(flavor = "multi_thread")]
+async fn cancel_prefetched(#[case] mode: &str) {
     let system = one_executor(mode, 1).await;
-    let dir = tempdir(&format!("{mode}-prefetch"));
-    let f = system.register(MARKED_SLEEP, "marked").await;
-    let marker = |name: &str| dir.join(name).display().to_string();
-    let first = system
-        // Long enough for a pull worker to hear of the cancellation (with its next heartbeat,
-        // within a second) before its executor is free again, even on a loaded machine.
-        .execute(&f, &format!("(({:?}, 4.0), {{}})", marker("first")))
+    let mut fifo = Fifo::new();
+    let f = system.register(&signalling(MARKED_SLEEP), "marked").await;
+    let path = fifo.path().to_owned();
+    let marked = |tag: &str, seconds: f64| format!("(({path:?}, {tag:?}, {seconds}), {{}})");
+    // Long enough for a pull worker to hear of the cancellation (with its next heartbeat,
+    // within a second) before its executor is free again, even on a loaded machine.
+    let first = system.execute(&f, &marked("first", 4.0)).await;
+    let second = system.execute(&f, &marked("second", 0.1)).await;
+    started_pid(&fifo.next(START).await, "first");
+    // Handed out too: RUNNING while it waits for the executor.
+    system
+        .wait_status(&second, "RUNNING", Duration::from_secs(10))
         .await;
-    let second = system
-        .execute(&f, &format!("(({:?}, 0.1), {{}})", marker("second")))
-        .await;
-    let started = dir.join("first.start");
-    common::wait_until(Duration::from_secs(30), "the first task starts", || {
-        started.exists()
-    });
-    // Wait until the second is handed out too (RUNNING while it waits for the executor).
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while status_of(&system, &second).await != "RUNNING" {
-        assert!(
-            Instant::now() < deadline,
-            "the second task was never handed out"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
     let (code, body) = system
         .post(&format!("/cancel/{second}"), serde_json::json!({}))
         .await;
     assert_eq!(code, 200, "{body}");
     let (status, _) = system.wait_final(&first, Duration::from_secs(20)).await;
     assert_eq!(status, "COMPLETED", "the task ahead of it is untouched");
-    std::thread::sleep(Duration::from_millis(500));
-    assert!(!dir.join("second.start").exists(), "the cancelled task ran");
+
+    // A task after it on the same executor completes: the cancelled one would have started
+    // before it.
+    let echo = system.register(ECHO, "echo").await;
+    let next = system.execute(&echo, "((7,), {})").await;
+    assert_eq!(
+        system.wait_final(&next, Duration::from_secs(20)).await.0,
+        "COMPLETED"
+    );
+    let signals = fifo.written_so_far().await;
+    assert_eq!(
+        signals,
+        ["first end"],
+        "the cancelled task ran: {signals:?}"
+    );
     let (status, result) = system.wait_final(&second, Duration::from_secs(1)).await;
     assert_eq!(
         (status.as_str(), describe(&result).0.as_str()),
         ("FAILED", "TaskCancelled")
     );
-    let _ = std::fs::remove_dir_all(&dir);
 }
 
 /// A system with one executor that takes `prefetch` more tasks than it runs.
-async fn one_executor(mode: &str, prefetch: u32) -> TestSystem {
+async fn one_executor(mode_name: &str, prefetch: u32) -> TestSystem {
     let prefetch = prefetch.to_string();
-    if mode != "pull" {
-        return TestSystem::with_mode(mode, &[1], &["--prefetch", &prefetch]).await;
-    }
-    // Pull workers decide their own prefetch.
-    let mut system = TestSystem::with_mode(mode, &[], &[]).await;
-    system
-        .spawn_worker_with_env(mode, 1, &[("FAAS_WORKER_PREFETCH", &prefetch)])
-        .await;
-    system
+    let spec = spec(mode(mode_name), &[1]);
+    // Pull workers decide their own prefetch; elsewhere the dispatcher does.
+    let (dispatcher_args, worker_args) = if mode_name == "pull" {
+        (vec![], vec!["--prefetch".to_owned(), prefetch])
+    } else {
+        (vec!["--prefetch".to_owned(), prefetch], vec![])
+    };
+    TestSystem::from_spec(ClusterSpec {
+        dispatcher_args,
+        worker_args,
+        ..spec
+    })
+    .await
 }
 
 async fn status_of(system: &TestSystem, task: &str) -> String {
@@ -159,49 +171,46 @@ async fn status_of(system: &TestSystem, task: &str) -> String {
     body["status"].as_str().unwrap_or_default().to_owned()
 }
 
-fn tempdir(tag: &str) -> std::path::PathBuf {
-    let dir = std::env::temp_dir().join(format!(
-        "faas-cancel-{tag}-{}-{}",
-        std::process::id(),
-        uuid_suffix()
-    ));
-    std::fs::create_dir_all(&dir).expect("temp dir");
-    assert!(Path::new(&dir).is_dir());
-    dir
+/// The executor's pid in the start signal of the task tagged `tag`.
+fn started_pid(signal: &str, tag: &str) -> i32 {
+    signal
+        .strip_prefix(&format!("{tag} start "))
+        .and_then(|pid| pid.parse().ok())
+        .unwrap_or_else(|| panic!("expected {tag} to start, got {signal:?}"))
 }
 
-fn uuid_suffix() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos())
+/// A process's exit as an event: its pidfd turns readable when it ends.
+struct ProcessExit {
+    pid: i32,
+    pidfd: AsyncFd<OwnedFd>,
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn local_cancel_queued_and_running() {
-    cancel_queued_and_running("local").await;
-}
+impl ProcessExit {
+    /// Watches `pid`, which must be running.
+    fn watch(pid: i32) -> Self {
+        // SAFETY: pidfd_open takes a pid and flags, and returns a new descriptor or -1.
+        let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+        let fd = i32::try_from(fd).expect("a descriptor");
+        assert!(
+            fd >= 0,
+            "pidfd_open {pid}: {}",
+            std::io::Error::last_os_error()
+        );
+        // SAFETY: a descriptor just opened here, owned by nothing else.
+        let fd = unsafe { OwnedFd::from_raw_fd(fd) };
+        // SAFETY: the AsyncFd owns the descriptor, which stays open until it is dropped.
+        let pidfd = unsafe { AsyncFd::register_with_interest(fd, Interest::READABLE) }
+            .unwrap_or_else(|e| panic!("watch the pidfd: {e}"));
+        Self { pid, pidfd }
+    }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn pull_cancel_queued_and_running() {
-    cancel_queued_and_running("pull").await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn push_cancel_queued_and_running() {
-    cancel_queued_and_running("push").await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn local_cancel_prefetched() {
-    cancel_prefetched("local").await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn pull_cancel_prefetched() {
-    cancel_prefetched("pull").await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn push_cancel_prefetched() {
-    cancel_prefetched("push").await;
+    /// Waits up to `timeout` for the process to end.
+    async fn wait(&self, timeout: Duration) {
+        let ended = tokio::time::timeout(timeout, self.pidfd.readable()).await;
+        assert!(
+            ended.is_ok(),
+            "process {} still runs after {timeout:?}",
+            self.pid
+        );
+    }
 }

@@ -2,18 +2,23 @@
 //! at random and restarted, the dispatcher is killed and restarted once, and every worker is
 //! killed at once once. At the end every task is accounted for: COMPLETED with the right
 //! value, or FAILED with its own exception or a WorkerFailure. None lost, stuck or wrong, and
-//! no status ever moved backwards.
+//! no status ever moved backwards. The faults wait on events, not time: after the dispatcher
+//! restart, every live worker's new registration; after the mass kill, the dispatcher's
+//! workers-alive gauge at 0. The tasks are accounted for on the results stream.
 
 mod common;
 
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use common::{TestSystem, describe_many, serialize_function, serialize_params_many};
+use common::{TestSystem, describe_many, free_port, serialize_function, serialize_params_many};
+use faas::cluster::MemberId;
+use rstest::rstest;
+use tokio::time::MissedTickBehavior;
 
 const TASKS: usize = 2000;
 const WORKERS: usize = 3;
-const EXECUTORS: usize = 2;
+const EXECUTORS: u32 = 2;
 /// Submission pace: the whole workload is spread over about this long, so faults hit it.
 const SUBMIT_OVER: Duration = Duration::from_secs(20);
 
@@ -80,7 +85,12 @@ fn rank(status: &str) -> u8 {
     }
 }
 
-async fn chaos(mode: &str) {
+#[rstest]
+#[case::push("push")]
+#[case::pull("pull")]
+#[tokio::test(flavor = "multi_thread")]
+async fn chaos(#[case] mode: &str) {
+    let http = format!("127.0.0.1:{}", free_port());
     let dispatcher_args = [
         "--heartbeat",
         "0.5",
@@ -88,13 +98,15 @@ async fn chaos(mode: &str) {
         "3",
         "--task-timeout",
         "20",
+        "--http",
+        &http,
     ];
     let mut system = TestSystem::with_mode(mode, &[EXECUTORS; WORKERS], &dispatcher_args).await;
+    let dispatcher_metrics = format!("http://{http}/metrics");
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos() as u64;
-    eprintln!("chaos {mode}: seed {seed}");
     let mut rng = Lcg(seed);
 
     let mut function_ids = HashMap::new();
@@ -117,11 +129,14 @@ async fn chaos(mode: &str) {
     let mut seen_rank: HashMap<String, u8> = HashMap::new();
     let (mut worker_kills, mut dispatcher_kills, mut mass_kills) = (0, 0, 0);
     let mut next_worker_kill = Duration::from_secs(3);
-    let port = system.port;
-    let mut live: Vec<usize> = (0..WORKERS).collect();
+    let mut live: Vec<MemberId> = (0..WORKERS).map(MemberId::Worker).collect();
     let mut backwards = 0;
+    // The workload's own clock: submissions, faults and status samples every 100 ms.
+    let mut ticks = tokio::time::interval(Duration::from_millis(100));
+    ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
 
     while tasks.len() < TASKS || started.elapsed() < Duration::from_secs(16) {
+        ticks.tick().await;
         // Submit on schedule.
         let due =
             ((started.elapsed().as_secs_f64() / SUBMIT_OVER.as_secs_f64()) * TASKS as f64) as usize;
@@ -137,32 +152,41 @@ async fn chaos(mode: &str) {
         let now = started.elapsed();
         if now >= next_worker_kill && !live.is_empty() {
             let victim = live.remove(rng.below(live.len()));
-            system.workers[victim].signal(libc::SIGKILL);
+            system.kill(victim).await;
             worker_kills += 1;
-            let fresh = system.spawn_worker(mode, EXECUTORS, port).await;
-            live.push(fresh);
+            live.push(MemberId::Worker(system.add_worker(EXECUTORS, &[]).await));
             next_worker_kill = now + Duration::from_secs(3);
         }
         if dispatcher_kills == 0 && now >= Duration::from_secs(7) {
-            system.dispatchers.last().unwrap().signal(libc::SIGKILL);
+            let registrations: Vec<u32> = live
+                .iter()
+                .map(|&w| system.cluster.member(w).map_or(0, |m| m.ready_count()))
+                .collect();
+            system.kill(MemberId::Dispatcher(0)).await;
             dispatcher_kills += 1;
-            tokio::time::sleep(Duration::from_secs(1)).await;
-            let args = ["-m", mode, "-p", &port.to_string()].map(str::to_owned);
-            let mut all: Vec<&str> = args.iter().map(String::as_str).collect();
-            all.extend(dispatcher_args);
-            system.spawn_dispatcher(&all).await;
+            system.restart(MemberId::Dispatcher(0)).await;
+            // Every live worker finds the new dispatcher and registers again by itself.
+            for (&worker, n) in live.iter().zip(registrations) {
+                system
+                    .cluster
+                    .wait_ready(worker, n + 1, Duration::from_secs(30))
+                    .await
+                    .unwrap_or_else(|e| panic!("seed {seed}: {e}"));
+            }
         }
         if mass_kills == 0 && now >= Duration::from_secs(13) {
-            for &w in &live {
-                system.workers[w].signal(libc::SIGKILL);
+            for &worker in &live {
+                system.kill(worker).await;
             }
             mass_kills += 1;
             worker_kills += live.len();
             live.clear();
-            tokio::time::sleep(Duration::from_secs(2)).await;
+            // New workers only once the dispatcher has declared every old one dead.
+            system
+                .wait_sample(&dispatcher_metrics, "faas_dispatcher_workers_alive", 0.0)
+                .await;
             for _ in 0..WORKERS {
-                let fresh = system.spawn_worker(mode, EXECUTORS, port).await;
-                live.push(fresh);
+                live.push(MemberId::Worker(system.add_worker(EXECUTORS, &[]).await));
             }
         }
         // Statuses never move backwards.
@@ -175,36 +199,36 @@ async fn chaos(mode: &str) {
                 backwards += 1;
             }
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    let run = started.elapsed();
 
-    // Account for every task.
+    // Account for every task, each answered on the results stream the moment it is final.
+    let index: HashMap<&str, usize> = tasks.iter().map(|(i, t)| (t.as_str(), *i)).collect();
     let deadline = Instant::now() + Duration::from_secs(120);
+    let mut pending: Vec<String> = tasks.iter().map(|(_, t)| t.clone()).collect();
     let mut finals: Vec<(usize, String, String)> = Vec::with_capacity(TASKS);
-    let (mut lost, mut stuck) = (0, 0);
-    for (i, task) in &tasks {
-        loop {
-            let (code, body) = system.get(&format!("/result/{task}")).await;
-            if code == 404 {
+    let mut lost = 0;
+    while !pending.is_empty() && Instant::now() < deadline {
+        let wait = deadline
+            .saturating_duration_since(Instant::now())
+            .as_secs_f64()
+            .min(60.0);
+        let mut still = Vec::new();
+        for line in system.results(&pending, wait).await {
+            let task = line["task_id"].as_str().unwrap_or_default();
+            let status = line["status"].as_str().unwrap_or_default();
+            if line["error"].is_string() {
                 lost += 1;
-                break;
+            } else if status == "COMPLETED" || status == "FAILED" {
+                let result = line["result"].as_str().unwrap_or_default().to_owned();
+                finals.push((index[task], status.to_owned(), result));
+            } else {
+                still.push(task.to_owned());
             }
-            let status = body["status"].as_str().unwrap_or_default().to_owned();
-            if status == "COMPLETED" || status == "FAILED" {
-                finals.push((
-                    *i,
-                    status,
-                    body["result"].as_str().unwrap_or_default().to_owned(),
-                ));
-                break;
-            }
-            if Instant::now() > deadline {
-                stuck += 1;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
         }
+        pending = still;
     }
+    let stuck = pending.len();
     let results: Vec<String> = finals.iter().map(|(_, _, r)| r.clone()).collect();
     let described = describe_many(&results);
     let (mut completed, mut raised, mut worker_failures, mut wrong) = (0, 0, 0, Vec::new());
@@ -225,29 +249,26 @@ async fn chaos(mode: &str) {
             ));
         }
     }
-    eprintln!(
-        "chaos {mode}: {} tasks in {:.1}s; faults: {worker_kills} worker kills ({mass_kills} of all workers at once), {dispatcher_kills} dispatcher kill; \
+    let summary = format!(
+        "chaos {mode}, seed {seed}: {} tasks in {:.1}s; faults: {worker_kills} worker kills ({mass_kills} of all workers at once), {dispatcher_kills} dispatcher kill; \
          completed {completed}, raised as expected {raised}, WorkerFailure {worker_failures}; lost {lost}, stuck {stuck}, wrong {}, status regressions {backwards}",
         tasks.len(),
-        started.elapsed().as_secs_f64(),
+        run.as_secs_f64(),
         wrong.len()
     );
     assert_eq!(
         (lost, stuck, backwards),
         (0, 0, 0),
-        "lost, stuck, status regressions"
+        "lost, stuck, status regressions: {summary}"
     );
-    assert!(wrong.is_empty(), "wrong results:\n{}", wrong.join("\n"));
-    assert_eq!(completed + raised + worker_failures, TASKS);
-    assert!(worker_kills >= 6 && dispatcher_kills == 1 && mass_kills == 1);
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn chaos_in_push_mode() {
-    chaos("push").await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn chaos_in_pull_mode() {
-    chaos("pull").await;
+    assert!(
+        wrong.is_empty(),
+        "wrong results: {summary}\n{}",
+        wrong.join("\n")
+    );
+    assert_eq!(completed + raised + worker_failures, TASKS, "{summary}");
+    assert!(
+        worker_kills >= 6 && dispatcher_kills == 1 && mass_kills == 1,
+        "{summary}"
+    );
 }

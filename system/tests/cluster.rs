@@ -127,7 +127,9 @@ async fn a_cluster_without_its_binaries_says_what_to_build() {
         Mode::Local,
         common::python(),
     );
-    let err = Cluster::new(spec).err().expect("no binaries");
+    let Err(err) = Cluster::new(spec) else {
+        panic!("a cluster without binaries");
+    };
     assert!(matches!(err, ClusterError::Binary(_)), "{err}");
     assert!(err.to_string().contains("cargo build --workspace"), "{err}");
 }
@@ -140,8 +142,7 @@ async fn a_member_that_exits_before_it_is_ready_is_named() {
         .cluster
         .start_dispatcher_with(&["--no-such-flag"], &[])
         .await
-        .err()
-        .expect("the dispatcher exits");
+        .expect_err("the dispatcher exits");
     assert!(
         err.to_string()
             .starts_with("dispatcher exited (exit status: 2) before it was ready"),

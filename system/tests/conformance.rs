@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use common::{TestSystem, repo_root};
+use rstest::rstest;
 
 /// The Python with pytest, requests and dill that `scripts/test` creates in `.venv`.
 fn test_python() -> PathBuf {
@@ -18,11 +19,6 @@ fn test_python() -> PathBuf {
         python.display()
     );
     python
-}
-
-/// Two workers of two executors each (local mode: one pool of four).
-async fn suite_passes(mode: &str) {
-    pytest_passes(mode, "tests").await;
 }
 
 /// Runs the pytest suite at `path` (relative to the repository) against a `mode` system.
@@ -49,19 +45,14 @@ async fn pytest_passes(mode: &str, path: &str) {
     );
 }
 
+/// The conformance suite, two workers of two executors each (local mode: one pool of four).
+#[rstest]
+#[case::local("local")]
+#[case::pull("pull")]
+#[case::push("push")]
 #[tokio::test(flavor = "multi_thread")]
-async fn python_conformance_suite_passes_in_local_mode() {
-    suite_passes("local").await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn python_conformance_suite_passes_in_pull_mode() {
-    suite_passes("pull").await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn python_conformance_suite_passes_in_push_mode() {
-    suite_passes("push").await;
+async fn python_conformance_suite_passes(#[case] mode: &str) {
+    pytest_passes(mode, "tests").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

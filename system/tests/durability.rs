@@ -1,13 +1,16 @@
 //! Durability: Redis restarts, dispatcher and worker crashes. Nothing is lost, nothing hangs.
+//! Faults are injected once the functions say on a FIFO that they run.
 
 mod common;
 
 use std::time::{Duration, Instant};
 
-use common::{TestSystem, serialize_params};
+use common::{Fifo, TestSystem, serialize_params};
+use faas::cluster::MemberId;
+use rstest::rstest;
 
-const SLEEP_FN: &str =
-    "def nap(seconds):\n    import time\n    time.sleep(seconds)\n    return seconds\n";
+/// How long the tasks may take to start.
+const START: Duration = Duration::from_secs(30);
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_redis_restart_keeps_the_data_and_the_services_recover() {
@@ -21,7 +24,10 @@ async fn a_redis_restart_keeps_the_data_and_the_services_recover() {
         "COMPLETED"
     );
 
-    system.redis.stop();
+    let stopped = system
+        .terminate(MemberId::Redis, Duration::from_secs(10))
+        .await;
+    assert!(stopped.is_some(), "redis-server stops on SIGTERM");
     for path in [
         format!("/status/{before}"),
         format!("/result/{before}"),
@@ -52,11 +58,11 @@ async fn a_redis_restart_keeps_the_data_and_the_services_recover() {
         .await;
     assert_eq!(status, 503, "{body}");
 
-    system.redis.restart();
+    system.restart(MemberId::Redis).await;
+    // The gateway reconnects when asked: each request waits for the reconnection it starts.
     let deadline = Instant::now() + Duration::from_secs(20);
     while system.get("/health").await.0 != 200 {
         assert!(Instant::now() < deadline, "gateway did not reconnect");
-        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let (status, body) = system.get(&format!("/result/{before}")).await;
     assert_eq!(
@@ -72,98 +78,90 @@ async fn a_redis_restart_keeps_the_data_and_the_services_recover() {
     );
 }
 
-/// Kills the dispatcher while workers run tasks and others wait, starts a new one on the
+/// Kills the dispatcher while workers run tasks and others wait, and starts it again on the
 /// same port: every task completes, none is lost or stays RUNNING.
-async fn a_dispatcher_crash_loses_nothing(mode: &str) {
+#[rstest]
+#[case::pull("pull")]
+#[case::push("push")]
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dispatcher_crash_loses_nothing(#[case] mode: &str) {
     let mut system = TestSystem::with_mode(mode, &[2, 2], &[]).await;
-    let f = system.register(SLEEP_FN, "nap").await;
-    let params = serialize_params("((1.0,), {})");
-    let mut tasks = Vec::new();
-    for _ in 0..8 {
-        tasks.push(system.execute_serialized(&f, &params).await);
-    }
-    for task in &tasks[..4] {
-        system
-            .wait_status(task, "RUNNING", Duration::from_secs(30))
-            .await;
-    }
-    system.dispatchers[0].signal(libc::SIGKILL);
-    system.dispatchers[0]
-        .wait_exit(Duration::from_secs(5))
-        .expect("dispatcher died");
-    let port = system.port.to_string();
-    system.spawn_dispatcher(&["-m", mode, "-p", &port]).await;
+    let mut fifo = Fifo::new();
+    let tasks = system.submit_naps(&fifo, 8, 1.0).await;
+    // All four executors run one.
+    fifo.take(4, START).await;
+    system.kill(MemberId::Dispatcher(0)).await;
+    system.restart(MemberId::Dispatcher(0)).await;
     for task in &tasks {
         let (status, _) = system.wait_final(task, Duration::from_secs(60)).await;
         assert_eq!(status, "COMPLETED", "task {task}");
     }
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn pull_a_dispatcher_crash_loses_nothing() {
-    a_dispatcher_crash_loses_nothing("pull").await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn push_a_dispatcher_crash_loses_nothing() {
-    a_dispatcher_crash_loses_nothing("push").await;
-}
-
 /// Kills every worker: queued tasks wait, running ones fail (no retries), and new workers
 /// run what waited.
-async fn losing_every_worker(mode: &str) {
+#[rstest]
+#[case::pull("pull")]
+#[case::push("push")]
+#[tokio::test(flavor = "multi_thread")]
+async fn losing_every_worker(#[case] mode: &str) {
     let args = ["--heartbeat", "0.5", "--max-retries", "0"];
     let mut system = TestSystem::with_mode(mode, &[1, 1], &args).await;
-    let f = system.register(SLEEP_FN, "nap").await;
-    let params = serialize_params("((3.0,), {})");
-    let mut tasks = Vec::new();
-    for _ in 0..5 {
-        tasks.push(system.execute_serialized(&f, &params).await);
+    let mut fifo = Fifo::new();
+    let tasks = system.submit_naps(&fifo, 5, 3.0).await;
+    // Each worker's one executor runs one.
+    let running: Vec<&String> = fifo
+        .take(2, START)
+        .await
+        .iter()
+        .map(|signal| {
+            let tag = signal.split(' ').next().expect("a tag");
+            &tasks[tag.parse::<usize>().expect("an index")]
+        })
+        .collect();
+    for worker in [MemberId::Worker(0), MemberId::Worker(1)] {
+        system.kill(worker).await;
     }
-    for task in &tasks[..2] {
-        system
-            .wait_status(task, "RUNNING", Duration::from_secs(30))
-            .await;
+    // Once the workers are declared dead (1.5 s), the tasks they ran fail...
+    for task in &running {
+        let (status, result) = system.wait_final(task, Duration::from_secs(30)).await;
+        assert_eq!(status, "FAILED", "task {task}");
+        assert_eq!(common::describe(&result).0, "WorkerFailure");
     }
-    for worker in &mut system.workers {
-        worker.signal(libc::SIGKILL);
-        worker
-            .wait_exit(Duration::from_secs(5))
-            .expect("worker died");
-    }
-    // Detection takes 1.5 s; the running tasks fail, the rest keep waiting.
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    let mut failed = 0;
+    // ...and, with no worker alive, none completes.
     for task in &tasks {
         let (_, body) = system.get(&format!("/status/{task}")).await;
         match body["status"].as_str() {
-            Some("FAILED") => failed += 1,
-            Some("QUEUED" | "RUNNING") => {}
+            Some("FAILED" | "QUEUED" | "RUNNING") => {}
             other => panic!("task {task} is {other:?} with no worker alive"),
+        }
+    }
+
+    let fresh = MemberId::Worker(system.add_worker(2, &[]).await);
+    let dead = [MemberId::Worker(0), MemberId::Worker(1)].map(|w| format!("worker {w} "));
+    let (mut completed, mut failed) = (0, 0);
+    for task in &tasks {
+        let (status, result) = system.wait_final(task, Duration::from_secs(60)).await;
+        if status == "COMPLETED" {
+            completed += 1;
+            let executor = system.task_field(task, "executor").await;
+            assert!(
+                executor.is_some_and(|e| e.starts_with(&format!("{fresh}/"))),
+                "task {task} completed on no new worker"
+            );
+        } else {
+            failed += 1;
+            let (kind, message) = common::describe(&result);
+            assert_eq!(kind, "WorkerFailure", "task {task}: {message}");
+            assert!(
+                dead.iter().any(|worker| message.contains(worker)),
+                "task {task} failed, but not on a killed worker: {message}"
+            );
         }
     }
     assert!(
         failed >= 2,
         "the tasks the dead workers held must fail, {failed} did"
     );
-
-    let port = system.port;
-    system.spawn_worker(mode, 2, port).await;
-    let mut completed = 0;
-    for task in &tasks {
-        completed +=
-            usize::from(system.wait_final(task, Duration::from_secs(60)).await.0 == "COMPLETED");
-    }
-    assert_eq!(completed + failed, tasks.len(), "every task ends");
     assert!(completed >= 1, "the waiting tasks run on the new worker");
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn pull_losing_every_worker() {
-    losing_every_worker("pull").await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn push_losing_every_worker() {
-    losing_every_worker("push").await;
 }

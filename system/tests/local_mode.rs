@@ -1,17 +1,24 @@
 //! The local-mode dispatcher end to end: real Redis, real binaries, real Python executors.
+//! Faults are injected once the functions say on a FIFO that they run.
 
 mod common;
 
 use std::time::Duration;
 
-use common::{TestSystem, describe, serialize_params, serialize_params_many};
+use common::{
+    Fifo, NAP, TestSystem, describe, nap_args, serialize_params, serialize_params_many, signalling,
+};
+use faas::cluster::MemberId;
+
+/// How long a task may take to start on an idle executor.
+const START: Duration = Duration::from_secs(30);
 
 const SLEEP_FN: &str =
     "def nap(seconds):\n    import time\n    time.sleep(seconds)\n    return seconds\n";
 
 #[tokio::test(flavor = "multi_thread")]
 async fn double_21_is_42() {
-    let system = TestSystem::start(&["-m", "local", "-w", "2"]).await;
+    let system = TestSystem::with_mode("local", &[2], &[]).await;
     let f = system
         .register("def double(x):\n    return x * 2\n", "double")
         .await;
@@ -23,7 +30,7 @@ async fn double_21_is_42() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn n_executors_run_n_tasks_at_once() {
-    let system = TestSystem::start(&["-m", "local", "-w", "4"]).await;
+    let system = TestSystem::with_mode("local", &[4], &[]).await;
     let f = system.register(SLEEP_FN, "nap").await;
     let params = serialize_params("((1.5,), {})");
     let mut tasks = Vec::new();
@@ -49,7 +56,7 @@ async fn n_executors_run_n_tasks_at_once() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn timestamps_are_recorded_in_order() {
-    let system = TestSystem::start(&["-m", "local", "-w", "1"]).await;
+    let system = TestSystem::with_mode("local", &[1], &[]).await;
     let f = system.register("def one():\n    return 1\n", "one").await;
     let task = system.execute(&f, "((), {})").await;
     system.wait_final(&task, Duration::from_secs(30)).await;
@@ -92,19 +99,16 @@ async fn timestamps_are_recorded_in_order() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_killed_dispatchers_tasks_are_recovered_by_its_successor() {
-    let mut system = TestSystem::start(&["-m", "local", "-w", "1"]).await;
-    let f = system.register(SLEEP_FN, "nap").await;
-    let running = system.execute(&f, "((2.0,), {})").await;
-    system
-        .wait_status(&running, "RUNNING", Duration::from_secs(30))
-        .await;
-    let queued = system.execute(&f, "((0.1,), {})").await;
+    let mut system = TestSystem::with_mode("local", &[1], &[]).await;
+    let mut fifo = Fifo::new();
+    let f = system.register(&signalling(NAP), "nap").await;
+    let running = system.execute(&f, &nap_args(&fifo, "running", 2.0)).await;
+    fifo.next(START).await;
+    let queued = system.execute(&f, &nap_args(&fifo, "queued", 0.1)).await;
 
-    system.dispatchers[0].signal(libc::SIGKILL);
-    system.dispatchers[0]
-        .wait_exit(Duration::from_secs(5))
-        .expect("dispatcher died");
-    system.spawn_dispatcher(&["-m", "local", "-w", "1"]).await;
+    // The successor: the same command, a new process (and consumer).
+    system.kill(MemberId::Dispatcher(0)).await;
+    system.restart(MemberId::Dispatcher(0)).await;
 
     // The successor requeues them once the dead one's liveness marker expires (5 s).
     for task in [&running, &queued] {
@@ -119,18 +123,13 @@ async fn a_killed_dispatchers_tasks_are_recovered_by_its_successor() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn with_no_retries_a_lost_task_fails_with_worker_failure() {
-    let args = ["-m", "local", "-w", "1", "--max-retries", "0"];
-    let mut system = TestSystem::start(&args).await;
-    let f = system.register(SLEEP_FN, "nap").await;
-    let task = system.execute(&f, "((5.0,), {})").await;
-    system
-        .wait_status(&task, "RUNNING", Duration::from_secs(30))
-        .await;
-    system.dispatchers[0].signal(libc::SIGKILL);
-    system.dispatchers[0]
-        .wait_exit(Duration::from_secs(5))
-        .expect("dispatcher died");
-    system.spawn_dispatcher(&args).await;
+    let mut system = TestSystem::with_mode("local", &[1], &["--max-retries", "0"]).await;
+    let mut fifo = Fifo::new();
+    let f = system.register(&signalling(NAP), "nap").await;
+    let task = system.execute(&f, &nap_args(&fifo, "lost", 5.0)).await;
+    fifo.next(START).await;
+    system.kill(MemberId::Dispatcher(0)).await;
+    system.restart(MemberId::Dispatcher(0)).await;
 
     let (status, result) = system.wait_final(&task, Duration::from_secs(40)).await;
     assert_eq!(status, "FAILED");
@@ -141,14 +140,13 @@ async fn with_no_retries_a_lost_task_fails_with_worker_failure() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_finishes_the_task_in_hand_and_exits() {
-    let mut system = TestSystem::start(&["-m", "local", "-w", "1"]).await;
-    let f = system.register(SLEEP_FN, "nap").await;
-    let task = system.execute(&f, "((1.0,), {})").await;
-    system
-        .wait_status(&task, "RUNNING", Duration::from_secs(30))
+    let system = TestSystem::with_mode("local", &[1], &[]).await;
+    let mut fifo = Fifo::new();
+    let task = system.submit_naps(&fifo, 1, 1.0).await.remove(0);
+    fifo.next(START).await;
+    let exit = system
+        .terminate(MemberId::Dispatcher(0), Duration::from_secs(15))
         .await;
-    system.dispatchers[0].signal(libc::SIGTERM);
-    let exit = system.dispatchers[0].wait_exit(Duration::from_secs(15));
     assert!(
         exit.is_some_and(|s| s.success()),
         "dispatcher did not exit cleanly: {exit:?}"
@@ -163,7 +161,7 @@ async fn sigterm_finishes_the_task_in_hand_and_exits() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn executors_get_no_secrets_and_respect_the_memory_limit() {
-    let system = TestSystem::start(&["-m", "local", "-w", "1", "--memory-limit-mb", "400"]).await;
+    let system = TestSystem::with_mode("local", &[1], &["--memory-limit-mb", "400"]).await;
     let env = system
         .register(
             "def env():\n    import os\n    return sorted(os.environ)\n",
@@ -205,7 +203,7 @@ async fn timestamp(system: &TestSystem, task: &str, field: &str) -> u64 {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_waiting_result_request_returns_when_the_task_finishes() {
-    let system = TestSystem::start(&["-m", "local", "-w", "1"]).await;
+    let system = TestSystem::with_mode("local", &[1], &[]).await;
     let f = system.register(SLEEP_FN, "nap").await;
     let task = system.execute(&f, "((1.0,), {})").await;
     let asked = std::time::Instant::now();
@@ -232,7 +230,7 @@ async fn a_waiting_result_request_returns_when_the_task_finishes() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_results_stream_sends_each_task_as_it_finishes() {
-    let system = TestSystem::start(&["-m", "local", "-w", "2"]).await;
+    let system = TestSystem::with_mode("local", &[2], &[]).await;
     let f = system.register(SLEEP_FN, "nap").await;
     // Serialized first, so the three are submitted within milliseconds of each other.
     let params = serialize_params_many(&[

@@ -1,50 +1,16 @@
 //! `/metrics` (Prometheus) and `/health` on the gateway and the dispatcher, read from real
 //! processes after real tasks: queue depth, tasks in flight, workers alive, outcomes by status,
-//! requests by route, and the per-phase latency histograms.
+//! requests by route, and the per-phase latency histograms. A sample the processes update
+//! after answering (a counter bumped once the result is recorded) is scraped until it shows.
 
 mod common;
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use common::{TestSystem, free_port};
+use common::{Fifo, TestSystem, free_port, nap_args, sample, signalling};
 
-const SLEEP_FN: &str = "import time\ndef nap(s):\n    time.sleep(s)\n    return s\n";
 const MAYBE_RAISE: &str =
     "def maybe(x):\n    if x < 0:\n        raise ValueError('negative')\n    return x\n";
-
-/// A metrics page; panics unless it is served as Prometheus text.
-async fn scrape(system: &TestSystem, url: &str) -> String {
-    let response = system.http.get(url).send().await.expect("GET /metrics");
-    assert_eq!(response.status(), 200, "{url}");
-    let content_type = response.headers()["content-type"]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    assert!(
-        content_type.starts_with("text/plain; version=0.0.4"),
-        "{content_type}"
-    );
-    response.text().await.expect("body")
-}
-
-/// The value of the sample `series` (name with labels, exactly as exposed).
-fn sample(page: &str, series: &str) -> Option<f64> {
-    page.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-}
-
-/// Scrapes until `series` has `want`, or fails after a few seconds (gauges follow ticks).
-async fn wait_sample(system: &TestSystem, url: &str, series: &str, want: f64) -> String {
-    let deadline = Instant::now() + Duration::from_secs(10);
-    loop {
-        let page = scrape(system, url).await;
-        if sample(&page, series) == Some(want) {
-            return page;
-        }
-        assert!(Instant::now() < deadline, "{series} never {want}:\n{page}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn gateway_and_dispatcher_expose_outcomes_phases_workers_and_requests() {
@@ -60,13 +26,13 @@ async fn gateway_and_dispatcher_expose_outcomes_phases_workers_and_requests() {
         system.wait_final(task, Duration::from_secs(30)).await;
     }
 
-    let page = wait_sample(
-        &system,
-        &format!("{dispatcher}/metrics"),
-        "faas_dispatcher_tasks_finished_total{status=\"COMPLETED\"}",
-        2.0,
-    )
-    .await;
+    let page = system
+        .wait_sample(
+            &format!("{dispatcher}/metrics"),
+            "faas_dispatcher_tasks_finished_total{status=\"COMPLETED\"}",
+            2.0,
+        )
+        .await;
     assert_eq!(
         sample(
             &page,
@@ -82,13 +48,13 @@ async fn gateway_and_dispatcher_expose_outcomes_phases_workers_and_requests() {
         assert_eq!(sample(&page, &inf), Some(3.0), "{inf}");
     }
     assert_eq!(sample(&page, "faas_dispatcher_tasks_in_flight"), Some(0.0));
-    let page = wait_sample(
-        &system,
-        &format!("{dispatcher}/metrics"),
-        "faas_dispatcher_workers_alive",
-        1.0,
-    )
-    .await;
+    let page = system
+        .wait_sample(
+            &format!("{dispatcher}/metrics"),
+            "faas_dispatcher_workers_alive",
+            1.0,
+        )
+        .await;
     assert_eq!(
         sample(&page, "faas_dispatcher_executors"),
         Some(2.0),
@@ -107,7 +73,7 @@ async fn gateway_and_dispatcher_expose_outcomes_phases_workers_and_requests() {
     assert_eq!(health["status"], "ok", "{health}");
     assert_eq!(health["workers_alive"], 1, "{health}");
 
-    let page = scrape(&system, &format!("{}/metrics", system.url)).await;
+    let page = system.scrape(&format!("{}/metrics", system.url)).await;
     assert_eq!(
         sample(
             &page,
@@ -136,19 +102,27 @@ async fn gateway_and_dispatcher_expose_outcomes_phases_workers_and_requests() {
 async fn queue_depth_and_tasks_in_flight_follow_the_queue() {
     let http = format!("127.0.0.1:{}", free_port());
     let system = TestSystem::with_mode("local", &[1], &["--prefetch", "0", "--http", &http]).await;
-    let f = system.register(SLEEP_FN, "nap").await;
+    let mut fifo = Fifo::new();
+    let f = system.register(&signalling(common::NAP), "nap").await;
     let mut tasks = Vec::new();
-    for _ in 0..5 {
-        tasks.push(system.execute(&f, "((30.0,), {})").await);
+    for i in 0..5 {
+        tasks.push(
+            system
+                .execute(&f, &nap_args(&fifo, &i.to_string(), 30.0))
+                .await,
+        );
     }
+    // One runs on the one executor; with no prefetch, the dispatcher holds no other.
+    fifo.next(Duration::from_secs(30)).await;
     let gateway = format!("{}/metrics", system.url);
-    let page = wait_sample(&system, &gateway, "faas_queue_held_tasks", 1.0).await;
+    let page = system.scrape(&gateway).await;
+    assert_eq!(sample(&page, "faas_queue_held_tasks"), Some(1.0), "{page}");
     assert_eq!(
         sample(&page, "faas_queue_waiting_tasks"),
         Some(4.0),
         "{page}"
     );
-    let page = scrape(&system, &format!("http://{http}/metrics")).await;
+    let page = system.scrape(&format!("http://{http}/metrics")).await;
     assert_eq!(
         sample(&page, "faas_dispatcher_tasks_in_flight"),
         Some(1.0),
@@ -162,13 +136,15 @@ async fn queue_depth_and_tasks_in_flight_follow_the_queue() {
     assert_eq!(sample(&page, "faas_dispatcher_workers_alive"), Some(0.0));
     assert_eq!(sample(&page, "faas_dispatcher_executors"), Some(1.0));
 
+    // A cancellation takes the task off the queue as it answers.
     for task in &tasks {
         let (code, body) = system
             .post(&format!("/cancel/{task}"), serde_json::json!({}))
             .await;
         assert_eq!(code, 200, "{body}");
     }
-    let page = wait_sample(&system, &gateway, "faas_queue_held_tasks", 0.0).await;
+    let page = system.scrape(&gateway).await;
+    assert_eq!(sample(&page, "faas_queue_held_tasks"), Some(0.0), "{page}");
     assert_eq!(
         sample(&page, "faas_queue_waiting_tasks"),
         Some(0.0),

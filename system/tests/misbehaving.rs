@@ -165,10 +165,6 @@ async fn every_misbehaviour_gets_its_outcome_and_the_system_keeps_serving() {
         let ok = status == case.status
             && case.types.contains(&described.kind.as_str())
             && described.text.contains(case.contains);
-        eprintln!(
-            "{:<48} {status:<9} {} {:.80}",
-            case.what, described.kind, described.text
-        );
         if !ok {
             failures.push(format!(
                 "{}: got {status} {} {:?}",

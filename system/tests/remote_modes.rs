@@ -1,11 +1,18 @@
-//! Pull and push modes end to end: real dispatcher and worker processes over ZeroMQ.
+//! Pull and push modes end to end: real dispatcher and worker processes over ZeroMQ, each
+//! test run in both modes. Faults are injected once the functions say on a FIFO that they run;
+//! workers are known to have registered from the supervisor's readiness notifications.
 
 mod common;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
-use common::{TestSystem, describe, serialize_params};
+use common::{Fifo, TestSystem, describe, serialize_params};
+use faas::cluster::MemberId;
+use rstest::rstest;
+
+/// How long the tasks may take to start.
+const START: Duration = Duration::from_secs(30);
 
 const SLEEP_FN: &str =
     "def nap(seconds):\n    import time\n    time.sleep(seconds)\n    return seconds\n";
@@ -34,7 +41,11 @@ async fn workers_of(system: &TestSystem, tasks: &[String]) -> HashMap<String, us
     counts
 }
 
-async fn two_workers_run_four_sleeps_at_once(mode: &str) {
+#[rstest]
+#[case::pull("pull")]
+#[case::push("push")]
+#[tokio::test(flavor = "multi_thread")]
+async fn two_workers_run_four_sleeps_at_once(#[case] mode: &str) {
     let system = TestSystem::with_mode(mode, &[2, 2], &[]).await;
     let f = system.register(SLEEP_FN, "nap").await;
     let tasks = submit_sleeps(&system, &f, 4, 1.0).await;
@@ -59,17 +70,11 @@ async fn two_workers_run_four_sleeps_at_once(mode: &str) {
     );
 }
 
+#[rstest]
+#[case::pull("pull")]
+#[case::push("push")]
 #[tokio::test(flavor = "multi_thread")]
-async fn pull_two_workers_run_four_sleeps_at_once() {
-    two_workers_run_four_sleeps_at_once("pull").await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn push_two_workers_run_four_sleeps_at_once() {
-    two_workers_run_four_sleeps_at_once("push").await;
-}
-
-async fn work_is_shared_in_proportion_to_executors(mode: &str) {
+async fn work_is_shared_in_proportion_to_executors(#[case] mode: &str) {
     let system = TestSystem::with_mode(mode, &[4, 1], &["--prefetch", "0"]).await;
     let f = system.register(SLEEP_FN, "nap").await;
     let tasks = submit_sleeps(&system, &f, 25, 0.2).await;
@@ -80,10 +85,13 @@ async fn work_is_shared_in_proportion_to_executors(mode: &str) {
         );
     }
     let counts = workers_of(&system, &tasks).await;
-    let (big, small) = (
-        counts.get("w0").copied().unwrap_or(0),
-        counts.get("w1").copied().unwrap_or(0),
-    );
+    let count = |i| {
+        counts
+            .get(&MemberId::Worker(i).to_string())
+            .copied()
+            .unwrap_or(0)
+    };
+    let (big, small) = (count(0), count(1));
     // 4:1 executors: expect about 20 and 5; allow for the edges of the run.
     assert!(
         (16..=23).contains(&big) && small >= 2,
@@ -91,18 +99,12 @@ async fn work_is_shared_in_proportion_to_executors(mode: &str) {
     );
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn pull_work_is_shared_in_proportion_to_executors() {
-    work_is_shared_in_proportion_to_executors("pull").await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn push_work_is_shared_in_proportion_to_executors() {
-    work_is_shared_in_proportion_to_executors("push").await;
-}
-
-/// Kills a worker running tasks; returns the system, the tasks, and when the kill happened.
-async fn kill_a_busy_worker(mode: &str, max_retries: &str) -> (TestSystem, Vec<String>, Instant) {
+/// Kills a worker running tasks; returns the system, the FIFO its naps signal on (kept open
+/// for their reruns), the tasks, and when the kill happened.
+async fn kill_a_busy_worker(
+    mode: &str,
+    max_retries: &str,
+) -> (TestSystem, Fifo, Vec<String>, Instant) {
     let args = [
         "--heartbeat",
         "0.5",
@@ -111,25 +113,31 @@ async fn kill_a_busy_worker(mode: &str, max_retries: &str) -> (TestSystem, Vec<S
         "--max-retries",
         max_retries,
     ];
-    let mut system = TestSystem::with_mode(mode, &[2, 2], &args).await;
-    let f = system.register(SLEEP_FN, "nap").await;
-    let tasks = submit_sleeps(&system, &f, 4, 2.0).await;
-    for task in &tasks {
-        system
-            .wait_status(task, "RUNNING", Duration::from_secs(30))
-            .await;
-    }
-    // Wait until both workers actually hold tasks, then kill the first.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    system.workers[0].signal(libc::SIGKILL);
-    system.workers[0]
-        .wait_exit(Duration::from_secs(5))
-        .expect("worker died");
-    (system, tasks, Instant::now())
+    let system = TestSystem::with_mode(mode, &[2, 2], &args).await;
+    let mut fifo = Fifo::new();
+    let tasks = system.submit_naps(&fifo, 4, 2.0).await;
+    // Four executors run one each, so both workers hold tasks.
+    let executors: HashSet<String> = fifo
+        .take(4, START)
+        .await
+        .into_iter()
+        .filter_map(|signal| signal.split(' ').nth(1).map(str::to_owned))
+        .collect();
+    assert_eq!(
+        executors.len(),
+        4,
+        "not one task per executor: {executors:?}"
+    );
+    system.kill(MemberId::Worker(0)).await;
+    (system, fifo, tasks, Instant::now())
 }
 
-async fn a_killed_workers_tasks_are_retried(mode: &str) {
-    let (mut system, tasks, killed) = kill_a_busy_worker(mode, "2").await;
+#[rstest]
+#[case::pull("pull")]
+#[case::push("push")]
+#[tokio::test(flavor = "multi_thread")]
+async fn a_killed_workers_tasks_are_retried(#[case] mode: &str) {
+    let (mut system, _fifo, tasks, killed) = kill_a_busy_worker(mode, "2").await;
     for task in &tasks {
         let (status, result) = system.wait_final(task, Duration::from_secs(30)).await;
         assert_eq!(status, "COMPLETED", "{task}: {:?}", describe(&result));
@@ -149,9 +157,9 @@ async fn a_killed_workers_tasks_are_retried(mode: &str) {
     };
     assert!(retried >= 1, "no task was retried");
 
-    // A restarted worker serves again.
-    let index = system.spawn_worker(mode, 1, system.port).await;
-    system.workers[1].signal(libc::SIGKILL);
+    // A new worker serves again, alone.
+    let fresh = MemberId::Worker(system.add_worker(1, &[]).await);
+    system.kill(MemberId::Worker(1)).await;
     let f = system.register("def one():\n    return 1\n", "one").await;
     let task = system.execute(&f, "((), {})").await;
     assert_eq!(
@@ -162,23 +170,18 @@ async fn a_killed_workers_tasks_are_retried(mode: &str) {
         system
             .task_field(&task, "executor")
             .await
-            .map(|e| e.starts_with(&format!("w{index}/"))),
+            .map(|e| e.starts_with(&format!("{fresh}/"))),
         Some(true)
     );
 }
 
+#[rstest]
+#[case::pull("pull")]
+#[case::push("push")]
 #[tokio::test(flavor = "multi_thread")]
-async fn pull_a_killed_workers_tasks_are_retried() {
-    a_killed_workers_tasks_are_retried("pull").await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn push_a_killed_workers_tasks_are_retried() {
-    a_killed_workers_tasks_are_retried("push").await;
-}
-
-async fn without_retries_a_killed_workers_tasks_fail(mode: &str) {
-    let (system, tasks, _) = kill_a_busy_worker(mode, "0").await;
+async fn without_retries_a_killed_workers_tasks_fail(#[case] mode: &str) {
+    let (system, _fifo, tasks, _) = kill_a_busy_worker(mode, "0").await;
+    let killed = format!("worker {} ", MemberId::Worker(0));
     let mut failed = 0;
     for task in &tasks {
         let (status, result) = system.wait_final(task, Duration::from_secs(30)).await;
@@ -186,7 +189,7 @@ async fn without_retries_a_killed_workers_tasks_fail(mode: &str) {
             let (kind, message) = describe(&result);
             assert_eq!(kind, "WorkerFailure");
             assert!(
-                message.contains("worker w0") && message.contains("attempted 1 time"),
+                message.contains(&killed) && message.contains("attempted 1 time"),
                 "{message}"
             );
             failed += 1;
@@ -195,30 +198,21 @@ async fn without_retries_a_killed_workers_tasks_fail(mode: &str) {
     assert_eq!(failed, 2, "the dead worker held two tasks");
 }
 
+#[rstest]
+#[case::pull("pull")]
+#[case::push("push")]
 #[tokio::test(flavor = "multi_thread")]
-async fn pull_without_retries_a_killed_workers_tasks_fail() {
-    without_retries_a_killed_workers_tasks_fail("pull").await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn push_without_retries_a_killed_workers_tasks_fail() {
-    without_retries_a_killed_workers_tasks_fail("push").await;
-}
-
-async fn a_worker_survives_a_dispatcher_restart(mode: &str) {
+async fn a_worker_survives_a_dispatcher_restart(#[case] mode: &str) {
     let mut system = TestSystem::with_mode(mode, &[1], &["--heartbeat", "0.5"]).await;
     let f = system.register(SLEEP_FN, "nap").await;
-    system.dispatchers[0].signal(libc::SIGKILL);
-    system.dispatchers[0]
-        .wait_exit(Duration::from_secs(5))
-        .expect("dispatcher died");
-    let port = system.port.to_string();
+    system.kill(MemberId::Dispatcher(0)).await;
+    system.restart(MemberId::Dispatcher(0)).await;
+    // It registers again by itself: its second readiness notification.
     system
-        .spawn_dispatcher(&["-m", mode, "-p", &port, "--heartbeat", "0.5"])
-        .await;
-    system.workers[0]
-        .wait_for_log("registered with the dispatcher", 2, Duration::from_secs(20))
-        .await;
+        .cluster
+        .wait_ready(MemberId::Worker(0), 2, Duration::from_secs(20))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
     let task = submit_sleeps(&system, &f, 1, 0.1).await.remove(0);
     assert_eq!(
         system.wait_final(&task, Duration::from_secs(30)).await.0,
@@ -226,74 +220,58 @@ async fn a_worker_survives_a_dispatcher_restart(mode: &str) {
     );
 }
 
+#[rstest]
+#[case::pull("pull")]
+#[case::push("push")]
 #[tokio::test(flavor = "multi_thread")]
-async fn pull_a_worker_survives_a_dispatcher_restart() {
-    a_worker_survives_a_dispatcher_restart("pull").await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn push_a_worker_survives_a_dispatcher_restart() {
-    a_worker_survives_a_dispatcher_restart("push").await;
-}
-
-async fn a_worker_without_the_secret_gets_no_task(mode: &str) {
-    let mut system = TestSystem::without_dispatcher(&[]).await;
-    let port = common::free_port();
-    let port_arg = port.to_string();
-    system.port = port;
+async fn a_worker_without_the_secret_gets_no_task(#[case] mode: &str) {
+    let mut system = TestSystem::control_plane_only(common::spec(common::mode(mode), &[])).await;
     system
-        .spawn_dispatcher_with_env(
-            &["-m", mode, "-p", &port_arg],
-            &[("FAAS_WORKER_SECRET", "right")],
-        )
+        .add_dispatcher(&[], &[("FAAS_WORKER_SECRET", "right")])
         .await;
     let f = system.register("def one():\n    return 1\n", "one").await;
     let task = system.execute(&f, "((), {})").await;
 
-    let mut intruder = system.start_worker_process(mode, 1, &[("FAAS_WORKER_SECRET", "wrong")]);
-    let status = intruder
-        .wait_exit(Duration::from_secs(30))
+    let intruder = MemberId::Worker(system.spawn_worker(1, &[("FAAS_WORKER_SECRET", "wrong")]));
+    let status = system
+        .cluster
+        .wait_exit(intruder, Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"))
         .expect("a refused worker exits");
-    assert!(!status.success());
-    intruder
-        .wait_for_log("refused this worker", 1, Duration::from_secs(1))
-        .await;
+    assert!(!status.success(), "a refused worker exits with {status}");
+    let registered = system
+        .cluster
+        .member(intruder)
+        .unwrap_or_else(|e| panic!("{e}"))
+        .ready_count();
+    assert_eq!(registered, 0, "a refused worker never registers");
     assert_eq!(
         system.get(&format!("/status/{task}")).await.1["status"],
         "QUEUED"
     );
 
-    let welcome = system.start_worker_process(mode, 1, &[("FAAS_WORKER_SECRET", "right")]);
-    welcome
-        .wait_for_log("registered with the dispatcher", 1, Duration::from_secs(60))
+    system
+        .add_worker(1, &[("FAAS_WORKER_SECRET", "right")])
         .await;
-    system.workers.push(welcome);
     assert_eq!(
         system.wait_final(&task, Duration::from_secs(30)).await.0,
         "COMPLETED"
     );
 }
 
+#[rstest]
+#[case::pull("pull")]
+#[case::push("push")]
 #[tokio::test(flavor = "multi_thread")]
-async fn pull_a_worker_without_the_secret_gets_no_task() {
-    a_worker_without_the_secret_gets_no_task("pull").await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn push_a_worker_without_the_secret_gets_no_task() {
-    a_worker_without_the_secret_gets_no_task("push").await;
-}
-
-async fn sigterm_lets_a_worker_finish_and_report_its_task(mode: &str) {
-    let mut system = TestSystem::with_mode(mode, &[1], &[]).await;
-    let f = system.register(SLEEP_FN, "nap").await;
-    let task = submit_sleeps(&system, &f, 1, 1.0).await.remove(0);
-    system
-        .wait_status(&task, "RUNNING", Duration::from_secs(30))
+async fn sigterm_lets_a_worker_finish_and_report_its_task(#[case] mode: &str) {
+    let system = TestSystem::with_mode(mode, &[1], &[]).await;
+    let mut fifo = Fifo::new();
+    let task = system.submit_naps(&fifo, 1, 1.0).await.remove(0);
+    fifo.next(START).await;
+    let exit = system
+        .terminate(MemberId::Worker(0), Duration::from_secs(10))
         .await;
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    system.workers[0].signal(libc::SIGTERM);
-    let exit = system.workers[0].wait_exit(Duration::from_secs(10));
     assert!(
         exit.is_some_and(|s| s.success()),
         "worker did not stop cleanly: {exit:?}"
@@ -306,14 +284,4 @@ async fn sigterm_lets_a_worker_finish_and_report_its_task(mode: &str) {
         system.task_field(&task, "attempts").await.as_deref(),
         Some("1")
     );
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn pull_sigterm_lets_a_worker_finish_and_report_its_task() {
-    sigterm_lets_a_worker_finish_and_report_its_task("pull").await;
-}
-
-#[tokio::test(flavor = "multi_thread")]
-async fn push_sigterm_lets_a_worker_finish_and_report_its_task() {
-    sigterm_lets_a_worker_finish_and_report_its_task("push").await;
 }

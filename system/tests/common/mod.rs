@@ -1,13 +1,18 @@
 //! `TestSystem`: a whole cluster started by the one supervisor ([`faas::cluster`]) from the
 //! real binaries, with a private redis-server on a free port, typed helpers to drive it
 //! through its REST API, and every process killed when it is dropped, even when the test
-//! failed halfway.
+//! failed halfway. Tests wait on events, never on time: readiness notifications and exits
+//! from the supervisor, long polls and the results stream, Redis keyspace notifications for
+//! a task's status, and a [`Fifo`] the functions under test write to as they run.
 
 #![allow(dead_code)] // each test binary uses a different subset
 
+use std::ffi::CString;
 use std::io::Write;
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use faas::cluster::{
@@ -15,6 +20,9 @@ use faas::cluster::{
 };
 use faas::dispatcher::Mode;
 use faas::executor::python_env;
+use futures_util::StreamExt;
+use tokio::io::{AsyncBufReadExt, BufReader, Lines};
+use tokio::net::unix::pipe;
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
@@ -64,6 +72,116 @@ pub fn python() -> PathBuf {
     python_env::resolve(None)
         .unwrap_or_else(|e| panic!("{e}"))
         .python
+}
+
+/// Python: `signal(fifo, text)` writes the line `text` into the FIFO at `fifo` (see [`Fifo`]).
+/// Non-blocking: it never waits for a reader, and fails loudly if there is none.
+pub const SIGNAL: &str = "import os\n\ndef signal(fifo, text):\n    fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)\n    try:\n        os.write(fd, (str(text) + '\\n').encode())\n    finally:\n        os.close(fd)\n";
+
+/// Python: `nap(fifo, tag, seconds)` signals `"{tag} {pid of its executor}"` as it starts,
+/// then sleeps `seconds` and returns them. Register it with [`signalling`].
+pub const NAP: &str = "import time\n\ndef nap(fifo, tag, seconds):\n    signal(fifo, '%s %d' % (tag, os.getpid()))\n    time.sleep(seconds)\n    return seconds\n";
+
+/// The arguments of a [`NAP`] tagged `tag` that signals on `fifo`, as a Python expression.
+pub fn nap_args(fifo: &Fifo, tag: &str, seconds: f64) -> String {
+    format!("(({:?}, {tag:?}, {seconds}), {{}})", fifo.path())
+}
+
+/// The Python source `src` with [`SIGNAL`] defined before it.
+pub fn signalling(src: &str) -> String {
+    format!("{SIGNAL}{src}")
+}
+
+/// A named pipe that functions under test write lines into ([`SIGNAL`]), so the test hears
+/// that a function started, or got somewhere, the moment it does.
+pub struct Fifo {
+    dir: PathBuf,
+    path: String,
+    lines: Lines<BufReader<pipe::Receiver>>,
+}
+
+impl Fifo {
+    /// A new FIFO in a directory of its own, open for reading (call it inside a runtime).
+    pub fn new() -> Self {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("faas-fifo-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("the FIFO's directory");
+        let path = dir.join("signals");
+        let c_path = CString::new(path.as_os_str().as_bytes()).expect("no NUL in the path");
+        // SAFETY: a valid NUL-terminated path and a mode.
+        let made = unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) };
+        assert_eq!(
+            made,
+            0,
+            "mkfifo {}: {}",
+            path.display(),
+            std::io::Error::last_os_error()
+        );
+        // Read and write: opening never waits for a writer, and reading never sees the end
+        // of the file between two writers.
+        let receiver = pipe::OpenOptions::new()
+            .read_write(true)
+            .open_receiver(&path)
+            .expect("open the FIFO");
+        Self {
+            dir,
+            path: path.to_str().expect("a UTF-8 temp dir").to_owned(),
+            lines: BufReader::new(receiver).lines(),
+        }
+    }
+
+    /// Its path, for the functions' arguments.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The next line written, waiting up to `timeout` for it.
+    pub async fn next(&mut self, timeout: Duration) -> String {
+        tokio::time::timeout(timeout, self.lines.next_line())
+            .await
+            .unwrap_or_else(|_| panic!("no signal on the FIFO within {timeout:?}"))
+            .expect("read the FIFO")
+            .expect("the FIFO stays open")
+    }
+
+    /// The next `n` lines written, waiting up to `timeout` for all of them.
+    pub async fn take(&mut self, n: usize, timeout: Duration) -> Vec<String> {
+        let deadline = Instant::now() + timeout;
+        let mut lines = Vec::with_capacity(n);
+        for _ in 0..n {
+            lines.push(
+                self.next(deadline.saturating_duration_since(Instant::now()))
+                    .await,
+            );
+        }
+        lines
+    }
+
+    /// Every line written so far and not yet read. The FIFO keeps order, so a line written
+    /// now by the test itself comes after all of them: read up to it.
+    pub async fn written_so_far(&mut self) -> Vec<String> {
+        const MARK: &str = "-- read up to here --";
+        let mut writer = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&self.path)
+            .expect("open the FIFO for writing");
+        writeln!(writer, "{MARK}").expect("write the FIFO");
+        let mut lines = Vec::new();
+        loop {
+            let line = self.next(Duration::from_secs(10)).await;
+            if line == MARK {
+                return lines;
+            }
+            lines.push(line);
+        }
+    }
+}
+
+impl Drop for Fifo {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
 }
 
 fn py_request(request: serde_json::Value) -> String {
@@ -243,6 +361,14 @@ impl TestSystem {
             .unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// Starts another worker without waiting for it (one expected never to register); its
+    /// index.
+    pub fn spawn_worker(&mut self, executors: u32, env: &[(&str, &str)]) -> usize {
+        self.cluster
+            .spawn_worker_with(executors, &[], env)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
     /// Another dispatcher with the spec's flags and `env`, once it reads the queue; its index.
     pub async fn add_dispatcher(&mut self, args: &[&str], env: &[(&str, &str)]) -> usize {
         self.cluster
@@ -357,6 +483,20 @@ impl TestSystem {
         body["task_id"].as_str().expect("task_id").to_owned()
     }
 
+    /// Registers [`NAP`] and submits `n` naps of `seconds`, tagged with their index, that
+    /// signal on `fifo` as they start; the task ids.
+    pub async fn submit_naps(&self, fifo: &Fifo, n: usize, seconds: f64) -> Vec<String> {
+        let f = self.register(&signalling(NAP), "nap").await;
+        let exprs: Vec<String> = (0..n)
+            .map(|i| nap_args(fifo, &i.to_string(), seconds))
+            .collect();
+        let mut tasks = Vec::with_capacity(n);
+        for params in serialize_params_many(&exprs) {
+            tasks.push(self.execute_serialized(&f, &params).await);
+        }
+        tasks
+    }
+
     /// Waits (long polling `GET /result/{id}?wait=`) until the task is final; its status and
     /// result.
     pub async fn wait_final(&self, task_id: &str, timeout: Duration) -> (String, String) {
@@ -380,19 +520,87 @@ impl TestSystem {
         }
     }
 
-    /// Polls until the task has the given status.
+    /// Waits until the task has the status `want`, woken by Redis's keyspace notifications
+    /// on the task's hash (turned on here), never by a timer.
     pub async fn wait_status(&self, task_id: &str, want: &str, timeout: Duration) {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let (_, body) = self.get(&format!("/status/{task_id}")).await;
-            if body["status"] == want {
-                return;
+        let mut conn = self.redis().await;
+        let () = redis::cmd("CONFIG")
+            .arg("SET")
+            .arg("notify-keyspace-events")
+            .arg("Kh")
+            .query_async(&mut conn)
+            .await
+            .expect("turn on keyspace notifications");
+        let client = redis::Client::open(self.cluster.redis_url()).expect("redis url");
+        let mut pubsub = client
+            .get_async_pubsub()
+            .await
+            .expect("a pub/sub connection");
+        pubsub
+            .subscribe(format!("__keyspace@0__:faas:task:{task_id}"))
+            .await
+            .expect("subscribe to the task's changes");
+        let mut changes = pubsub.on_message();
+        // Subscribed before the first read: a change after any read is heard, never missed.
+        let seen = tokio::time::timeout(timeout, async {
+            while self.task_field(task_id, "status").await.as_deref() != Some(want) {
+                changes.next().await.expect("the subscription stays open");
             }
-            assert!(
-                Instant::now() < deadline,
-                "task {task_id} never {want}: {body}"
-            );
-            tokio::time::sleep(Duration::from_millis(10)).await;
+        })
+        .await;
+        assert!(
+            seen.is_ok(),
+            "task {task_id} never {want} within {timeout:?}: {:?}",
+            self.task_field(task_id, "status").await
+        );
+    }
+
+    /// `POST /results` for `task_ids`, waiting up to `wait` seconds: one line per task, each
+    /// sent the moment the task is final; unknown ids, and tasks still not final when the
+    /// wait runs out, are answered too.
+    pub async fn results(&self, task_ids: &[String], wait: f64) -> Vec<serde_json::Value> {
+        let response = self
+            .http
+            .post(format!("{}/results", self.url))
+            .json(&serde_json::json!({"task_ids": task_ids, "wait": wait}))
+            .send()
+            .await
+            .expect("POST /results");
+        assert_eq!(response.status(), 200, "POST /results");
+        let lines = response.text().await.expect("the results stream");
+        lines
+            .lines()
+            .map(|line| serde_json::from_str(line).expect("a JSON line"))
+            .collect()
+    }
+
+    /// A metrics page (`url` is the gateway's or a dispatcher's `/metrics`); panics unless it
+    /// is served as Prometheus text.
+    pub async fn scrape(&self, url: &str) -> String {
+        let response = self.http.get(url).send().await.expect("GET /metrics");
+        assert_eq!(response.status(), 200, "{url}");
+        let content_type = response.headers()["content-type"]
+            .to_str()
+            .expect("a text header")
+            .to_owned();
+        assert!(
+            content_type.starts_with("text/plain; version=0.0.4"),
+            "{content_type}"
+        );
+        response.text().await.expect("body")
+    }
+
+    /// Scrapes `url` until `series` has `want`; the page that had it. A sample has no event
+    /// of its own to wait on, so this reads it again every 20 ms, for up to 10 s.
+    pub async fn wait_sample(&self, url: &str, series: &str, want: f64) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let page = self.scrape(url).await;
+            if sample(&page, series) == Some(want) {
+                return page;
+            }
+            assert!(Instant::now() < deadline, "{series} never {want}:\n{page}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
 
@@ -406,4 +614,10 @@ impl TestSystem {
             .await
             .expect("HGET")
     }
+}
+
+/// The value of the sample `series` (name with labels, exactly as exposed) on a metrics page.
+pub fn sample(page: &str, series: &str) -> Option<f64> {
+    page.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
