@@ -14,8 +14,8 @@
 //! - [`protocol`] and [`bridge`]: the worker ↔ dispatcher messages, and ZeroMQ sockets on
 //!   their own threads.
 //! - [`worker`]: the remote workers of the pull and push modes.
-//! - [`cli`], [`memory`], [`metrics`], [`shutdown`] and [`telemetry`]: what every binary
-//!   shares.
+//! - [`cli`], [`memory`], [`metrics`], [`secret`], [`shutdown`] and [`telemetry`]: what every
+//!   binary shares.
 //! - [`up`]: `faas up`, a whole cluster in the foreground for development.
 
 pub mod bridge;
@@ -28,6 +28,7 @@ pub mod metrics;
 pub mod payload;
 pub mod pickle;
 pub mod protocol;
+pub mod secret;
 pub mod shutdown;
 pub mod store;
 pub mod task;

@@ -22,7 +22,6 @@ use axum::serve::ListenerExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::store::Store;
-pub use auth::constant_time_eq;
 pub use error::ApiError;
 use json::BodyLimit;
 
