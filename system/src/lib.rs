@@ -7,6 +7,8 @@
 //! - [`payload`] and [`pickle`]: client payloads checked without Python; the `WorkerFailure`
 //!   exception built in Rust.
 //! - [`store`]: the Redis key schema, records, durable queue and atomic state transitions.
+//! - [`api`]: the REST API's request and response types, shared by the gateway, its OpenAPI
+//!   document and the client.
 //! - [`gateway`]: the REST API (axum).
 //! - [`executor`]: the Python runtime, its environment, and pools of executor processes.
 //! - [`dispatcher`]: the core that moves tasks from the queue to executors and records
@@ -18,6 +20,7 @@
 //!   binary shares.
 //! - [`up`]: `faas up`, a whole cluster in the foreground for development.
 
+pub mod api;
 pub mod bridge;
 pub mod cli;
 pub mod dispatcher;
