@@ -10,6 +10,7 @@
 //! - [`api`]: the REST API's request and response types, shared by the gateway, its OpenAPI
 //!   document and the client.
 //! - [`gateway`]: the REST API (axum).
+//! - [`client`]: a typed async HTTP client of the gateway.
 //! - [`executor`]: the Python runtime, its environment, and pools of executor processes.
 //! - [`dispatcher`]: the core that moves tasks from the queue to executors and records
 //!   outcomes, and the transports (dispatch modes) behind it.
@@ -23,6 +24,7 @@
 pub mod api;
 pub mod bridge;
 pub mod cli;
+pub mod client;
 pub mod dispatcher;
 pub mod executor;
 pub mod gateway;
