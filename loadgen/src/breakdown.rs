@@ -2,12 +2,14 @@
 //! timestamps the system records for every task (`GET /task/{id}`), split into phases.
 //! Client, gateway, dispatcher and executors share one host, hence one clock.
 
-use crate::driver::Target;
+use faas::api::TimelineResponse;
+use faas::client::Client;
+use faas::task::TaskId;
 
 /// A completed task whose timeline is fetched after the run (wall clock, µs since the epoch).
 #[derive(Debug, Clone)]
 pub struct Sample {
-    pub task_id: String,
+    pub task_id: TaskId,
     /// The client sent the submission.
     pub sent_us: u64,
     /// The client saw the final result.
@@ -32,14 +34,13 @@ pub struct Breakdown {
 /// - run: → the executor finished (unpickling, the call, pickling the result);
 /// - result: → the client saw it (back to the dispatcher, the finish script, the completion
 ///   notification, the gateway's read and the HTTP answer).
-fn phases(sample: &Sample, timeline: &serde_json::Value) -> Option<[f64; 5]> {
-    let at = |field: &str| timeline[field].as_u64();
+fn phases(sample: &Sample, timeline: &TimelineResponse) -> Option<[f64; 5]> {
     let times = [
         sample.sent_us,
-        at("submitted_at")?,
-        at("dispatched_at")?,
-        at("started_at")?,
-        at("finished_at")?,
+        timeline.submitted_at?,
+        timeline.dispatched_at?,
+        timeline.started_at?,
+        timeline.finished_at?,
         sample.seen_us,
     ];
     let mut out = [0.0; 5];
@@ -50,15 +51,15 @@ fn phases(sample: &Sample, timeline: &serde_json::Value) -> Option<[f64; 5]> {
 }
 
 /// Fetches the timelines of `samples` (a few at a time) and summarizes their phases.
-pub async fn measure(target: &Target, samples: &[Sample]) -> Breakdown {
+pub async fn measure(client: &Client, samples: &[Sample]) -> Breakdown {
     const CONCURRENT: usize = 16;
     let mut rows: Vec<[f64; 5]> = Vec::with_capacity(samples.len());
     for chunk in samples.chunks(CONCURRENT) {
         let mut fetches = tokio::task::JoinSet::new();
         for sample in chunk {
-            let (target, sample) = (target.clone(), sample.clone());
+            let (client, sample) = (client.clone(), sample.clone());
             fetches.spawn(async move {
-                let timeline = target.timeline(&sample.task_id).await?;
+                let timeline = client.timeline(sample.task_id).await.ok()?;
                 phases(&sample, &timeline)
             });
         }
@@ -92,21 +93,34 @@ fn summarize(rows: &[[f64; 5]]) -> Breakdown {
 mod tests {
     use super::*;
 
+    fn timeline(at: [Option<u64>; 4]) -> TimelineResponse {
+        TimelineResponse {
+            task_id: TaskId::new_random(),
+            status: faas::task::TaskStatus::Completed,
+            function_id: None,
+            attempts: 1,
+            dispatcher: None,
+            executor: None,
+            submitted_at: at[0],
+            dispatched_at: at[1],
+            started_at: at[2],
+            finished_at: at[3],
+            cancelled_at: None,
+        }
+    }
+
     #[test]
     fn phases_split_the_round_trip() {
         let sample = Sample {
-            task_id: "t".into(),
+            task_id: TaskId::new_random(),
             sent_us: 1_000,
             seen_us: 2_000,
         };
-        let timeline = serde_json::json!({
-            "submitted_at": 1_100, "dispatched_at": 1_250, "started_at": 1_400,
-            "finished_at": 1_700,
-        });
-        let p = phases(&sample, &timeline).unwrap();
+        let recorded = timeline([Some(1_100), Some(1_250), Some(1_400), Some(1_700)]);
+        let p = phases(&sample, &recorded).unwrap();
         assert_eq!(p, [100.0, 150.0, 150.0, 300.0, 300.0]);
         assert!((p.iter().sum::<f64>() - 1_000.0).abs() < f64::EPSILON);
-        assert!(phases(&sample, &serde_json::json!({"submitted_at": 1})).is_none());
+        assert!(phases(&sample, &timeline([Some(1), None, None, None])).is_none());
     }
 
     #[test]

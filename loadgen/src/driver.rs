@@ -3,13 +3,14 @@
 //! loop is Rust; Python only runs inside the system.
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
+use faas::api::ResultLine;
+use faas::client::Client;
+use faas::task::{FunctionId, TaskId, TaskStatus, now_micros};
 use indicatif::ProgressBar;
-use std::sync::Mutex;
-
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
 use crate::breakdown::Sample;
@@ -19,184 +20,79 @@ use crate::stats::{Run, new_histogram};
 /// Most results awaited at once; beyond this, waiting tasks queue in loadgen (their latency
 /// still counts from their submission or scheduled time).
 const MAX_WAITERS: usize = 2048;
-
-/// The gateway, as a client sees it.
-#[derive(Clone)]
-pub struct Target {
-    http: reqwest::Client,
-    base: String,
-}
+/// Longest wait asked of the server in one request (its limit is 60 s).
+const MAX_SERVER_WAIT: Duration = Duration::from_secs(30);
+/// Most tasks followed by one `POST /results` stream.
+const MAX_STREAM_TASKS: usize = 1000;
 
 /// How one task ended, as the client saw it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Seen {
+    /// COMPLETED.
     Completed,
+    /// FAILED.
     Failed,
+    /// Not final before the collection timeout, or never accepted.
     Lost,
 }
 
-impl Target {
-    pub fn new(base: &str) -> Self {
-        let http = reqwest::Client::builder()
-            .pool_max_idle_per_host(MAX_WAITERS)
-            .tcp_nodelay(true)
-            .build()
-            .expect("http client");
-        Self {
-            http,
-            base: base.to_owned(),
+/// How a final status is seen; `None` while the task is not final.
+fn final_status(status: TaskStatus) -> Option<Seen> {
+    match status {
+        TaskStatus::Completed => Some(Seen::Completed),
+        TaskStatus::Failed => Some(Seen::Failed),
+        TaskStatus::Queued | TaskStatus::Running => None,
+    }
+}
+
+/// Waits until the task is final or `deadline` passes; any failed request is retried.
+async fn wait(client: &Client, task_id: TaskId, collect: &Collect, deadline: Instant) -> Seen {
+    let interval = Duration::from_secs_f64(collect.interval_ms / 1000.0);
+    loop {
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return Seen::Lost;
         }
-    }
-
-    pub async fn register(&self, payload: &str) -> anyhow::Result<String> {
-        let reply: serde_json::Value = self
-            .http
-            .post(format!("{}/register_function", self.base))
-            .json(&serde_json::json!({"name": "loadgen", "payload": payload}))
-            .send()
-            .await?
-            .error_for_status()?
-            .json()
-            .await?;
-        reply["function_id"]
-            .as_str()
-            .map(str::to_owned)
-            .ok_or_else(|| anyhow::anyhow!("no function_id in {reply}"))
-    }
-
-    /// POSTs `body` to `path`; the JSON reply, or `None` on any failure (counted as lost).
-    async fn post(&self, path: &str, body: &serde_json::Value) -> Option<serde_json::Value> {
-        let response = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .json(body)
-            .send()
-            .await;
-        response.ok()?.json().await.ok()
-    }
-
-    async fn submit(&self, function_id: &str, params: &str) -> Option<String> {
-        let body = serde_json::json!({"function_id": function_id, "payload": params});
-        let reply = self.post("/execute_function", &body).await?;
-        reply["task_id"].as_str().map(str::to_owned)
-    }
-
-    /// Submits `n` tasks in one `POST /execute_batch`.
-    async fn submit_batch(&self, function_id: &str, params: &str, n: usize) -> Vec<String> {
-        let body = serde_json::json!({"function_id": function_id, "payloads": vec![params; n]});
-        let reply = self.post("/execute_batch", &body).await;
-        reply
-            .and_then(|r| r["task_ids"].as_array().cloned())
-            .map(|ids| {
-                ids.iter()
-                    .filter_map(|v| v.as_str().map(str::to_owned))
-                    .collect()
-            })
-            .unwrap_or_default()
-    }
-
-    /// Waits until the task is final or `deadline` passes.
-    async fn wait(&self, task_id: &str, collect: &Collect, deadline: Instant) -> Seen {
-        let interval = Duration::from_secs_f64(collect.interval_ms / 1000.0);
-        loop {
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            if remaining.is_zero() {
-                return Seen::Lost;
-            }
-            let url = match collect.method {
-                CollectMethod::Poll => format!("{}/result/{task_id}", self.base),
-                CollectMethod::Fastest => format!(
-                    "{}/result/{task_id}?wait={:.3}",
-                    self.base,
-                    remaining.as_secs_f64().min(MAX_SERVER_WAIT_S)
-                ),
-            };
-            let status = match self.http.get(url).send().await {
-                Ok(r) => r
-                    .json::<serde_json::Value>()
-                    .await
-                    .ok()
-                    .and_then(|v| v["status"].as_str().and_then(final_status)),
-                Err(_) => None,
-            };
-            match status {
-                Some(seen) => return seen,
-                None if collect.method == CollectMethod::Poll => tokio::time::sleep(interval).await,
-                None => {}
-            }
-        }
-    }
-
-    /// `GET /task/{id}`: the task's timeline, or `None` on any failure.
-    pub async fn timeline(&self, task_id: &str) -> Option<serde_json::Value> {
-        let response = self
-            .http
-            .get(format!("{}/task/{task_id}", self.base))
-            .send()
-            .await
-            .ok()?;
-        response.json().await.ok()
-    }
-
-    /// One `POST /results` stream for `tasks`: calls `on_final` with each task that is final,
-    /// as its line arrives. A failed request ends early; the caller retries what is left.
-    async fn stream_results(
-        &self,
-        tasks: &[&str],
-        wait_s: f64,
-        mut on_final: impl FnMut(&str, Seen),
-    ) {
-        let body = serde_json::json!({"task_ids": tasks, "wait": wait_s});
-        let response = self
-            .http
-            .post(format!("{}/results", self.base))
-            .json(&body)
-            .send()
-            .await;
-        let Ok(mut response) = response else {
-            return;
+        let wait = match collect.method {
+            CollectMethod::Poll => None,
+            CollectMethod::Fastest => Some(remaining.min(MAX_SERVER_WAIT)),
         };
-        let mut buffer = Vec::new();
-        while let Ok(Some(chunk)) = response.chunk().await {
-            buffer.extend_from_slice(&chunk);
-            let complete = buffer
-                .iter()
-                .rposition(|b| *b == b'\n')
-                .map_or(0, |i| i + 1);
-            for line in buffer[..complete].split(|b| *b == b'\n') {
-                let Ok(line) = serde_json::from_slice::<serde_json::Value>(line) else {
-                    continue;
-                };
-                if let (Some(id), Some(seen)) = (
-                    line["task_id"].as_str(),
-                    line["status"].as_str().and_then(final_status),
-                ) {
-                    on_final(id, seen);
-                }
-            }
-            buffer.drain(..complete);
+        let seen = match client.result(task_id, wait).await {
+            Ok(answer) => final_status(answer.status),
+            Err(_) => None,
+        };
+        match seen {
+            Some(seen) => return seen,
+            None if collect.method == CollectMethod::Poll => tokio::time::sleep(interval).await,
+            None => {}
         }
     }
 }
 
-/// Longest wait asked of the server in one request (its limit is 60 s).
-const MAX_SERVER_WAIT_S: f64 = 30.0;
-/// Most tasks followed by one `POST /results` stream.
-const MAX_STREAM_TASKS: usize = 1000;
-
-/// How a final status is seen; `None` while the task is not final.
-fn final_status(status: &str) -> Option<Seen> {
-    match status {
-        "COMPLETED" => Some(Seen::Completed),
-        "FAILED" => Some(Seen::Failed),
-        _ => None,
+/// One `POST /results` stream for `tasks`: calls `on_final` with each task that is final, as
+/// its line arrives. A failed request ends early; the caller retries what is left.
+async fn stream_results(
+    client: &Client,
+    tasks: &[TaskId],
+    wait: Duration,
+    mut on_final: impl FnMut(TaskId, Seen),
+) {
+    let Ok(mut lines) = client.results(tasks, Some(wait)).await else {
+        return;
+    };
+    while let Some(line) = lines.next_line().await {
+        if let Ok(ResultLine::Task(answer)) = line
+            && let Some(seen) = final_status(answer.status)
+        {
+            on_final(answer.task_id, seen);
+        }
     }
 }
 
 /// A submitted task, as its collector follows it.
 #[derive(Debug, Clone)]
 struct Submitted {
-    id: String,
+    id: TaskId,
     /// Where its latency counts from: when it was sent, or (open loop) scheduled.
     since: Instant,
     /// When its submission request was sent.
@@ -241,7 +137,7 @@ impl Tally {
         }
         if seen == Seen::Completed && n % self.sample_every == 0 {
             self.samples.lock().expect("tally lock").push(Sample {
-                task_id: task.id.clone(),
+                task_id: task.id,
                 sent_us: self.wall_us(task.sent),
                 seen_us: self.wall_us(now),
             });
@@ -263,9 +159,9 @@ impl Tally {
 
 /// What every submitter and collector of one run shares.
 struct Session {
-    target: Target,
+    client: Client,
     tally: Arc<Tally>,
-    function_id: Arc<str>,
+    function_id: FunctionId,
     params: Arc<str>,
     collect: Collect,
     /// A task not final this long after `since` counts as lost.
@@ -276,16 +172,20 @@ impl Session {
     /// Submits `n` tasks (one request either way); those not accepted count as lost.
     async fn submit(&self, n: usize, since: Instant) -> Vec<Submitted> {
         let sent = Instant::now();
-        let ids: Vec<String> = if n == 1 {
-            self.target
-                .submit(&self.function_id, &self.params)
+        let ids: Vec<TaskId> = if n == 1 {
+            self.client
+                .execute(self.function_id, &self.params)
                 .await
+                .map(|answer| answer.task_id)
                 .into_iter()
                 .collect()
         } else {
-            self.target
-                .submit_batch(&self.function_id, &self.params, n)
+            let payloads = vec![self.params.to_string(); n];
+            self.client
+                .execute_batch(self.function_id, payloads)
                 .await
+                .map(|answer| answer.task_ids)
+                .unwrap_or_default()
         };
         for _ in ids.len()..n {
             self.tally.record_lost();
@@ -297,10 +197,13 @@ impl Session {
 
     /// Waits for `task` and records it.
     async fn collect(&self, task: &Submitted) {
-        let seen = self
-            .target
-            .wait(&task.id, &self.collect, task.since + self.timeout)
-            .await;
+        let seen = wait(
+            &self.client,
+            task.id,
+            &self.collect,
+            task.since + self.timeout,
+        )
+        .await;
         self.tally.record(seen, task);
     }
 
@@ -311,23 +214,21 @@ impl Session {
             return;
         };
         let deadline = deadline + self.timeout;
-        let mut waiting: HashMap<String, Submitted> =
-            tasks.into_iter().map(|t| (t.id.clone(), t)).collect();
+        let mut waiting: HashMap<TaskId, Submitted> =
+            tasks.into_iter().map(|t| (t.id, t)).collect();
         while !waiting.is_empty() {
             let remaining = deadline.saturating_duration_since(Instant::now());
             if remaining.is_zero() {
                 break;
             }
-            let ids: Vec<String> = waiting.keys().cloned().collect();
-            let ids: Vec<&str> = ids.iter().map(String::as_str).collect();
-            let wait_s = remaining.as_secs_f64().min(MAX_SERVER_WAIT_S);
-            self.target
-                .stream_results(&ids, wait_s, |id, seen| {
-                    if let Some(task) = waiting.remove(id) {
-                        self.tally.record(seen, &task);
-                    }
-                })
-                .await;
+            let ids: Vec<TaskId> = waiting.keys().copied().collect();
+            let wait = remaining.min(MAX_SERVER_WAIT);
+            stream_results(&self.client, &ids, wait, |id, seen| {
+                if let Some(task) = waiting.remove(&id) {
+                    self.tally.record(seen, &task);
+                }
+            })
+            .await;
         }
         for _ in waiting.into_values() {
             self.tally.record_lost();
@@ -389,8 +290,8 @@ async fn collector(
 /// `collect` says. `submitted`, if given, is told once every task is submitted (burst only).
 #[allow(clippy::too_many_arguments)]
 pub async fn run(
-    target: &Target,
-    function_id: &str,
+    client: &Client,
+    function_id: &FunctionId,
     params: &str,
     tasks: u64,
     load: &Load,
@@ -398,9 +299,6 @@ pub async fn run(
     progress: ProgressBar,
     submitted: Option<oneshot::Sender<()>>,
 ) -> Run {
-    let wall_now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(0));
     let tally = Arc::new(Tally {
         completed: AtomicU64::new(0),
         failed: AtomicU64::new(0),
@@ -409,14 +307,14 @@ pub async fn run(
         latency: Mutex::new(new_histogram()),
         samples: Mutex::new(Vec::new()),
         sample_every: tasks.div_ceil(MAX_SAMPLES).max(1),
-        origin: (Instant::now(), wall_now),
+        origin: (Instant::now(), now_micros()),
         progress,
     });
     let started = Instant::now();
     let session = Arc::new(Session {
-        target: target.clone(),
+        client: client.clone(),
         tally: tally.clone(),
-        function_id: function_id.into(),
+        function_id: *function_id,
         params: params.into(),
         collect: collect.clone(),
         timeout: Duration::from_secs_f64(collect.timeout_s),

@@ -6,12 +6,13 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
+use faas::client::Client;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use tokio::sync::oneshot;
 
 use crate::breakdown;
-use crate::driver::{self, Target};
+use crate::driver;
 use crate::experiment::{Experiment, Function, Point, Shape};
 use crate::export::csv::{CdfCsv, ResultsCsv, Row};
 use crate::export::metadata;
@@ -63,8 +64,11 @@ pub async fn run(path: &Path, out: &Path) -> anyhow::Result<PathBuf> {
             serialized.insert(workload_key.clone(), s);
         }
         let payloads = &serialized[&workload_key];
-        let target = Target::new(&live.url());
-        let function_id = target.register(&payloads.function).await?;
+        let target = Client::new(&live.url(), None)?;
+        let function_id = target
+            .register("loadgen", &payloads.function)
+            .await?
+            .function_id;
 
         if config.warmup_tasks > 0 {
             let warmup = crate::experiment::Load {

@@ -53,9 +53,14 @@ id_type!(
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum TaskStatus {
+    /// Waiting in the queue for an executor.
     Queued,
+    /// Handed to an executor.
     Running,
+    /// The function returned; the result is its value.
     Completed,
+    /// The function raised, or the platform failed or cancelled the task; the result is the
+    /// exception.
     Failed,
 }
 
@@ -141,6 +146,21 @@ mod tests {
             assert_eq!(s.as_str().parse::<TaskStatus>().unwrap(), s);
         }
         assert!("DONE".parse::<TaskStatus>().is_err());
+    }
+
+    #[test]
+    fn status_is_its_spelling_on_the_wire() {
+        for s in [
+            TaskStatus::Queued,
+            TaskStatus::Running,
+            TaskStatus::Completed,
+            TaskStatus::Failed,
+        ] {
+            let wire = serde_json::to_string(&s).unwrap();
+            assert_eq!(wire, format!("\"{}\"", s.as_str()));
+            assert_eq!(serde_json::from_str::<TaskStatus>(&wire).unwrap(), s);
+        }
+        assert!(serde_json::from_str::<TaskStatus>("\"queued\"").is_err());
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The API description and docs: `GET /openapi.json` covers every route of the router with its
-//! bodies and error answers, and `GET /docs` (Swagger UI, served by the gateway itself) renders
-//! in a real headless browser on a machine without internet access.
+//! bodies and error answers, every live answer is exactly its `faas::api` type, and `GET /docs`
+//! (Swagger UI, served by the gateway itself) renders in a real headless browser on a machine
+//! without internet access.
 
 mod common;
 
@@ -13,6 +14,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::TestSystem;
+use faas::api;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
 const CHROMIUM: &str = "/usr/bin/chromium";
@@ -148,6 +152,39 @@ fn check_answer(doc: &Value, method: &str, path: &str, status: u16, body: &Value
         "{method} {path} {status}: body {body} does not fit the documented schema \
          (properties {properties:?}, required {required:?})"
     );
+    check_api_type(path, status, body);
+}
+
+/// Checks that `body` parses as the `faas::api` type `T` and serializes back to the same JSON:
+/// the types the handlers, the document and the client share are exactly the wire form.
+fn round_trip<T: DeserializeOwned + Serialize>(what: &str, body: &Value) {
+    let typed: T = serde_json::from_value(body.clone()).unwrap_or_else(|e| {
+        panic!(
+            "{what}: {body} is not a {}: {e}",
+            std::any::type_name::<T>()
+        )
+    });
+    assert_eq!(serde_json::to_value(&typed).unwrap(), *body, "{what}");
+}
+
+/// Checks a live JSON answer against the `faas::api` type of its route.
+fn check_api_type(path: &str, status: u16, body: &Value) {
+    let check: fn(&str, &Value) = if status >= 400 {
+        round_trip::<api::ErrorBody>
+    } else {
+        match path {
+            "/register_function" => round_trip::<api::RegisterResponse>,
+            "/execute_function" => round_trip::<api::ExecuteResponse>,
+            "/execute_batch" => round_trip::<api::BatchResponse>,
+            "/status/{task_id}" => round_trip::<api::StatusResponse>,
+            "/result/{task_id}" => round_trip::<api::ResultResponse>,
+            "/task/{task_id}" => round_trip::<api::TimelineResponse>,
+            "/cancel/{task_id}" => round_trip::<api::CancelResponse>,
+            "/health" => round_trip::<api::Health>,
+            other => panic!("no faas::api type is known for the answers of {other}"),
+        }
+    };
+    check(&format!("{path} {status}"), body);
 }
 
 /// Sends a request to the gateway; the status and the body (JSON, or `Null`).
@@ -424,6 +461,7 @@ async fn openapi_json_documents_every_route_with_its_models_and_errors() {
             required.is_subset(&keys) && keys.is_subset(&properties)
         });
         assert!(fits, "stream line {line} fits no documented ResultLine");
+        round_trip::<api::ResultLine>("POST /results line", &line);
     }
     answered
         .borrow_mut()

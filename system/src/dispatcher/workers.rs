@@ -61,7 +61,7 @@ impl Workers {
         match &self.config.secret {
             None => true,
             Some(expected) => secret.is_some_and(|given| {
-                crate::gateway::constant_time_eq(given.as_bytes(), expected.as_bytes())
+                crate::secret::constant_time_eq(given.as_bytes(), expected.as_bytes())
             }),
         }
     }

@@ -8,12 +8,14 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use super::error::ApiError;
+use crate::secret::constant_time_eq;
 
 /// The expected token, if authentication is on.
 #[derive(Clone)]
 pub struct Token(Option<Arc<[u8]>>);
 
 impl Token {
+    /// Requires `token`; `None` or an empty token turns authentication off.
     #[must_use]
     pub fn new(token: Option<&str>) -> Self {
         Self(token.filter(|t| !t.is_empty()).map(|t| t.as_bytes().into()))
@@ -45,23 +47,4 @@ fn unauthorized(why: &str) -> Response {
         header::HeaderValue::from_static("Bearer"),
     );
     response
-}
-
-/// Compares without an early exit, so timing does not reveal how much of a guess was right.
-#[must_use]
-pub fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
-}
-
-#[cfg(test)]
-mod tests {
-    use super::constant_time_eq;
-
-    #[test]
-    fn compares_whole_values() {
-        assert!(constant_time_eq(b"secret", b"secret"));
-        assert!(!constant_time_eq(b"secret", b"secreT"));
-        assert!(!constant_time_eq(b"secret", b"secret2"));
-        assert!(!constant_time_eq(b"", b"x"));
-    }
 }

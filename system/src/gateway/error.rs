@@ -5,6 +5,7 @@ use axum::Json;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 
+use crate::api::ErrorBody;
 use crate::payload::PayloadError;
 use crate::store::StoreError;
 use crate::task::{FunctionId, TaskId, TaskStatus};
@@ -21,42 +22,59 @@ pub enum ApiError {
     /// A `payload` field that is not base64 of a pickle stream.
     #[error("invalid {field}: {source}")]
     BadPayload {
+        /// The field, e.g. `payload`.
         field: &'static str,
+        /// Why it is not base64 of a pickle stream.
         source: PayloadError,
     },
     /// An id that is not a UUID.
     #[error("{what} {given:?} is not a valid UUID")]
-    BadId { what: &'static str, given: String },
+    BadId {
+        /// Which id, e.g. `task id`.
+        what: &'static str,
+        /// What was given (at most 64 characters of it).
+        given: String,
+    },
+    /// No function is registered with this id.
     #[error("function {0} is not registered")]
     UnknownFunction(FunctionId),
+    /// No task has this id.
     #[error("task {0} does not exist")]
     UnknownTask(TaskId),
     /// The request needs a task that is not final yet.
     #[error("task {task} is already {status}; only queued or running tasks can be cancelled")]
-    AlreadyFinal { task: TaskId, status: TaskStatus },
+    AlreadyFinal {
+        /// The task.
+        task: TaskId,
+        /// Its final status.
+        status: TaskStatus,
+    },
+    /// The token is missing or wrong.
     #[error("unauthorized: {0}")]
     Unauthorized(String),
+    /// The body is larger than the gateway's limit.
     #[error("request body is larger than the limit of {limit} bytes")]
-    TooLarge { limit: usize },
+    TooLarge {
+        /// The limit, in bytes.
+        limit: usize,
+    },
+    /// No route serves this path.
     #[error("no such endpoint: {0}")]
     NoRoute(String),
+    /// The route does not take this method.
     #[error("method {method} is not allowed on {path}")]
-    MethodNotAllowed { method: String, path: String },
+    MethodNotAllowed {
+        /// The method asked for.
+        method: String,
+        /// The path asked for.
+        path: String,
+    },
     /// Redis is away; the client may retry.
     #[error("the task store is unavailable, try again shortly: {0}")]
     Unavailable(StoreError),
     /// A bug or corrupt data; logged with details.
     #[error("internal error: {0}")]
     Internal(String),
-}
-
-/// The body of every error answer (documents [`ApiError`]'s JSON in the OpenAPI description).
-#[derive(utoipa::ToSchema)]
-#[schema(example = json!({"error": "task 0b5c8a52-3f7e-4c8e-9d55-2a1f4c9e7b10 does not exist"}))]
-#[allow(dead_code, reason = "only describes the body built in `into_response`")]
-pub struct ErrorBody {
-    /// What was wrong with the request, or what failed.
-    pub error: String,
 }
 
 impl ApiError {
@@ -98,10 +116,9 @@ impl IntoResponse for ApiError {
         } else {
             tracing::debug!(error = %self, "request rejected");
         }
-        (
-            status,
-            Json(serde_json::json!({ "error": self.to_string() })),
-        )
-            .into_response()
+        let body = ErrorBody {
+            error: self.to_string(),
+        };
+        (status, Json(body)).into_response()
     }
 }

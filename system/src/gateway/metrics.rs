@@ -47,7 +47,19 @@ pub async fn track(
     response
 }
 
-/// The exposition; 503 (JSON) if Redis cannot be read.
+/// Counters, gauges and latency histograms in the Prometheus text format: requests by route
+/// and status, request latency by route, and the queue depth read from Redis. 503 (JSON) if
+/// Redis cannot be read.
+#[utoipa::path(
+    get,
+    path = "/metrics",
+    operation_id = "metrics",
+    tag = "service",
+    summary = "Prometheus metrics",
+    responses(
+        (status = 200, description = "The Prometheus text exposition (format 0.0.4).", body = String, content_type = "text/plain"),
+    ),
+)]
 pub async fn render(State(state): State<AppState>) -> Result<Response, ApiError> {
     let queue = state.store.queue_stats().await?;
     let m = &state.metrics;

@@ -1,7 +1,14 @@
 //! The REST gateway: the public contract over HTTP, backed by the [`Store`].
 //!
 //! [`router`] builds the axum app (so tests can drive it without a socket); [`serve`] runs it
-//! until shutdown.
+//! until shutdown. The bodies it takes and answers are the [`crate::api`] types.
+//!
+//! - `handlers/`: the endpoints, one file per group of routes; `result_stream`: the state
+//!   machine behind `POST /results`.
+//! - `openapi`: the OpenAPI document built from the handlers' annotations, and Swagger UI.
+//! - `auth`, `json`, `error`, `metrics`: the token check, the JSON body extractor, the error
+//!   answers and `GET /metrics`.
+//! - [`waiters`]: requests waiting for results, woken by the store's completion channel.
 
 mod auth;
 mod error;
@@ -9,6 +16,7 @@ mod handlers;
 mod json;
 mod metrics;
 mod openapi;
+mod result_stream;
 pub mod waiters;
 
 use std::net::SocketAddr;
@@ -22,8 +30,8 @@ use axum::serve::ListenerExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::store::Store;
-pub use auth::constant_time_eq;
 pub use error::ApiError;
+use handlers::{functions, results, service, tasks};
 use json::BodyLimit;
 
 /// Where the gateway listens unless told otherwise: loopback only.
@@ -34,7 +42,9 @@ pub const DEFAULT_MAX_BODY_BYTES: usize = 64 * 1024 * 1024;
 /// What the gateway needs to answer requests.
 #[derive(Clone)]
 pub struct AppState {
+    /// Where functions and tasks live.
     pub store: Store,
+    /// Requests waiting for results.
     pub waiters: waiters::Waiters,
     metrics: Arc<metrics::GatewayMetrics>,
 }
@@ -82,23 +92,23 @@ impl Default for GatewayConfig {
 /// The gateway's routes.
 pub fn router(state: AppState, config: &GatewayConfig) -> Router {
     Router::new()
-        .route("/register_function", post(handlers::register_function))
-        .route("/execute_function", post(handlers::execute_function))
-        .route("/execute_batch", post(handlers::execute_batch))
-        .route("/status/{task_id}", get(handlers::status))
-        .route("/result/{task_id}", get(handlers::result))
-        .route("/results", post(handlers::results))
-        .route("/task/{task_id}", get(handlers::task))
-        .route("/cancel/{task_id}", post(handlers::cancel))
-        .route("/health", get(handlers::health))
+        .route("/register_function", post(functions::register_function))
+        .route("/execute_function", post(tasks::execute_function))
+        .route("/execute_batch", post(tasks::execute_batch))
+        .route("/status/{task_id}", get(tasks::status))
+        .route("/result/{task_id}", get(tasks::result))
+        .route("/results", post(results::results))
+        .route("/task/{task_id}", get(tasks::task))
+        .route("/cancel/{task_id}", post(tasks::cancel))
+        .route("/health", get(service::health))
         .merge(openapi::routes())
         .route("/metrics", get(metrics::render))
         .route_layer(axum::middleware::from_fn_with_state(
             state.metrics.clone(),
             metrics::track,
         ))
-        .fallback(handlers::no_route)
-        .method_not_allowed_fallback(handlers::method_not_allowed)
+        .fallback(service::no_route)
+        .method_not_allowed_fallback(service::method_not_allowed)
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
         .layer(axum::Extension(BodyLimit(config.max_body_bytes)))
         // Outermost: a request without the token touches nothing, not even its body.

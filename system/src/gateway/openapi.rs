@@ -7,13 +7,12 @@
 use axum::Router;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, OpenApi as OpenApiDoc, Ref, RefOr, ResponseBuilder};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{Modify, OpenApi};
 use utoipa_swagger_ui::{Config, SwaggerUi};
 
-use super::error::ErrorBody;
-use super::handlers;
-use crate::store::TaskTimeline;
-use crate::task::TaskId;
+use super::handlers::{functions, results, service, tasks};
+use super::metrics;
+use crate::api::ErrorBody;
 
 /// Where the OpenAPI document is served.
 pub const OPENAPI_PATH: &str = "/openapi.json";
@@ -42,16 +41,16 @@ Redis is unavailable and the request may be retried.";
 #[openapi(
     info(title = "FaaS gateway API", description = DESCRIPTION),
     paths(
-        handlers::register_function,
-        handlers::execute_function,
-        handlers::execute_batch,
-        handlers::status,
-        handlers::result,
-        handlers::results,
-        handlers::task,
-        handlers::cancel,
-        handlers::health,
-        metrics,
+        functions::register_function,
+        tasks::execute_function,
+        tasks::execute_batch,
+        tasks::status,
+        tasks::result,
+        results::results,
+        tasks::task,
+        tasks::cancel,
+        service::health,
+        metrics::render,
     ),
     components(schemas(ErrorBody)),
     modifiers(&CommonResponses),
@@ -64,43 +63,6 @@ Redis is unavailable and the request may be retried.";
     ),
 )]
 pub struct ApiDoc;
-
-/// Counters, gauges and latency histograms in the Prometheus text format: requests by route
-/// and status, request latency by route, and the queue depth read from Redis.
-#[utoipa::path(
-    get,
-    path = "/metrics",
-    tag = "service",
-    summary = "Prometheus metrics",
-    responses(
-        (status = 200, description = "The Prometheus text exposition (format 0.0.4).", body = String, content_type = "text/plain"),
-    ),
-)]
-#[allow(
-    dead_code,
-    reason = "documents `super::metrics::render`, which serves the route"
-)]
-fn metrics() {}
-
-/// `GET /task/{task_id}`'s body: the task's timeline and its id.
-#[derive(serde::Serialize, ToSchema)]
-#[allow(dead_code, reason = "only describes the body `handlers::task` builds")]
-pub struct TimelineResponse {
-    task_id: TaskId,
-    #[serde(flatten)]
-    timeline: TaskTimeline,
-}
-
-/// `GET /health`'s body.
-#[derive(ToSchema)]
-#[allow(
-    dead_code,
-    reason = "only describes the body `handlers::health` builds"
-)]
-pub struct Health {
-    #[schema(example = "ok")]
-    status: String,
-}
 
 /// Adds what every operation shares: the bearer security scheme and the 401, 500 and 503
 /// answers (each a reusable response with the error body).

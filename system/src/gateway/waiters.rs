@@ -14,9 +14,6 @@ use crate::store::channel::{Heard, follow_task_ids};
 use crate::store::keys;
 use crate::task::TaskId;
 
-/// Longest a single request may wait.
-pub const MAX_WAIT: Duration = Duration::from_secs(60);
-
 /// What a registration is told.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Wake {
