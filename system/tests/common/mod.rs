@@ -15,11 +15,13 @@ use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
+use faas::client::Client;
 use faas::cluster::{
     Binaries, Cluster, ClusterSpec, MemberId, Output, Persistence, RedisSpec, output,
 };
 use faas::dispatcher::Mode;
 use faas::executor::python_env;
+use faas::task::{FunctionId, TaskId};
 use futures_util::StreamExt;
 use tokio::io::{AsyncBufReadExt, BufReader, Lines};
 use tokio::net::unix::pipe;
@@ -290,6 +292,9 @@ pub struct TestSystem {
     pub cluster: Cluster,
     /// The gateway's base URL.
     pub url: String,
+    /// The typed client of the gateway (`faas::client`), for the contract's happy paths.
+    pub client: Client,
+    /// Plain HTTP, for what the typed client cannot send: malformed requests, raw bodies.
     pub http: reqwest::Client,
 }
 
@@ -345,8 +350,12 @@ impl TestSystem {
     }
 
     fn around(cluster: Cluster) -> Self {
+        let url = cluster.gateway_url();
+        let client = Client::new(&url, cluster.spec().token.as_deref())
+            .unwrap_or_else(|e| panic!("a client of {url}: {e}"));
         Self {
-            url: cluster.gateway_url(),
+            url,
+            client,
             http: reqwest::Client::new(),
             cluster,
         }
@@ -453,17 +462,11 @@ impl TestSystem {
     /// Registers the function `name` defined by Python `src`; its id.
     pub async fn register(&self, src: &str, name: &str) -> String {
         let payload = serialize_function(src, name);
-        let (status, body) = self
-            .post(
-                "/register_function",
-                serde_json::json!({"name": name, "payload": payload}),
-            )
-            .await;
-        assert!(status == 200 || status == 201, "register: {status} {body}");
-        body["function_id"]
-            .as_str()
-            .expect("function_id")
-            .to_owned()
+        let registered = self.client.register(name, &payload).await;
+        registered
+            .unwrap_or_else(|e| panic!("register {name}: {e}"))
+            .function_id
+            .to_string()
     }
 
     /// Executes `function_id` with the Python params expression `params`; the task id.
@@ -473,14 +476,12 @@ impl TestSystem {
     }
 
     pub async fn execute_serialized(&self, function_id: &str, payload: &str) -> String {
-        let (status, body) = self
-            .post(
-                "/execute_function",
-                serde_json::json!({"function_id": function_id, "payload": payload}),
-            )
-            .await;
-        assert!(status == 200 || status == 201, "execute: {status} {body}");
-        body["task_id"].as_str().expect("task_id").to_owned()
+        let id: FunctionId = function_id.parse().expect("a function id");
+        let executed = self.client.execute(id, payload).await;
+        executed
+            .unwrap_or_else(|e| panic!("execute {function_id}: {e}"))
+            .task_id
+            .to_string()
     }
 
     /// Registers [`NAP`] and submits `n` naps of `seconds`, tagged with their index, that
@@ -500,24 +501,18 @@ impl TestSystem {
     /// Waits (long polling `GET /result/{id}?wait=`) until the task is final; its status and
     /// result.
     pub async fn wait_final(&self, task_id: &str, timeout: Duration) -> (String, String) {
-        let deadline = Instant::now() + timeout;
-        loop {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let wait = left.as_secs_f64().clamp(0.0, 60.0);
-            let (code, body) = self.get(&format!("/result/{task_id}?wait={wait:.3}")).await;
-            assert_eq!(code, 200, "result of {task_id}: {body}");
-            let status = body["status"].as_str().unwrap_or_default().to_owned();
-            if status == "COMPLETED" || status == "FAILED" {
-                return (
-                    status,
-                    body["result"].as_str().unwrap_or_default().to_owned(),
-                );
-            }
-            assert!(
-                Instant::now() < deadline,
-                "task {task_id} still {status} after {timeout:?}"
-            );
-        }
+        let id: TaskId = task_id.parse().expect("a task id");
+        let answer = self
+            .client
+            .wait_final(id, timeout)
+            .await
+            .unwrap_or_else(|e| panic!("result of {task_id}: {e}"));
+        assert!(
+            answer.status.is_final(),
+            "task {task_id} still {} after {timeout:?}",
+            answer.status
+        );
+        (answer.status.to_string(), answer.result.unwrap_or_default())
     }
 
     /// Waits until the task has the status `want`, woken by Redis's keyspace notifications
@@ -559,18 +554,19 @@ impl TestSystem {
     /// sent the moment the task is final; unknown ids, and tasks still not final when the
     /// wait runs out, are answered too.
     pub async fn results(&self, task_ids: &[String], wait: f64) -> Vec<serde_json::Value> {
-        let response = self
-            .http
-            .post(format!("{}/results", self.url))
-            .json(&serde_json::json!({"task_ids": task_ids, "wait": wait}))
-            .send()
-            .await
-            .expect("POST /results");
-        assert_eq!(response.status(), 200, "POST /results");
-        let lines = response.text().await.expect("the results stream");
+        let ids: Vec<TaskId> = task_ids
+            .iter()
+            .map(|id| id.parse().expect("a task id"))
+            .collect();
+        let wait = Duration::from_secs_f64(wait);
+        let lines = match self.client.results(&ids, Some(wait)).await {
+            Ok(stream) => stream.collect().await,
+            Err(e) => Err(e),
+        };
         lines
-            .lines()
-            .map(|line| serde_json::from_str(line).expect("a JSON line"))
+            .unwrap_or_else(|e| panic!("POST /results: {e}"))
+            .iter()
+            .map(|line| serde_json::to_value(line).expect("a line serializes"))
             .collect()
     }
 
