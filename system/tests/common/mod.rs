@@ -5,14 +5,18 @@
 //! from the supervisor, long polls and the results stream, Redis keyspace notifications for
 //! a task's status, and a [`Fifo`] the functions under test write to as they run.
 
-#![allow(dead_code)] // each test binary uses a different subset
+#![allow(dead_code, unused_imports)] // each test binary uses a different subset of the helpers
 
-use std::ffi::CString;
-use std::io::Write;
-use std::os::unix::ffi::OsStrExt;
+mod fifo;
+mod python;
+
+pub use fifo::{Fifo, NAP, SIGNAL, nap_args, signalling};
+pub use python::{
+    Described, describe, describe_full, describe_many, python, serialize_function,
+    serialize_params, serialize_params_many,
+};
+
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use faas::client::Client;
@@ -20,11 +24,8 @@ use faas::cluster::{
     Binaries, Cluster, ClusterSpec, MemberId, Output, Persistence, RedisSpec, output,
 };
 use faas::dispatcher::Mode;
-use faas::executor::python_env;
 use faas::task::{FunctionId, TaskId};
 use futures_util::StreamExt;
-use tokio::io::{AsyncBufReadExt, BufReader, Lines};
-use tokio::net::unix::pipe;
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
@@ -68,224 +69,6 @@ pub fn spec(mode: Mode, executors: &[u32]) -> ClusterSpec {
 
 /// How long a test waits for an executor host to become ready.
 pub const READY: Duration = Duration::from_secs(120);
-
-/// The Python the executors use (created on first use), for serializing test payloads.
-pub fn python() -> PathBuf {
-    python_env::resolve(None)
-        .unwrap_or_else(|e| panic!("{e}"))
-        .python
-}
-
-/// Python: `signal(fifo, text)` writes the line `text` into the FIFO at `fifo` (see [`Fifo`]).
-/// Non-blocking: it never waits for a reader, and fails loudly if there is none.
-pub const SIGNAL: &str = "import os\n\ndef signal(fifo, text):\n    fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)\n    try:\n        os.write(fd, (str(text) + '\\n').encode())\n    finally:\n        os.close(fd)\n";
-
-/// Python: `nap(fifo, tag, seconds)` signals `"{tag} {pid of its executor}"` as it starts,
-/// then sleeps `seconds` and returns them. Register it with [`signalling`].
-pub const NAP: &str = "import time\n\ndef nap(fifo, tag, seconds):\n    signal(fifo, '%s %d' % (tag, os.getpid()))\n    time.sleep(seconds)\n    return seconds\n";
-
-/// The arguments of a [`NAP`] tagged `tag` that signals on `fifo`, as a Python expression.
-pub fn nap_args(fifo: &Fifo, tag: &str, seconds: f64) -> String {
-    format!("(({:?}, {tag:?}, {seconds}), {{}})", fifo.path())
-}
-
-/// The Python source `src` with [`SIGNAL`] defined before it.
-pub fn signalling(src: &str) -> String {
-    format!("{SIGNAL}{src}")
-}
-
-/// A named pipe that functions under test write lines into ([`SIGNAL`]), so the test hears
-/// that a function started, or got somewhere, the moment it does.
-pub struct Fifo {
-    dir: PathBuf,
-    path: String,
-    lines: Lines<BufReader<pipe::Receiver>>,
-}
-
-impl Fifo {
-    /// A new FIFO in a directory of its own, open for reading (call it inside a runtime).
-    pub fn new() -> Self {
-        static NEXT: AtomicU32 = AtomicU32::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("faas-fifo-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("the FIFO's directory");
-        let path = dir.join("signals");
-        let c_path = CString::new(path.as_os_str().as_bytes()).expect("no NUL in the path");
-        // SAFETY: a valid NUL-terminated path and a mode.
-        let made = unsafe { libc::mkfifo(c_path.as_ptr(), 0o600) };
-        assert_eq!(
-            made,
-            0,
-            "mkfifo {}: {}",
-            path.display(),
-            std::io::Error::last_os_error()
-        );
-        // Read and write: opening never waits for a writer, and reading never sees the end
-        // of the file between two writers.
-        let receiver = pipe::OpenOptions::new()
-            .read_write(true)
-            .open_receiver(&path)
-            .expect("open the FIFO");
-        Self {
-            dir,
-            path: path.to_str().expect("a UTF-8 temp dir").to_owned(),
-            lines: BufReader::new(receiver).lines(),
-        }
-    }
-
-    /// Its path, for the functions' arguments.
-    pub fn path(&self) -> &str {
-        &self.path
-    }
-
-    /// The next line written, waiting up to `timeout` for it.
-    pub async fn next(&mut self, timeout: Duration) -> String {
-        tokio::time::timeout(timeout, self.lines.next_line())
-            .await
-            .unwrap_or_else(|_| panic!("no signal on the FIFO within {timeout:?}"))
-            .expect("read the FIFO")
-            .expect("the FIFO stays open")
-    }
-
-    /// The next `n` lines written, waiting up to `timeout` for all of them.
-    pub async fn take(&mut self, n: usize, timeout: Duration) -> Vec<String> {
-        let deadline = Instant::now() + timeout;
-        let mut lines = Vec::with_capacity(n);
-        for _ in 0..n {
-            lines.push(
-                self.next(deadline.saturating_duration_since(Instant::now()))
-                    .await,
-            );
-        }
-        lines
-    }
-
-    /// Every line written so far and not yet read. The FIFO keeps order, so a line written
-    /// now by the test itself comes after all of them: read up to it.
-    pub async fn written_so_far(&mut self) -> Vec<String> {
-        const MARK: &str = "-- read up to here --";
-        let mut writer = std::fs::OpenOptions::new()
-            .write(true)
-            .open(&self.path)
-            .expect("open the FIFO for writing");
-        writeln!(writer, "{MARK}").expect("write the FIFO");
-        let mut lines = Vec::new();
-        loop {
-            let line = self.next(Duration::from_secs(10)).await;
-            if line == MARK {
-                return lines;
-            }
-            lines.push(line);
-        }
-    }
-}
-
-impl Drop for Fifo {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn py_request(request: serde_json::Value) -> String {
-    let mut child = Command::new(python())
-        .arg(concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/tests/common/pyhelper.py"
-        ))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("run pyhelper");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(request.to_string().as_bytes())
-        .expect("write request");
-    let out = child.wait_with_output().expect("pyhelper output");
-    assert!(
-        out.status.success(),
-        "pyhelper failed on {request}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8(out.stdout)
-        .expect("utf8")
-        .trim()
-        .to_owned()
-}
-
-/// `base64(dill.dumps(fn))` for the function `name` defined by `src`.
-pub fn serialize_function(src: &str, name: &str) -> String {
-    // The helper prints the codecs form's newlines escaped, to keep to one line.
-    py_request(serde_json::json!({"op": "function", "src": src, "name": name})).replace("\\n", "\n")
-}
-
-/// `base64(dill.dumps(eval(expr)))`, e.g. `"((21,), {})"`.
-pub fn serialize_params(expr: &str) -> String {
-    py_request(serde_json::json!({"op": "params", "expr": expr})).replace("\\n", "\n")
-}
-
-/// [`serialize_params`] for many expressions, in one Python run.
-pub fn serialize_params_many(exprs: &[String]) -> Vec<String> {
-    serde_json::from_str(&py_request(
-        serde_json::json!({"op": "params_many", "exprs": exprs}),
-    ))
-    .expect("params_many json")
-}
-
-/// A serialized result, loaded with plain dill.
-pub struct Described {
-    pub kind: String,
-    /// `str()` of the value, cut at 2,000 characters.
-    pub text: String,
-    pub len: Option<usize>,
-    /// An exception's `__notes__`, joined.
-    pub notes: String,
-}
-
-/// Loads a serialized result with plain dill and describes it.
-pub fn describe_full(result: &str) -> Described {
-    let out: serde_json::Value = serde_json::from_str(&py_request(
-        serde_json::json!({"op": "describe", "b64": result}),
-    ))
-    .expect("describe json");
-    let text = |key: &str| out[key].as_str().unwrap_or_default().to_owned();
-    Described {
-        kind: text("type"),
-        text: text("str"),
-        len: out["len"].as_u64().map(|n| n as usize),
-        notes: text("notes"),
-    }
-}
-
-/// The type name and `str()` of a serialized result, loaded with plain dill.
-pub fn describe(result: &str) -> (String, String) {
-    let out: serde_json::Value = serde_json::from_str(&py_request(
-        serde_json::json!({"op": "describe", "b64": result}),
-    ))
-    .expect("describe json");
-    (
-        out["type"].as_str().unwrap_or_default().to_owned(),
-        out["str"].as_str().unwrap_or_default().to_owned(),
-    )
-}
-
-/// The type name and `str()` of many serialized results, in one Python run.
-pub fn describe_many(results: &[String]) -> Vec<(String, String)> {
-    let out: Vec<serde_json::Value> = serde_json::from_str(&py_request(
-        serde_json::json!({"op": "describe_many", "b64s": results}),
-    ))
-    .expect("describe_many json");
-    out.iter()
-        .map(|v| {
-            (
-                v["type"].as_str().unwrap_or_default().to_owned(),
-                v["str"].as_str().unwrap_or_default().to_owned(),
-            )
-        })
-        .collect()
-}
 
 /// A cluster and an HTTP client for its gateway.
 pub struct TestSystem {
