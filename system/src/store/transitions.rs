@@ -61,16 +61,17 @@ impl RequeueOutcome {
 }
 
 impl Store {
-    /// Moves each received entry's task to RUNNING on `worker`, in one round trip.
+    /// Moves each received entry's task to RUNNING on the dispatcher named `dispatcher` (its
+    /// consumer name), in one round trip.
     pub async fn start_tasks(
         &self,
         entries: &[QueueEntry],
-        worker: &str,
+        dispatcher: &str,
     ) -> Result<Vec<StartOutcome>, StoreError> {
         let mut call = ScriptCall::new(
             Transition::Start,
             &[keys::QUEUE],
-            (keys::QUEUE_GROUP, now_micros(), worker),
+            (keys::QUEUE_GROUP, now_micros(), dispatcher),
         );
         for entry in entries {
             call.task(keys::task(entry.task_id), &entry.entry_id);
