@@ -18,6 +18,8 @@ pub mod keys;
 mod queue;
 mod records;
 mod scripts;
+#[cfg(test)]
+mod testing;
 mod transitions;
 
 use std::time::Duration;

@@ -110,3 +110,90 @@ impl Store {
         Ok(replies)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::testing::TestRedis;
+    use crate::task::{FunctionId, TaskId, now_micros};
+
+    /// A finish call for `tasks` unknown tasks: each answers -1, so the batch is well formed.
+    fn finish_unknown(tasks: usize) -> ScriptCall {
+        let mut call = ScriptCall::new(
+            Transition::Finish,
+            &[keys::QUEUE],
+            (keys::QUEUE_GROUP, keys::DONE_CHANNEL),
+        );
+        for _ in 0..tasks {
+            let id = TaskId::new_random();
+            call.task(
+                keys::task(id),
+                ("COMPLETED", "r", now_micros(), "", id.to_string(), ""),
+            );
+        }
+        call
+    }
+
+    #[tokio::test]
+    async fn a_batch_answers_once_per_task() {
+        let redis = TestRedis::start();
+        let store = redis.store().await;
+        let replies: Vec<i64> = store.run_script(&finish_unknown(3)).await.unwrap();
+        assert_eq!(replies, [-1, -1, -1]);
+    }
+
+    #[tokio::test]
+    async fn a_reply_of_the_wrong_length_is_an_error() {
+        let redis = TestRedis::start();
+        let store = redis.store().await;
+        let mut call = finish_unknown(2);
+        call.tasks = 3;
+        let error = store.run_script::<i64>(&call).await.unwrap_err();
+        assert!(
+            matches!(&error, StoreError::Corrupt { reason, .. } if reason == "finish_task answered 2 of 3 tasks"),
+            "{error}"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_empty_batch_makes_no_call() {
+        let redis = TestRedis::start();
+        let store = redis.store().await;
+        let call = ScriptCall::new(Transition::Start, &[keys::QUEUE], keys::QUEUE_GROUP);
+        assert!(store.run_script::<i64>(&call).await.unwrap().is_empty());
+        let stats: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query_async(&mut redis.conn().await)
+            .await
+            .unwrap();
+        assert!(!stats.contains("cmdstat_evalsha"), "{stats}");
+    }
+
+    #[tokio::test]
+    async fn scripts_are_loaded_again_after_redis_lost_them() {
+        let redis = TestRedis::start();
+        let store = redis.store().await;
+        let function = FunctionId::new_random();
+        store
+            .register_function(function, "f", "Zm4=")
+            .await
+            .unwrap();
+        assert!(
+            store
+                .submit_task(TaskId::new_random(), function, "p")
+                .await
+                .unwrap()
+        );
+        let () = redis::cmd("SCRIPT")
+            .arg("FLUSH")
+            .query_async(&mut redis.conn().await)
+            .await
+            .unwrap();
+        assert!(
+            store
+                .submit_task(TaskId::new_random(), function, "p")
+                .await
+                .unwrap()
+        );
+    }
+}
