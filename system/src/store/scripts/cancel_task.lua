@@ -2,28 +2,34 @@
 -- its queue entry is acknowledged and deleted (a dispatcher that reads it later drops it),
 -- and the dispatchers are told, so whoever runs it stops its executor. Final tasks stay as
 -- they are (first write wins here too).
--- KEYS[1] task hash, KEYS[2] queue stream
--- ARGV[1] group, ARGV[2] result, ARGV[3] finished_at (µs), ARGV[4] done channel,
--- ARGV[5] cancel channel, ARGV[6] task id
--- Returns the status the task had: 'QUEUED' | 'RUNNING' (now cancelled), 'COMPLETED' |
+-- KEYS[1] queue stream, KEYS[1 + i] task hash of task i
+-- ARGV[1] group, ARGV[2] finished_at (µs), ARGV[3] done channel, ARGV[4] cancel channel, then
+-- two per task i, from ARGV[5 + 2(i-1)]: result, task id
+-- Returns, per task, the status it had: 'QUEUED' | 'RUNNING' (now cancelled), 'COMPLETED' |
 -- 'FAILED' (unchanged), or 'missing'.
-local status = redis.call('HGET', KEYS[1], 'status')
-if not status then
-  return 'missing'
+local out = {}
+for i = 2, #KEYS do
+  local task = KEYS[i]
+  local a = 5 + 2 * (i - 2)
+  local status = redis.call('HGET', task, 'status')
+  if not status then
+    out[i - 1] = 'missing'
+  elseif status == 'COMPLETED' or status == 'FAILED' then
+    out[i - 1] = status
+  else
+    redis.call('HSET', task, 'status', 'FAILED', 'result', ARGV[a], 'finished_at', ARGV[2],
+      'cancelled_at', ARGV[2])
+    redis.call('HDEL', task, 'params')
+    local entry = redis.call('HGET', task, 'queue_entry')
+    if entry then
+      redis.call('XACK', KEYS[1], ARGV[1], entry)
+      redis.call('XDEL', KEYS[1], entry)
+    end
+    redis.call('PUBLISH', ARGV[3], ARGV[a + 1])
+    if status == 'RUNNING' then
+      redis.call('PUBLISH', ARGV[4], ARGV[a + 1])
+    end
+    out[i - 1] = status
+  end
 end
-if status == 'COMPLETED' or status == 'FAILED' then
-  return status
-end
-redis.call('HSET', KEYS[1], 'status', 'FAILED', 'result', ARGV[2], 'finished_at', ARGV[3],
-  'cancelled_at', ARGV[3])
-redis.call('HDEL', KEYS[1], 'params')
-local entry = redis.call('HGET', KEYS[1], 'queue_entry')
-if entry then
-  redis.call('XACK', KEYS[2], ARGV[1], entry)
-  redis.call('XDEL', KEYS[2], entry)
-end
-redis.call('PUBLISH', ARGV[4], ARGV[6])
-if status == 'RUNNING' then
-  redis.call('PUBLISH', ARGV[5], ARGV[6])
-end
-return status
+return out

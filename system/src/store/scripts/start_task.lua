@@ -2,7 +2,8 @@
 -- counting the attempt. Entries for final tasks and superseded entries are acknowledged and
 -- dropped. One call starts a whole batch: the per-call cost of a script is paid once.
 -- KEYS[1] queue stream, KEYS[1 + i] task hash of entry i
--- ARGV[1] group, ARGV[2] dispatched_at (µs), ARGV[3] worker, ARGV[3 + i] entry id i
+-- ARGV[1] group, ARGV[2] dispatched_at (µs), ARGV[3] the dispatcher starting them (its consumer
+-- name), ARGV[3 + i] entry id i
 -- Returns, per entry, {function_id, params, attempts, submitted_at} to run, or a status string:
 -- 'missing' | 'final' | 'stale'.
 local out = {}
@@ -21,7 +22,7 @@ for i = 2, #KEYS do
   elseif redis.call('HGET', task, 'queue_entry') ~= entry then
     out[i - 1] = drop('stale')
   else
-    redis.call('HSET', task, 'status', 'RUNNING', 'dispatched_at', ARGV[2], 'worker', ARGV[3])
+    redis.call('HSET', task, 'status', 'RUNNING', 'dispatched_at', ARGV[2], 'dispatcher', ARGV[3])
     local attempts = redis.call('HINCRBY', task, 'attempts', 1)
     local fields = redis.call('HMGET', task, 'function_id', 'params', 'submitted_at')
     out[i - 1] = {fields[1], fields[2], attempts, fields[3]}

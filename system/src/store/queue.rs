@@ -1,0 +1,460 @@
+//! The durable queue: a stream read through one consumer group shared by all dispatchers.
+//! Receiving entries, the queue's depth, dispatcher liveness markers, and the entries a
+//! dispatcher holds (to recover them when it is dead).
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use redis::aio::ConnectionManager;
+use redis::streams::{
+    StreamInfoConsumersReply, StreamPendingCountReply, StreamRangeReply, StreamReadOptions,
+    StreamReadReply,
+};
+use redis::{AsyncCommands, Value};
+
+use super::{RESPONSE_TIMEOUT, Store, StoreError, keys};
+use crate::task::{TaskId, now_micros};
+
+/// Pending entries read per round trip when listing what a consumer holds.
+const PENDING_PAGE: usize = 1000;
+
+/// The durable queue at one moment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct QueueStats {
+    /// Entries no dispatcher has taken yet.
+    pub waiting: u64,
+    /// Entries delivered to a dispatcher whose task is not final yet.
+    pub held: u64,
+}
+
+/// A queue entry this dispatcher received, not yet started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QueueEntry {
+    /// The stream entry id; the task hash names its live entry in `queue_entry`.
+    pub entry_id: String,
+    pub task_id: TaskId,
+}
+
+/// A queue entry held by a dispatcher that is no longer alive.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OrphanedEntry {
+    pub consumer: String,
+    pub entry: QueueEntry,
+}
+
+/// A dedicated connection for blocking queue reads.
+pub struct QueueReader {
+    conn: ConnectionManager,
+}
+
+impl QueueReader {
+    /// Opens a connection whose response timeout leaves room for reads blocking up to
+    /// `max_block`.
+    pub async fn connect(url: &str, max_block: Duration) -> Result<Self, StoreError> {
+        let conn = super::connect(url, RESPONSE_TIMEOUT + max_block).await?;
+        Ok(Self { conn })
+    }
+}
+
+impl Store {
+    /// How many tasks wait in the queue and how many dispatchers hold (delivered, not final).
+    pub async fn queue_stats(&self) -> Result<QueueStats, StoreError> {
+        let mut conn = self.conn.clone();
+        let length: u64 = redis::cmd("XLEN")
+            .arg(keys::QUEUE)
+            .query_async(&mut conn)
+            .await?;
+        // No group yet (no dispatcher ever ran): nothing is held.
+        let pending: Result<Value, _> = redis::cmd("XPENDING")
+            .arg(keys::QUEUE)
+            .arg(keys::QUEUE_GROUP)
+            .query_async(&mut conn)
+            .await;
+        let held = match pending {
+            Ok(Value::Array(summary)) => summary
+                .first()
+                .and_then(|v| redis::from_redis_value::<u64>(v.clone()).ok())
+                .unwrap_or(0),
+            Ok(_) => 0,
+            Err(e) if e.code() == Some("NOGROUP") => 0,
+            Err(e) => return Err(e.into()),
+        };
+        Ok(QueueStats {
+            waiting: length.saturating_sub(held),
+            held,
+        })
+    }
+
+    /// Creates the dispatchers' consumer group (and the stream) unless they exist. The group
+    /// starts at the beginning of the stream so entries added before any dispatcher ran are
+    /// delivered too; the stream only ever holds live tasks.
+    pub async fn ensure_queue_group(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let created: Result<(), _> = conn
+            .xgroup_create_mkstream(keys::QUEUE, keys::QUEUE_GROUP, "0")
+            .await;
+        match created {
+            Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+            other => Ok(other?),
+        }
+    }
+
+    /// Marks the dispatcher `consumer` alive for `ttl`.
+    pub async fn mark_dispatcher_alive(
+        &self,
+        consumer: &str,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+        let () = conn
+            .pset_ex(keys::dispatcher(consumer), now_micros(), ttl_ms)
+            .await?;
+        Ok(())
+    }
+
+    /// Removes a dispatcher's liveness marker and its (empty) consumer from the group.
+    pub async fn retire_dispatcher(&self, consumer: &str) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let ((), _): ((), i64) = redis::pipe()
+            .del(keys::dispatcher(consumer))
+            .xgroup_delconsumer(keys::QUEUE, keys::QUEUE_GROUP, consumer)
+            .query_async(&mut conn)
+            .await?;
+        Ok(())
+    }
+
+    /// Receives up to `count` new entries for `consumer`, waiting up to `block` for the first.
+    ///
+    /// Takes its own connection: a blocking read must not stall the commands multiplexed on
+    /// the shared one. Never cancel the returned future once polled: entries Redis delivered
+    /// to a dropped read stay pending for this consumer until it is declared dead.
+    pub async fn read_queue(
+        reader: &mut QueueReader,
+        consumer: &str,
+        count: usize,
+        block: Duration,
+    ) -> Result<Vec<QueueEntry>, StoreError> {
+        let block_ms = usize::try_from(block.as_millis()).unwrap_or(usize::MAX);
+        let options = StreamReadOptions::default()
+            .group(keys::QUEUE_GROUP, consumer)
+            .count(count)
+            .block(block_ms);
+        let reply: Option<StreamReadReply> = reader
+            .conn
+            .xread_options(&[keys::QUEUE], &[">"], &options)
+            .await?;
+        let mut entries = Vec::new();
+        for stream in reply.map(|r| r.keys).unwrap_or_default() {
+            for item in stream.ids {
+                entries.push(parse_entry(item.id, &item.map)?);
+            }
+        }
+        Ok(entries)
+    }
+
+    /// Entries held by consumers of the group other than `me` whose liveness marker has
+    /// expired: their dispatcher died (or was stopped) with these tasks in hand. Consumers found
+    /// dead with nothing pending are removed from the group.
+    pub async fn orphaned_entries(&self, me: &str) -> Result<Vec<OrphanedEntry>, StoreError> {
+        let mut conn = self.conn.clone();
+        let info: StreamInfoConsumersReply =
+            conn.xinfo_consumers(keys::QUEUE, keys::QUEUE_GROUP).await?;
+        let mut orphans = Vec::new();
+        for consumer in info.consumers.into_iter().filter(|c| c.name != me) {
+            let alive: bool = conn.exists(keys::dispatcher(&consumer.name)).await?;
+            if alive {
+                continue;
+            }
+            if consumer.pending == 0 {
+                let _: i64 = conn
+                    .xgroup_delconsumer(keys::QUEUE, keys::QUEUE_GROUP, &consumer.name)
+                    .await?;
+                continue;
+            }
+            orphans.extend(self.pending_entries(&consumer.name).await?);
+        }
+        Ok(orphans)
+    }
+
+    /// Every entry delivered to `consumer` and not yet acknowledged, oldest first.
+    pub async fn pending_entries(&self, consumer: &str) -> Result<Vec<OrphanedEntry>, StoreError> {
+        let mut conn = self.conn.clone();
+        let mut start = "-".to_owned();
+        let mut orphans = Vec::new();
+        loop {
+            let pending: StreamPendingCountReply = conn
+                .xpending_consumer_count(
+                    keys::QUEUE,
+                    keys::QUEUE_GROUP,
+                    &start,
+                    "+",
+                    PENDING_PAGE,
+                    consumer,
+                )
+                .await?;
+            let ids: Vec<String> = pending.ids.into_iter().map(|p| p.id).collect();
+            let Some(last) = ids.last().cloned() else {
+                break;
+            };
+            // XPENDING does not return the entries' fields; XRANGE per id does, and an id
+            // missing there was deleted after delivery (its task is final).
+            let mut pipe = redis::pipe();
+            for id in &ids {
+                pipe.xrange(keys::QUEUE, id, id);
+            }
+            let ranges: Vec<StreamRangeReply> = pipe.query_async(&mut conn).await?;
+            for (id, range) in ids.iter().zip(ranges) {
+                match range.ids.into_iter().next() {
+                    Some(item) => orphans.push(OrphanedEntry {
+                        consumer: consumer.to_owned(),
+                        entry: parse_entry(item.id, &item.map)?,
+                    }),
+                    None => {
+                        let _: i64 = conn.xack(keys::QUEUE, keys::QUEUE_GROUP, &[id]).await?;
+                    }
+                }
+            }
+            if ids.len() < PENDING_PAGE {
+                break;
+            }
+            start = format!("({last}");
+        }
+        Ok(orphans)
+    }
+}
+
+fn parse_entry(
+    entry_id: String,
+    fields: &HashMap<String, Value>,
+) -> Result<QueueEntry, StoreError> {
+    let corrupt = |reason: &str| StoreError::Corrupt {
+        key: format!("{} entry {entry_id}", keys::QUEUE),
+        reason: reason.to_owned(),
+    };
+    let raw = fields.get("task").ok_or_else(|| corrupt("no task field"))?;
+    let text: String =
+        redis::from_redis_value_ref(raw).map_err(|_| corrupt("task field is not text"))?;
+    let task_id = text
+        .parse()
+        .map_err(|_| corrupt("task field is not a uuid"))?;
+    Ok(QueueEntry { entry_id, task_id })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::FinalOutcome;
+    use crate::store::testing::{TestRedis, registered_function};
+    use crate::task::{FunctionId, TaskStatus};
+
+    const BLOCK: Duration = Duration::from_secs(5);
+
+    /// Submits `n` tasks of `function` in one batch and returns their ids, in order.
+    async fn submit(store: &Store, function: FunctionId, n: usize) -> Vec<TaskId> {
+        let tasks: Vec<(TaskId, String)> = (0..n)
+            .map(|_| (TaskId::new_random(), "p".to_owned()))
+            .collect();
+        assert!(store.submit_tasks(function, &tasks).await.unwrap());
+        tasks.into_iter().map(|(id, _)| id).collect()
+    }
+
+    fn finished(task_id: TaskId) -> FinalOutcome {
+        FinalOutcome {
+            task_id,
+            status: TaskStatus::Completed,
+            result: "r".into(),
+            started_at: None,
+            finished_at: now_micros(),
+            executor: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_blocked_read_receives_a_task_submitted_later() {
+        let redis = TestRedis::start();
+        let store = redis.store().await;
+        let mut reader = redis.reader().await;
+        let function = registered_function(&store).await;
+        store.ensure_queue_group().await.unwrap();
+        store.ensure_queue_group().await.unwrap();
+
+        let read =
+            tokio::spawn(async move { Store::read_queue(&mut reader, "d1", 10, BLOCK).await });
+        let task = TaskId::new_random();
+        store.submit_task(task, function, "p").await.unwrap();
+        let entries = read.await.unwrap().unwrap();
+
+        assert_eq!(entries.len(), 1);
+        assert_eq!(entries[0].task_id, task);
+        assert_eq!(
+            redis.task_hash(task).await["queue_entry"],
+            entries[0].entry_id
+        );
+    }
+
+    #[tokio::test]
+    async fn stats_count_waiting_and_held_entries() {
+        let redis = TestRedis::start();
+        let store = redis.store().await;
+        let mut reader = redis.reader().await;
+        let function = registered_function(&store).await;
+        assert_eq!(store.queue_stats().await.unwrap(), QueueStats::default());
+        let tasks = submit(&store, function, 5).await;
+        // No dispatcher ever ran: there is no group, and nothing is held.
+        assert_eq!(
+            store.queue_stats().await.unwrap(),
+            QueueStats {
+                waiting: 5,
+                held: 0
+            }
+        );
+
+        store.ensure_queue_group().await.unwrap();
+        let entries = Store::read_queue(&mut reader, "d1", 2, BLOCK)
+            .await
+            .unwrap();
+        assert_eq!(
+            entries.iter().map(|e| e.task_id).collect::<Vec<_>>(),
+            tasks[..2]
+        );
+        assert_eq!(
+            store.queue_stats().await.unwrap(),
+            QueueStats {
+                waiting: 3,
+                held: 2
+            }
+        );
+
+        store.finish_tasks(&[finished(tasks[0])]).await.unwrap();
+        assert_eq!(
+            store.queue_stats().await.unwrap(),
+            QueueStats {
+                waiting: 3,
+                held: 1
+            }
+        );
+    }
+
+    #[tokio::test]
+    async fn pending_entries_are_listed_across_pages_and_deleted_ones_acknowledged() {
+        let redis = TestRedis::start();
+        let store = redis.store().await;
+        let mut reader = redis.reader().await;
+        let function = registered_function(&store).await;
+        store.ensure_queue_group().await.unwrap();
+        let n = 2 * PENDING_PAGE + 1;
+        submit(&store, function, n).await;
+        let entries = Store::read_queue(&mut reader, "d1", n, BLOCK)
+            .await
+            .unwrap();
+        assert_eq!(entries.len(), n);
+        // An entry deleted after delivery (without an acknowledgement) is not listed.
+        let gone = &entries[PENDING_PAGE];
+        let _: i64 = redis
+            .conn()
+            .await
+            .xdel(keys::QUEUE, &[&gone.entry_id])
+            .await
+            .unwrap();
+
+        let pending = store.pending_entries("d1").await.unwrap();
+
+        let mut expected = entries.clone();
+        expected.remove(PENDING_PAGE);
+        assert_eq!(pending.len(), n - 1);
+        assert!(pending.iter().all(|p| p.consumer == "d1"));
+        assert_eq!(
+            pending.into_iter().map(|p| p.entry).collect::<Vec<_>>(),
+            expected
+        );
+        assert_eq!(
+            store.queue_stats().await.unwrap().held,
+            u64::try_from(n - 1).unwrap()
+        );
+        assert!(store.pending_entries("nobody").await.unwrap().is_empty());
+    }
+
+    #[tokio::test]
+    async fn orphans_are_the_entries_of_dead_dispatchers() {
+        let redis = TestRedis::start();
+        let store = redis.store().await;
+        let mut reader = redis.reader().await;
+        let function = registered_function(&store).await;
+        store.ensure_queue_group().await.unwrap();
+        submit(&store, function, 5).await;
+        let mut read = async |consumer: &str, count: usize| {
+            Store::read_queue(&mut reader, consumer, count, BLOCK)
+                .await
+                .unwrap()
+        };
+        read("me", 1).await;
+        read("alive", 1).await;
+        let dead = read("dead", 2).await;
+        let idle = read("idle", 1).await;
+        store
+            .finish_tasks(&[finished(idle[0].task_id)])
+            .await
+            .unwrap();
+        store
+            .mark_dispatcher_alive("alive", Duration::from_secs(60))
+            .await
+            .unwrap();
+
+        let orphans = store.orphaned_entries("me").await.unwrap();
+
+        assert_eq!(
+            orphans,
+            dead.into_iter()
+                .map(|entry| OrphanedEntry {
+                    consumer: "dead".into(),
+                    entry
+                })
+                .collect::<Vec<_>>()
+        );
+        let mut conn = redis.conn().await;
+        let info: StreamInfoConsumersReply = conn
+            .xinfo_consumers(keys::QUEUE, keys::QUEUE_GROUP)
+            .await
+            .unwrap();
+        let mut names: Vec<String> = info.consumers.into_iter().map(|c| c.name).collect();
+        names.sort();
+        assert_eq!(
+            names,
+            ["alive", "dead", "me"],
+            "a dead consumer holding nothing is removed"
+        );
+    }
+
+    #[tokio::test]
+    async fn a_dispatcher_is_alive_until_retired() {
+        let redis = TestRedis::start();
+        let store = redis.store().await;
+        store.ensure_queue_group().await.unwrap();
+        let mut conn = redis.conn().await;
+        let _: i64 = redis::cmd("XGROUP")
+            .arg("CREATECONSUMER")
+            .arg(keys::QUEUE)
+            .arg(keys::QUEUE_GROUP)
+            .arg("d1")
+            .query_async(&mut conn)
+            .await
+            .unwrap();
+        store
+            .mark_dispatcher_alive("d1", Duration::from_secs(60))
+            .await
+            .unwrap();
+        let ttl: i64 = conn.pttl(keys::dispatcher("d1")).await.unwrap();
+        assert!((1..=60_000).contains(&ttl), "{ttl}");
+
+        store.retire_dispatcher("d1").await.unwrap();
+
+        let alive: bool = conn.exists(keys::dispatcher("d1")).await.unwrap();
+        assert!(!alive);
+        let info: StreamInfoConsumersReply = conn
+            .xinfo_consumers(keys::QUEUE, keys::QUEUE_GROUP)
+            .await
+            .unwrap();
+        assert!(info.consumers.is_empty());
+    }
+}
