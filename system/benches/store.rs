@@ -7,13 +7,10 @@
 //! are made beforehand, and the data is flushed every few thousand tasks (untimed) so memory
 //! stays bounded however many iterations criterion asks for.
 
-use std::net::TcpListener;
-use std::os::unix::process::CommandExt;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use faas::cluster::{Persistence, RedisServer};
 use faas::store::{FinalOutcome, QueueReader, StartOutcome, Store};
 use faas::task::{FunctionId, TaskId, TaskStatus, now_micros};
 
@@ -25,66 +22,6 @@ const RESULT: &str = "gAROLg==";
 const CONSUMER: &str = "bench";
 /// Tasks created before the data is flushed.
 const FLUSH_EVERY: usize = 20_000;
-
-/// A private redis-server, without persistence, killed and its directory removed on drop
-/// (also when a benchmark panics).
-struct RedisServer {
-    port: u16,
-    dir: PathBuf,
-    child: Child,
-}
-
-impl RedisServer {
-    fn start() -> Self {
-        let port = TcpListener::bind("127.0.0.1:0")
-            .expect("bind an ephemeral port")
-            .local_addr()
-            .expect("local addr")
-            .port();
-        let dir =
-            std::env::temp_dir().join(format!("faas-bench-redis-{port}-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("redis dir");
-        let mut command = Command::new("redis-server");
-        command
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .arg("--dir")
-            .arg(&dir)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null());
-        // SAFETY: prctl is async-signal-safe and only sets the child's parent-death signal, so
-        // the server goes even if the bench is killed before `Drop` runs.
-        unsafe {
-            command.pre_exec(|| {
-                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
-                Ok(())
-            });
-        }
-        let child = command.spawn().expect("start redis-server");
-        let server = Self { port, dir, child };
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(
-                Instant::now() < deadline,
-                "redis-server did not accept connections on port {port}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        server
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
 
 /// The store under test, plus a plain connection for flushing it.
 struct Bench {
@@ -187,11 +124,14 @@ impl Bench {
 }
 
 fn bench(c: &mut Criterion) {
-    let redis = RedisServer::start();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("runtime");
+    // Started from this thread (block_on runs here), which outlives the benchmark.
+    let redis = runtime
+        .block_on(RedisServer::start(Persistence::None))
+        .unwrap_or_else(|e| panic!("{e}"));
     let url = redis.url();
     let (mut bench, mut reader) = runtime.block_on(async {
         let store = Store::connect(&url).await.expect("connect store");

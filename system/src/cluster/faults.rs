@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use super::start::{GATEWAY_READY, REDIS_READY};
+use super::redis::REDIS_READY;
+use super::start::GATEWAY_READY;
 use super::{Cluster, ClusterError, Exit, MemberId};
 
 impl Cluster {

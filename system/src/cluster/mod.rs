@@ -39,7 +39,7 @@ pub use binaries::{Binaries, BinaryError};
 pub use faults::Exits;
 pub use member::{Exit, Member, NotReady, Recipe};
 pub use output::Output;
-pub use redis::{Persistence, PrivateRedis};
+pub use redis::{Persistence, PrivateRedis, RedisServer};
 pub use spec::{ClusterSpec, RedisSpec};
 pub use stop::Stopped;
 
@@ -116,6 +116,12 @@ impl ClusterDir {
             source,
         })?;
         Ok(Self(dir))
+    }
+}
+
+impl ClusterDir {
+    fn path(&self) -> &Path {
+        &self.0
     }
 }
 

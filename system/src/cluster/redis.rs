@@ -1,10 +1,20 @@
-//! A cluster's private `redis-server`: loopback only, on a port of its own, its data in the
-//! cluster's directory, ready when it says so itself (`--supervised systemd` speaks the
-//! readiness protocol of [`crate::readiness`]); and hiding passwords in URLs shown to users.
+//! A private `redis-server`: loopback only, on a port of its own, its data in a directory of
+//! its own, ready when it says so itself (`--supervised systemd` speaks the readiness
+//! protocol of [`crate::readiness`]). A cluster runs one as a member; [`RedisServer`] runs
+//! one alone (the store's unit tests and benchmarks). And hiding passwords in URLs shown to
+//! users.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
-use super::member::Recipe;
+use tokio::sync::mpsc;
+
+use super::member::{Exit, Member, Recipe};
+use super::output::Output;
+use super::{ClusterDir, ClusterError, binaries, ports};
+
+/// How long a private Redis may take to be ready.
+pub(super) const REDIS_READY: Duration = Duration::from_secs(10);
 
 /// What a private Redis keeps on disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -49,6 +59,65 @@ impl PrivateRedis {
             .args(appendonly)
             .arg("--dir")
             .arg(&self.dir)
+    }
+}
+
+/// A private redis-server on its own, outside any cluster; killed, and its directory
+/// removed, on drop. Start it inside a tokio runtime whose thread lives as long as it does.
+pub struct RedisServer {
+    member: Member,
+    redis: PrivateRedis,
+    _exits: mpsc::UnboundedReceiver<Exit>,
+    _dir: ClusterDir,
+}
+
+impl RedisServer {
+    /// Starts a server with `persistence`; returns once it says it is ready. Its output goes
+    /// to the test harness's captured stderr.
+    pub async fn start(persistence: Persistence) -> Result<Self, ClusterError> {
+        let server = binaries::redis_server()?;
+        let dir = ClusterDir::create()?;
+        let redis = PrivateRedis {
+            port: ports::free_port().map_err(ClusterError::NoFreePort)?,
+            dir: dir.path().join("redis"),
+            persistence,
+        };
+        std::fs::create_dir_all(&redis.dir).map_err(|source| ClusterError::Dir {
+            dir: redis.dir.clone(),
+            source,
+        })?;
+        let spawn_error = |source| ClusterError::Spawn {
+            name: "redis".to_owned(),
+            source,
+        };
+        let sink = Output::Captured.sink("redis", 5).map_err(spawn_error)?;
+        let (exits_tx, exits) = mpsc::unbounded_channel();
+        let member = Member::spawn(
+            "redis",
+            redis.recipe(&server),
+            sink,
+            &dir.path().join("redis.sock"),
+            &exits_tx,
+        )
+        .map_err(spawn_error)?;
+        member.wait_ready(1, REDIS_READY).await?;
+        Ok(Self {
+            member,
+            redis,
+            _exits: exits,
+            _dir: dir,
+        })
+    }
+
+    #[must_use]
+    pub fn url(&self) -> String {
+        self.redis.url()
+    }
+
+    /// The server process.
+    #[must_use]
+    pub fn member(&self) -> &Member {
+        &self.member
     }
 }
 

@@ -2,11 +2,11 @@
 
 use std::time::Duration;
 
+use super::redis::REDIS_READY;
 use super::{Cluster, ClusterError, ClusterSpec, MemberId, Recipe};
 use crate::dispatcher::Mode;
 
-/// How long Redis and the gateway may take to be ready.
-pub(super) const REDIS_READY: Duration = Duration::from_secs(10);
+/// How long the gateway may take to be ready.
 pub(super) const GATEWAY_READY: Duration = Duration::from_secs(30);
 
 impl Cluster {

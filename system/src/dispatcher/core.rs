@@ -161,10 +161,10 @@ pub(super) async fn run_core<T: Transport>(
 impl Core {
     /// Marks received entries RUNNING and hands them to the transport.
     pub async fn start<T: Transport>(&mut self, batch: Vec<QueueEntry>, transport: &mut T) {
-        let worker = self.config.consumer.clone();
+        let dispatcher = self.config.consumer.clone();
         let store = self.store.clone();
         let Some(outcomes) = self
-            .retry("start tasks", || store.start_tasks(&batch, &worker))
+            .retry("start tasks", || store.start_tasks(&batch, &dispatcher))
             .await
         else {
             // Left pending for this consumer; requeued at shutdown or by a successor. The

@@ -136,7 +136,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_batch_answers_once_per_task() {
-        let redis = TestRedis::start();
+        let redis = TestRedis::start().await;
         let store = redis.store().await;
         let replies: Vec<i64> = store.run_script(&finish_unknown(3)).await.unwrap();
         assert_eq!(replies, [-1, -1, -1]);
@@ -144,7 +144,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_reply_of_the_wrong_length_is_an_error() {
-        let redis = TestRedis::start();
+        let redis = TestRedis::start().await;
         let store = redis.store().await;
         let mut call = finish_unknown(2);
         call.tasks = 3;
@@ -157,7 +157,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_empty_batch_makes_no_call() {
-        let redis = TestRedis::start();
+        let redis = TestRedis::start().await;
         let store = redis.store().await;
         let call = ScriptCall::new(Transition::Start, &[keys::QUEUE], keys::QUEUE_GROUP);
         assert!(store.run_script::<i64>(&call).await.unwrap().is_empty());
@@ -171,7 +171,7 @@ mod tests {
 
     #[tokio::test]
     async fn scripts_are_loaded_again_after_redis_lost_them() {
-        let redis = TestRedis::start();
+        let redis = TestRedis::start().await;
         let store = redis.store().await;
         let function = FunctionId::new_random();
         store
