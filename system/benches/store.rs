@@ -10,7 +10,7 @@
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use faas::cluster::{Persistence, RedisServer};
+use faas::cluster::{Output, Persistence, RedisServer};
 use faas::store::{FinalOutcome, QueueReader, StartOutcome, Store};
 use faas::task::{FunctionId, TaskId, TaskStatus, now_micros};
 
@@ -130,7 +130,7 @@ fn bench(c: &mut Criterion) {
         .expect("runtime");
     // Started from this thread (block_on runs here), which outlives the benchmark.
     let redis = runtime
-        .block_on(RedisServer::start(Persistence::None))
+        .block_on(RedisServer::start(Persistence::None, &Output::Discard))
         .unwrap_or_else(|e| panic!("{e}"));
     let url = redis.url();
     let (mut bench, mut reader) = runtime.block_on(async {

@@ -76,8 +76,9 @@ impl WorkerArgs {
 }
 
 /// The whole of `pull_worker` and `push_worker`: parse `N tcp://HOST:PORT [flags]`, prepare
-/// the executors, serve until SIGINT/SIGTERM.
-pub async fn worker_main(kind: crate::worker::Kind) -> anyhow::Result<()> {
+/// the executors, serve until SIGINT/SIGTERM. A worker the dispatcher refuses exits with
+/// [`crate::worker::EXIT_REJECTED`].
+pub async fn worker_main(kind: crate::worker::Kind) -> anyhow::Result<std::process::ExitCode> {
     use clap::Parser;
 
     #[derive(clap::Parser)]
@@ -95,7 +96,15 @@ pub async fn worker_main(kind: crate::worker::Kind) -> anyhow::Result<()> {
     let cli = Cli::parse();
     let shutdown = crate::shutdown::on_signal();
     let config = cli.worker.into_config().await?;
-    crate::worker::run(kind, config, shutdown).await?;
-    tracing::info!("worker stopped");
-    Ok(())
+    match crate::worker::run(kind, config, shutdown).await {
+        Ok(()) => {
+            tracing::info!("worker stopped");
+            Ok(std::process::ExitCode::SUCCESS)
+        }
+        Err(e @ crate::worker::WorkerError::Rejected(_)) => {
+            tracing::error!("{e}");
+            Ok(std::process::ExitCode::from(crate::worker::EXIT_REJECTED))
+        }
+        Err(e) => Err(e.into()),
+    }
 }

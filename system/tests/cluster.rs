@@ -64,20 +64,7 @@ async fn fault_steps_keep_the_cluster_serving() {
     system.restart(MemberId::Redis).await;
     // The gateway answers 503 ("try again shortly") until its connection is re-established;
     // its health check is what tells a client that it has been.
-    let mut answers = Vec::new();
-    loop {
-        let (code, _) = system.get("/health").await;
-        answers.push(code);
-        if code == 200 {
-            break;
-        }
-        assert!(
-            answers.len() < 100,
-            "the gateway never recovered: {answers:?}"
-        );
-        assert_eq!(code, 503, "{answers:?}");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    system.wait_healthy(Duration::from_secs(20)).await;
     add(&system, &f, 7, 8).await;
 }
 
@@ -86,6 +73,7 @@ async fn stop_is_orderly_and_leaves_nothing_behind() {
     let mut cluster = Cluster::start(common::spec(Mode::Pull, &[1, 1]))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
+    let mut exits = cluster.take_exits().expect("exits not taken yet");
     let ids = [
         MemberId::Worker(1),
         MemberId::Worker(0),
@@ -99,6 +87,8 @@ async fn stop_is_orderly_and_leaves_nothing_behind() {
         .collect();
     let dir = cluster.dir().to_path_buf();
     assert!(dir.is_dir());
+    // A paused member holds SIGTERM until it runs again: stop must wake it, not kill it.
+    cluster.pause(MemberId::Worker(0)).expect("a worker");
     assert_eq!(cluster.stop(std::future::pending()).await, Stopped::Clean);
     for id in ids {
         let status = cluster
@@ -111,6 +101,21 @@ async fn stop_is_orderly_and_leaves_nothing_behind() {
             "{id} did not stop on SIGTERM: {status}"
         );
     }
+    // Reverse start order: both workers (together), then the dispatcher, the gateway, Redis.
+    let mut order = Vec::new();
+    for _ in ids {
+        let exit = tokio::time::timeout(READY, exits.next())
+            .await
+            .expect("every exit is reported")
+            .expect("the cluster is still here");
+        assert!(exit.expected, "{} exited by itself", exit.name);
+        order.push(exit.name);
+    }
+    order[..2].sort();
+    assert_eq!(
+        order,
+        ["worker-1", "worker-2", "dispatcher", "gateway", "redis"]
+    );
     drop(cluster);
     assert!(!dir.exists(), "the cluster's directory is left");
     for pid in pids {

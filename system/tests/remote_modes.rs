@@ -239,7 +239,11 @@ async fn a_worker_without_the_secret_gets_no_task(#[case] mode: &str) {
         .await
         .unwrap_or_else(|e| panic!("{e}"))
         .expect("a refused worker exits");
-    assert!(!status.success(), "a refused worker exits with {status}");
+    assert_eq!(
+        status.code(),
+        Some(i32::from(faas::worker::EXIT_REJECTED)),
+        "a refused worker exits with {status}"
+    );
     let registered = system
         .cluster
         .member(intruder)

@@ -5,9 +5,10 @@ mod common;
 
 use std::process::{Command, ExitStatus};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use faas::cluster::{Exit, Member, Output, Recipe};
+use faas::cluster::output::Sink;
+use faas::cluster::{Exit, Member, Recipe};
 use tokio::sync::mpsc;
 
 use common::{describe, free_port, serialize_function, serialize_params};
@@ -71,12 +72,75 @@ fn descendants(pid: i32) -> Vec<Pid> {
     found
 }
 
+/// What a child printed on one stream, as it arrives: waited on line by line, never
+/// re-read from a file.
+struct Transcript {
+    lines: mpsc::UnboundedReceiver<String>,
+    seen: Vec<String>,
+    closed: bool,
+}
+
+impl Transcript {
+    fn new(lines: mpsc::UnboundedReceiver<String>) -> tokio::sync::Mutex<Self> {
+        tokio::sync::Mutex::new(Self {
+            lines,
+            seen: Vec::new(),
+            closed: false,
+        })
+    }
+
+    /// Waits up to 5 s for a line `wanted` accepts (or that was seen already); its index.
+    async fn wait_for(&mut self, wanted: impl Fn(&str) -> bool) -> usize {
+        if let Some(i) = self.seen.iter().position(|l| wanted(l)) {
+            return i;
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        loop {
+            match tokio::time::timeout_at(deadline, self.lines.recv()).await {
+                Ok(Some(line)) => {
+                    let found = wanted(&line);
+                    self.seen.push(line);
+                    if found {
+                        return self.seen.len() - 1;
+                    }
+                }
+                Ok(None) => panic!("the output ended without that line: {:?}", self.seen),
+                Err(_) => panic!("not in the output within 5 s: {:?}", self.seen),
+            }
+        }
+    }
+
+    /// Everything printed, once the stream has closed (the child exited).
+    async fn all(&mut self) -> &[String] {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+        while !self.closed {
+            match tokio::time::timeout_at(deadline, self.lines.recv()).await {
+                Ok(Some(line)) => self.seen.push(line),
+                Ok(None) => self.closed = true,
+                Err(_) => panic!("the output did not close: {:?}", self.seen),
+            }
+        }
+        &self.seen
+    }
+
+    /// Everything printed so far.
+    fn so_far(&mut self) -> &[String] {
+        while let Ok(line) = self.lines.try_recv() {
+            self.seen.push(line);
+        }
+        &self.seen
+    }
+}
+
 /// A running `faas up`, supervised as a cluster member would be: ready when it notifies
-/// (`READY=1`, once the whole cluster is up), its output (stdout and stderr) in a log file.
-/// Dropping it kills it and everything it started, even when the test failed halfway.
+/// (`READY=1`, once the whole cluster is up), its stdout (the summary) and stderr (the
+/// children's and its own logs) read apart. Dropping it kills it and everything it
+/// started, even when the test failed halfway.
 struct Up {
     member: Member,
-    log: std::path::PathBuf,
+    stdout: tokio::sync::Mutex<Transcript>,
+    stderr: tokio::sync::Mutex<Transcript>,
+    dir: std::path::PathBuf,
     _exits: mpsc::UnboundedReceiver<Exit>,
 }
 
@@ -98,15 +162,22 @@ impl Up {
             .env_remove("FAAS_AUTH_TOKEN");
         recipe.cwd = Some(common::repo_root());
         let recipe = env.iter().fold(recipe, |r, (k, v)| r.env(k, v));
-        let sink = Output::Files(dir.clone())
-            .sink("faas-up", 0)
-            .expect("log file");
+        let (out_sink, stdout) = Sink::lines();
+        let (err_sink, stderr) = Sink::lines();
         let (exits_tx, exits) = mpsc::unbounded_channel();
-        let member = Member::spawn("faas-up", recipe, sink, &dir.join("notify.sock"), &exits_tx)
-            .expect("start faas up");
+        let member = Member::spawn_split(
+            "faas-up",
+            recipe,
+            [out_sink, err_sink],
+            &dir.join("notify.sock"),
+            &exits_tx,
+        )
+        .expect("start faas up");
         Self {
             member,
-            log: dir.join("faas-up.log"),
+            stdout: Transcript::new(stdout),
+            stderr: Transcript::new(stderr),
+            dir,
             _exits: exits,
         }
     }
@@ -115,37 +186,23 @@ impl Up {
         self.member.pid()
     }
 
-    /// Waits until faas up says the cluster is ready; the summary it printed.
+    /// Waits until faas up says the cluster is ready; the summary it printed on stdout.
     async fn wait_until_up(&self) -> String {
         self.member
             .wait_ready(1, STARTUP)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
-        // The summary is printed before the notification is sent, but relayed into the
-        // log by another task: wait for its last line.
-        let end = self.wait_for_line(|l| l.starts_with("Press Ctrl-C")).await;
-        let lines = self.lines();
-        let start = lines
-            .iter()
-            .position(|l| l.contains("faas is up"))
-            .unwrap_or(0);
-        lines[start..=end].join("\n")
+        // The summary is printed before the notification is sent, but relayed by another
+        // task: wait for its last line.
+        let mut stdout = self.stdout.lock().await;
+        let start = stdout.wait_for(|l| l.contains("faas is up")).await;
+        let end = stdout.wait_for(|l| l.starts_with("Press Ctrl-C")).await;
+        stdout.seen[start..=end].join("\n")
     }
 
-    /// Waits for a line of faas up's output; its index.
-    async fn wait_for_line(&self, wanted: impl Fn(&str) -> bool) -> usize {
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            if let Some(i) = self.lines().iter().position(|l| wanted(l)) {
-                return i;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "not in faas up's output: {:?}",
-                self.lines()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+    /// Waits for a line of faas up's stderr (its logs and its children's).
+    async fn wait_for_log(&self, wanted: impl Fn(&str) -> bool) {
+        self.stderr.lock().await.wait_for(wanted).await;
     }
 
     fn signal(&self, signal: i32) {
@@ -154,15 +211,6 @@ impl Up {
 
     async fn wait_exit(&self, timeout: Duration) -> Option<ExitStatus> {
         tokio::time::timeout(timeout, self.member.wait()).await.ok()
-    }
-
-    /// Everything faas up printed so far, stdout and stderr.
-    fn lines(&self) -> Vec<String> {
-        std::fs::read_to_string(&self.log)
-            .unwrap_or_default()
-            .lines()
-            .map(str::to_owned)
-            .collect()
     }
 
     /// The cluster directories (private Redis included) of this faas up still on disk.
@@ -192,9 +240,7 @@ impl Drop for Up {
                 let _ = std::fs::remove_dir_all(dir);
             }
         }
-        if let Some(dir) = self.log.parent() {
-            let _ = std::fs::remove_dir_all(dir);
-        }
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -266,7 +312,7 @@ async fn stop_cleanly(up: Up, signal: i32, port: u16) {
         "the cluster's directory is left: {:?}",
         up.cluster_dirs()
     );
-    up.wait_for_line(|l| l.contains("all stopped")).await;
+    up.wait_for_log(|l| l.contains("all stopped")).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -295,7 +341,7 @@ async fn push_mode_with_two_workers_runs_a_task_and_stops_on_sigint() {
         summary.contains(&format!("curl {base}/health")),
         "{summary}"
     );
-    let stderr = up.lines();
+    let stderr = up.stderr.lock().await.so_far().to_vec();
     for prefix in [
         "redis     | ",
         "gateway   | ",
@@ -356,10 +402,10 @@ async fn without_redis_server_it_says_in_one_line_how_to_install_it() {
         .expect("faas up gives up at once");
     let _ = std::fs::remove_dir(&empty);
     assert!(!status.success());
-    // The relay may still be taking the last line.
-    up.wait_for_line(|l| l.contains("redis-server")).await;
-    let stderr = up.lines();
+    let stderr = up.stderr.lock().await.all().await.to_vec();
     assert_eq!(stderr.len(), 1, "{stderr:?}");
+    let stdout = up.stdout.lock().await.all().await.to_vec();
+    assert!(stdout.is_empty(), "{stdout:?}");
     assert!(
         stderr[0].contains("apt-get install redis-server"),
         "{stderr:?}"
@@ -422,7 +468,7 @@ async fn a_child_that_dies_is_reported_and_the_rest_are_stopped() {
         .await
         .expect("faas up exits after a child died");
     assert_eq!(status.code(), Some(1), "faas up exited with {status}");
-    up.wait_for_line(|l| l.contains("worker-1 exited unexpectedly (signal: 9"))
+    up.wait_for_log(|l| l.contains("worker-1 exited unexpectedly (signal: 9"))
         .await;
     let alive: Vec<Pid> = family.iter().copied().filter(|p| p.alive()).collect();
     assert!(alive.is_empty(), "still running after faas up: {alive:?}");

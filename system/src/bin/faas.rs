@@ -51,6 +51,8 @@ async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
     .await?;
     Ok(match stopped {
         Stopped::Clean => ExitCode::SUCCESS,
+        // A part that hangs on SIGTERM is a defect worth a non-zero status.
+        Stopped::Forced => ExitCode::FAILURE,
         Stopped::Killed => ExitCode::from(130),
     })
 }

@@ -12,12 +12,12 @@ pub struct Binaries {
 /// A binary the cluster needs but cannot find.
 #[derive(Debug, thiserror::Error)]
 pub enum BinaryError {
-    #[error("cannot tell where the faas executable is: {0}")]
+    #[error("cannot tell where the running executable is: {0}")]
     NoSelf(std::io::Error),
     #[error("{name} is missing in {dir}: build the workspace first (cargo build --workspace)")]
     Missing { name: String, dir: String },
     #[error(
-        "redis-server is not installed: install it (apt-get install redis-server) or pass --redis-url"
+        "redis-server is not on PATH: install it (apt-get install redis-server) or use a running Redis (faas up --redis-url)"
     )]
     NoRedis,
 }

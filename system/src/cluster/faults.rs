@@ -6,7 +6,6 @@ use std::time::Duration;
 
 use tokio::sync::mpsc;
 
-use super::redis::REDIS_READY;
 use super::start::GATEWAY_READY;
 use super::{Cluster, ClusterError, Exit, MemberId};
 
@@ -16,13 +15,15 @@ impl Cluster {
         Ok(self.member(id)?.kill().await)
     }
 
-    /// SIGTERM and up to `timeout` for an orderly exit, then SIGKILL; the exit status.
+    /// SIGTERM (and SIGCONT, should it be paused), an exit the supervisor expects; its exit
+    /// status if it exits within `timeout`, `None` if it still runs.
     pub async fn terminate(
         &self,
         id: MemberId,
         timeout: Duration,
-    ) -> Result<ExitStatus, ClusterError> {
-        Ok(self.member(id)?.stop(timeout).await)
+    ) -> Result<Option<ExitStatus>, ClusterError> {
+        self.member(id)?.ask_to_stop();
+        self.wait_exit(id, timeout).await
     }
 
     /// SIGSTOP: the process is frozen, its sockets stay open.
@@ -51,7 +52,7 @@ impl Cluster {
         let fresh = self.spawn(id, recipe)?;
         *self.member_mut(id)? = fresh;
         let timeout = match id {
-            MemberId::Redis => REDIS_READY,
+            MemberId::Redis => return self.wait_redis_ready().await,
             MemberId::Gateway => GATEWAY_READY,
             MemberId::Dispatcher(_) | MemberId::Worker(_) => self.spec.executors_ready,
         };
@@ -91,6 +92,11 @@ impl Cluster {
 pub struct Exits(mpsc::UnboundedReceiver<Exit>);
 
 impl Exits {
+    /// The next exit, expected or not; `None` once the cluster is gone and all were read.
+    pub async fn next(&mut self) -> Option<Exit> {
+        self.0.recv().await
+    }
+
     /// The next exit nobody asked for (a crash, a process that gave up). Pending forever
     /// once the cluster is gone.
     pub async fn next_unexpected(&mut self) -> Exit {

@@ -2,13 +2,16 @@
 //! terminal's Ctrl-C reaches only the supervisor, which stops the children in order) with
 //! `PR_SET_PDEATHSIG` (so it dies with the supervisor even if that is killed outright); its
 //! output relayed, its readiness notifications counted ([`crate::readiness`]), its exit
-//! watched; stopped with SIGTERM, then SIGKILL; killed on drop.
+//! watched; stopped with SIGTERM, then SIGKILL; killed on drop. Signals go through a pidfd,
+//! so one sent after the child was reaped fails instead of reaching a process that reused
+//! its pid.
 //!
 //! `PR_SET_PDEATHSIG` fires when the *thread* that forked the child exits: children must be
 //! spawned from a thread that lives for the whole run (a runtime's worker or the main
 //! thread), never from a blocking pool, whose idle threads exit after 10 s.
 
 use std::ffi::OsString;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{ExitStatus, Stdio};
@@ -106,6 +109,8 @@ pub struct Member {
     name: String,
     recipe: Recipe,
     pid: i32,
+    /// Names this very process even after it was reaped (see the module comment).
+    pidfd: OwnedFd,
     status: watch::Receiver<Option<ExitStatus>>,
     /// How many `READY=1` notifications it has sent.
     ready: watch::Receiver<u32>,
@@ -115,13 +120,24 @@ pub struct Member {
 }
 
 impl Member {
-    /// Starts `recipe` as `name`: stdin closed, output into `sink`, readiness read from a
-    /// socket at `notify_path`, its exit reported on `exits`. Call it from a long-lived
-    /// thread (see the module comment).
+    /// Starts `recipe` as `name`: stdin closed, output (stdout and stderr) into `sink`,
+    /// readiness read from a socket at `notify_path`, its exit reported on `exits`. Call it
+    /// from a long-lived thread (see the module comment).
     pub fn spawn(
         name: &str,
         recipe: Recipe,
         sink: Sink,
+        notify_path: &Path,
+        exits: &mpsc::UnboundedSender<Exit>,
+    ) -> std::io::Result<Self> {
+        Self::spawn_split(name, recipe, [sink.clone(), sink], notify_path, exits)
+    }
+
+    /// [`Self::spawn`] with stdout and stderr into sinks of their own, in that order.
+    pub fn spawn_split(
+        name: &str,
+        recipe: Recipe,
+        [out_sink, err_sink]: [Sink; 2],
         notify_path: &Path,
         exits: &mpsc::UnboundedSender<Exit>,
     ) -> std::io::Result<Self> {
@@ -155,11 +171,13 @@ impl Member {
             .id()
             .and_then(|p| i32::try_from(p).ok())
             .ok_or_else(|| std::io::Error::other("the child has no pid"))?;
+        // Not reaped yet (only the waiter task below reaps it), so the pid is still its own.
+        let pidfd = pidfd_open(pid)?;
         if let Some(out) = child.stdout.take() {
-            tokio::spawn(relay(out, sink.clone()));
+            tokio::spawn(relay(out, out_sink));
         }
         if let Some(err) = child.stderr.take() {
-            tokio::spawn(relay(err, sink));
+            tokio::spawn(relay(err, err_sink));
         }
         let (ready_tx, ready) = watch::channel(0u32);
         let notifications = tokio::spawn(async move {
@@ -192,6 +210,7 @@ impl Member {
             name: name.to_owned(),
             recipe,
             pid,
+            pidfd,
             status,
             ready,
             stopping,
@@ -231,6 +250,8 @@ impl Member {
     pub async fn wait_ready(&self, count: u32, timeout: Duration) -> Result<(), NotReady> {
         let (mut ready, mut status) = (self.ready.clone(), self.status.clone());
         tokio::select! {
+            // A child that said it was ready and then exited was ready: look there first.
+            biased;
             // The counter's sender lives as long as the socket is read: on error, the exit
             // arm decides.
             Ok(_) = ready.wait_for(|n| *n >= count) => Ok(()),
@@ -258,22 +279,37 @@ impl Member {
         self.stopping.store(true, Ordering::SeqCst);
     }
 
-    /// Sends `signal` unless it has exited. Reaping happens in the waiter task only after
-    /// the status is published, so the pid cannot be reused between the check and the kill.
+    /// Sends `signal`, unless it has exited (then nothing happens).
     pub fn signal(&self, signal: i32) {
-        if self.exited().is_none() {
-            // SAFETY: signalling our own, not yet reaped, child.
-            unsafe {
-                libc::kill(self.pid, signal);
+        // SAFETY: a pidfd we own; no siginfo, no flags.
+        let sent = unsafe {
+            libc::syscall(
+                libc::SYS_pidfd_send_signal,
+                self.pidfd.as_raw_fd(),
+                signal,
+                std::ptr::null::<libc::siginfo_t>(),
+                0,
+            )
+        };
+        if sent != 0 {
+            let error = std::io::Error::last_os_error();
+            if error.raw_os_error() != Some(libc::ESRCH) {
+                tracing::warn!(child = %self.name, signal, %error, "cannot signal the child");
             }
         }
     }
 
-    /// SIGTERM, then SIGKILL if it has not exited within `timeout`; its exit status.
-    pub async fn stop(&self, timeout: Duration) -> ExitStatus {
+    /// Asks it to stop: SIGTERM, and SIGCONT so that a paused child gets it too.
+    pub fn ask_to_stop(&self) {
         self.expect_exit();
         self.signal(libc::SIGTERM);
-        self.wait_or_kill(timeout).await
+        self.signal(libc::SIGCONT);
+    }
+
+    /// SIGTERM, then SIGKILL if it has not exited within `timeout`; its exit status.
+    pub async fn stop(&self, timeout: Duration) -> ExitStatus {
+        self.ask_to_stop();
+        self.wait_or_kill(timeout).await.0
     }
 
     /// SIGKILL; its exit status.
@@ -283,20 +319,35 @@ impl Member {
         self.wait().await
     }
 
-    /// Waits up to `timeout` for an exit already asked for, then SIGKILL.
-    pub async fn wait_or_kill(&self, timeout: Duration) -> ExitStatus {
+    /// Waits up to `timeout` for an exit already asked for, then SIGKILL; its exit status,
+    /// and whether it had to be killed.
+    pub async fn wait_or_kill(&self, timeout: Duration) -> (ExitStatus, bool) {
         if let Ok(status) = tokio::time::timeout(timeout, self.wait()).await {
-            return status;
+            return (status, false);
         }
         tracing::warn!(child = %self.name, ?timeout, "did not stop in time; killing it");
         self.signal(libc::SIGKILL);
-        self.wait().await
+        (self.wait().await, true)
     }
+}
+
+/// A pidfd for `pid`, which must be a child not yet reaped.
+fn pidfd_open(pid: i32) -> std::io::Result<OwnedFd> {
+    // SAFETY: plain syscall; on success it returns a new descriptor that we then own.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    let fd = i32::try_from(fd).map_err(std::io::Error::other)?;
+    // SAFETY: `fd` was just returned by pidfd_open and is owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 impl Drop for Member {
     /// A member still running when its supervisor goes (a failed test, an error path) is
-    /// killed: nothing outlives the cluster that started it.
+    /// killed: nothing outlives the cluster that started it. The waiter task reaps it, so
+    /// the runtime must outlive the member (otherwise it stays a zombie until this process
+    /// exits).
     fn drop(&mut self) {
         self.expect_exit();
         self.signal(libc::SIGKILL);

@@ -106,16 +106,24 @@ pub enum ClusterError {
 struct ClusterDir(PathBuf);
 
 impl ClusterDir {
+    /// A new directory only this user can enter: made afresh (never one left by another
+    /// process, which could hold planted sockets), like `mkdtemp`.
     fn create() -> Result<Self, ClusterError> {
+        use std::os::unix::fs::DirBuilderExt;
         static NEXT: AtomicU32 = AtomicU32::new(0);
-        let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        // Short: Unix socket paths are limited to about 100 bytes.
-        let dir = std::env::temp_dir().join(format!("faas-{}-{n}", std::process::id()));
-        std::fs::create_dir_all(&dir).map_err(|source| ClusterError::Dir {
-            dir: dir.clone(),
-            source,
-        })?;
-        Ok(Self(dir))
+        let mut attempts = 0;
+        loop {
+            attempts += 1;
+            let n = NEXT.fetch_add(1, Ordering::Relaxed);
+            // Short: Unix socket paths are limited to about 100 bytes.
+            let dir = std::env::temp_dir().join(format!("faas-{}-{n}", std::process::id()));
+            match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
+                Ok(()) => return Ok(Self(dir)),
+                // Left by an earlier process with this pid: take the next name.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempts < 100 => {}
+                Err(source) => return Err(ClusterError::Dir { dir, source }),
+            }
+        }
     }
 }
 

@@ -8,6 +8,7 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::sync::mpsc;
 
 /// Where a cluster sends its children's stdout and stderr.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,6 +20,8 @@ pub enum Output {
     Captured,
     /// Appended to `<dir>/<name>.log`, one file per child (kept across restarts).
     Files(PathBuf),
+    /// Read and dropped (benchmarks, whose own output is the point).
+    Discard,
 }
 
 /// Names are padded to at least this many characters.
@@ -42,6 +45,7 @@ impl Output {
                     .open(dir.join(format!("{name}.log")))?;
                 Sink::File(Arc::new(Mutex::new(file)))
             }
+            Self::Discard => Sink::Discard,
         })
     }
 }
@@ -64,9 +68,20 @@ pub enum Sink {
     Stderr(Arc<str>),
     Captured(Arc<str>),
     File(Arc<Mutex<File>>),
+    /// Each line sent as it comes, for a caller that waits on what a child prints.
+    Lines(mpsc::UnboundedSender<String>),
+    Discard,
 }
 
 impl Sink {
+    /// A sink whose lines arrive on the returned receiver; it closes once every relay
+    /// into the sink has ended (the child closed its output).
+    #[must_use]
+    pub fn lines() -> (Self, mpsc::UnboundedReceiver<String>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        (Self::Lines(tx), rx)
+    }
+
     /// Writes one line (without its newline) in one piece, so lines of different children
     /// never mix.
     fn line(&self, line: &str) {
@@ -81,6 +96,10 @@ impl Sink {
                     .unwrap_or_else(std::sync::PoisonError::into_inner);
                 let _ = writeln!(file, "{line}");
             }
+            Self::Lines(tx) => {
+                let _ = tx.send(line.to_owned());
+            }
+            Self::Discard => {}
         }
     }
 }

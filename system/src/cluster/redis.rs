@@ -1,15 +1,17 @@
 //! A private `redis-server`: loopback only, on a port of its own, its data in a directory of
 //! its own, ready when it says so itself (`--supervised systemd` speaks the readiness
-//! protocol of [`crate::readiness`]). A cluster runs one as a member; [`RedisServer`] runs
-//! one alone (the store's unit tests and benchmarks). And hiding passwords in URLs shown to
+//! protocol of [`crate::readiness`]) or, for a build without that support, when it answers
+//! PING with PONG (not LOADING). A cluster runs one as a member; [`RedisServer`] runs one
+//! alone (the store's unit tests and benchmarks). And hiding passwords in URLs shown to
 //! users.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::mpsc;
 
-use super::member::{Exit, Member, Recipe};
+use super::member::{Exit, Member, NotReady, Recipe};
 use super::output::Output;
 use super::{ClusterDir, ClusterError, binaries, ports};
 
@@ -72,9 +74,8 @@ pub struct RedisServer {
 }
 
 impl RedisServer {
-    /// Starts a server with `persistence`; returns once it says it is ready. Its output goes
-    /// to the test harness's captured stderr.
-    pub async fn start(persistence: Persistence) -> Result<Self, ClusterError> {
+    /// Starts a server with `persistence`, its output into `output`; returns once it is ready.
+    pub async fn start(persistence: Persistence, output: &Output) -> Result<Self, ClusterError> {
         let server = binaries::redis_server()?;
         let dir = ClusterDir::create()?;
         let redis = PrivateRedis {
@@ -90,7 +91,7 @@ impl RedisServer {
             name: "redis".to_owned(),
             source,
         };
-        let sink = Output::Captured.sink("redis", 5).map_err(spawn_error)?;
+        let sink = output.sink("redis", 5).map_err(spawn_error)?;
         let (exits_tx, exits) = mpsc::unbounded_channel();
         let member = Member::spawn(
             "redis",
@@ -100,7 +101,7 @@ impl RedisServer {
             &exits_tx,
         )
         .map_err(spawn_error)?;
-        member.wait_ready(1, REDIS_READY).await?;
+        wait_ready(&member, redis.port).await?;
         Ok(Self {
             member,
             redis,
@@ -119,6 +120,39 @@ impl RedisServer {
     pub fn member(&self) -> &Member {
         &self.member
     }
+}
+
+/// Waits until the server `member`, listening on `port`, is ready: it says so, or (for a
+/// build that cannot) it answers PING. Fails if it exits first or takes over
+/// [`REDIS_READY`].
+pub(super) async fn wait_ready(member: &Member, port: u16) -> Result<(), NotReady> {
+    tokio::select! {
+        biased;
+        said = member.wait_ready(1, REDIS_READY) => said,
+        () = answers_ping(port) => Ok(()),
+    }
+}
+
+/// Resolves once the server on `port` answers PING with PONG; probes with a backoff from
+/// 10 ms to 200 ms. A server still loading its data answers `-LOADING` and is not ready.
+async fn answers_ping(port: u16) {
+    let mut pause = Duration::from_millis(10);
+    loop {
+        if ping(port).await.unwrap_or(false) {
+            return;
+        }
+        tokio::time::sleep(pause).await;
+        pause = (pause * 2).min(Duration::from_millis(200));
+    }
+}
+
+/// One inline PING: whether the reply was PONG.
+async fn ping(port: u16) -> std::io::Result<bool> {
+    let mut stream = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    stream.write_all(b"PING\r\n").await?;
+    let mut reply = [0u8; 7];
+    stream.read_exact(&mut reply).await?;
+    Ok(&reply == b"+PONG\r\n")
 }
 
 /// `url` with its password (if any) hidden, for showing.

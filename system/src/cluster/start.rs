@@ -2,7 +2,6 @@
 
 use std::time::Duration;
 
-use super::redis::REDIS_READY;
 use super::{Cluster, ClusterError, ClusterSpec, MemberId, Recipe};
 use crate::dispatcher::Mode;
 
@@ -46,7 +45,16 @@ impl Cluster {
         let recipe = private.recipe(server);
         let member = self.spawn(MemberId::Redis, recipe)?;
         self.redis = Some(member);
-        self.wait_ready(MemberId::Redis, 1, REDIS_READY).await
+        self.wait_redis_ready().await
+    }
+
+    /// Waits until the (just started) private Redis is ready.
+    pub(super) async fn wait_redis_ready(&self) -> Result<(), ClusterError> {
+        let port = self
+            .private_redis
+            .as_ref()
+            .map_or(0, |(_, redis)| redis.port);
+        Ok(super::redis::wait_ready(self.member(MemberId::Redis)?, port).await?)
     }
 
     /// The gateway; ready when it listens.

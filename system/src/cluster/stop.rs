@@ -1,9 +1,11 @@
-//! Stopping a cluster in reverse start order, each group with SIGTERM and a bounded wait
-//! before SIGKILL.
+//! Stopping a cluster in reverse start order, each group with SIGTERM and one deadline for
+//! the whole group before SIGKILL.
 
 use std::future::Future;
 use std::process::ExitStatus;
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use super::{Cluster, Member};
 
@@ -19,8 +21,10 @@ const KILL_WAIT: Duration = Duration::from_secs(5);
 /// How a stop ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Stopped {
-    /// Everything stopped in order.
+    /// Everything stopped in order, each by itself after SIGTERM.
     Clean,
+    /// Stopped in order, but some member did not stop in time and was killed.
+    Forced,
     /// Aborted: everything left was killed at once.
     Killed,
 }
@@ -37,14 +41,16 @@ impl Cluster {
             (self.redis.iter().collect(), REDIS_STOP),
         ];
         let in_order = async {
+            let mut forced = false;
             for (group, timeout) in &groups {
-                stop_group(group, *timeout).await;
+                forced |= stop_group(group, *timeout).await;
             }
+            forced
         };
         tokio::select! {
-            () = in_order => {
+            forced = in_order => {
                 tracing::info!("all stopped");
-                Stopped::Clean
+                if forced { Stopped::Forced } else { Stopped::Clean }
             }
             () = abort => {
                 tracing::warn!("killing everything");
@@ -62,28 +68,33 @@ impl Cluster {
     }
 }
 
-/// Stops one group together: SIGTERM to all, then each waited for up to `timeout`.
-async fn stop_group(group: &[&Member], timeout: Duration) {
+/// Stops one group together: SIGTERM to all, then all waited for until one deadline
+/// `timeout` away, after which those left are killed. Whether any had to be.
+async fn stop_group(group: &[&Member], timeout: Duration) -> bool {
     let running: Vec<&str> = group
         .iter()
         .filter(|m| m.exited().is_none())
         .map(|m| m.name())
         .collect();
     if running.is_empty() {
-        return;
+        return false;
     }
     tracing::info!("stopping {}", running.join(", "));
     for member in group {
-        member.expect_exit();
-        member.signal(libc::SIGTERM);
+        member.ask_to_stop();
     }
+    let deadline = Instant::now() + timeout;
+    let mut forced = false;
     for member in group {
         let already = member.exited();
-        let status = member.wait_or_kill(timeout).await;
+        let left = deadline.saturating_duration_since(Instant::now());
+        let (status, killed) = member.wait_or_kill(left).await;
+        forced |= killed;
         if already.is_none() && !stopped_well(status) {
             tracing::warn!("{} exited ({status}) while stopping", member.name());
         }
     }
+    forced
 }
 
 /// Whether a child asked to stop ended as expected: success, or the SIGTERM itself.

@@ -11,6 +11,12 @@ pub enum StoreError {
     /// A record exists but does not have the shape this code writes.
     #[error("corrupt record {key}: {reason}")]
     Corrupt { key: String, reason: String },
+    /// A script answered in a shape it never writes.
+    #[error("script {script}: {reason}")]
+    Script {
+        script: &'static str,
+        reason: String,
+    },
 }
 
 impl StoreError {
@@ -27,7 +33,7 @@ impl StoreError {
                     || e.is_unrecoverable_error()
                     || e.kind() == ErrorKind::Server(ServerErrorKind::BusyLoading)
             }
-            Self::Corrupt { .. } => false,
+            Self::Corrupt { .. } | Self::Script { .. } => false,
         }
     }
 }

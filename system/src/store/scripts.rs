@@ -7,7 +7,7 @@ use std::sync::LazyLock;
 
 use redis::{FromRedisValue, Script, ScriptInvocation, ToRedisArgs};
 
-use super::{Store, StoreError, keys};
+use super::{Store, StoreError};
 
 /// A task state transition, one Lua script.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -97,14 +97,9 @@ impl Store {
         let mut conn = self.conn.clone();
         let replies: Vec<T> = call.invocation.invoke_async(&mut conn).await?;
         if replies.len() != call.tasks {
-            return Err(StoreError::Corrupt {
-                key: keys::QUEUE.to_owned(),
-                reason: format!(
-                    "{} answered {} of {} tasks",
-                    call.transition.name(),
-                    replies.len(),
-                    call.tasks
-                ),
+            return Err(StoreError::Script {
+                script: call.transition.name(),
+                reason: format!("answered {} of {} tasks", replies.len(), call.tasks),
             });
         }
         Ok(replies)
@@ -114,6 +109,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::keys;
     use crate::store::testing::TestRedis;
     use crate::task::{FunctionId, TaskId, now_micros};
 
@@ -150,7 +146,7 @@ mod tests {
         call.tasks = 3;
         let error = store.run_script::<i64>(&call).await.unwrap_err();
         assert!(
-            matches!(&error, StoreError::Corrupt { reason, .. } if reason == "finish_task answered 2 of 3 tasks"),
+            error.to_string() == "script finish_task: answered 2 of 3 tasks",
             "{error}"
         );
     }

@@ -7,7 +7,7 @@ use std::time::Duration;
 use futures_util::StreamExt;
 
 use super::{QueueReader, Store, keys};
-use crate::cluster::{Persistence, RedisServer};
+use crate::cluster::{Output, Persistence, RedisServer};
 use crate::task::{FunctionId, TaskId};
 
 /// How long a test waits for an event (a server ready, a message published) before failing.
@@ -21,7 +21,7 @@ impl TestRedis {
     /// Starts a server and returns once it is ready.
     pub(super) async fn start() -> Self {
         Self(
-            RedisServer::start(Persistence::None)
+            RedisServer::start(Persistence::None, &Output::Captured)
                 .await
                 .unwrap_or_else(|e| panic!("{e}")),
         )

@@ -51,6 +51,10 @@ impl WorkerConfig {
     }
 }
 
+/// The exit status of a worker the dispatcher refused (sysexits' `EX_NOPERM`), so that a
+/// supervisor can tell a refusal from a crash.
+pub const EXIT_REJECTED: u8 = 77;
+
 /// Why a worker could not run.
 #[derive(Debug, thiserror::Error)]
 pub enum WorkerError {

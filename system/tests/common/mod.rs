@@ -192,12 +192,32 @@ impl TestSystem {
         timeout: Duration,
     ) -> Option<std::process::ExitStatus> {
         self.cluster
-            .signal(id, libc::SIGTERM)
-            .unwrap_or_else(|e| panic!("{e}"));
-        self.cluster
-            .wait_exit(id, timeout)
+            .terminate(id, timeout)
             .await
             .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Waits until the gateway's health check passes (after Redis came back), for up to
+    /// `timeout`; every other answer must be 503 ("try again shortly"). The health check is
+    /// the event: it is probed with a backoff from 10 ms to 200 ms.
+    pub async fn wait_healthy(&self, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        let mut pause = Duration::from_millis(10);
+        let mut answers = Vec::new();
+        loop {
+            let (code, body) = self.get("/health").await;
+            if code == 200 {
+                return;
+            }
+            answers.push(code);
+            assert_eq!(code, 503, "{answers:?}: {body}");
+            assert!(
+                Instant::now() < deadline,
+                "the gateway was not healthy within {timeout:?}: {answers:?}"
+            );
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(Duration::from_millis(200));
+        }
     }
 
     /// A connection to the cluster's Redis.

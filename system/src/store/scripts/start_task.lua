@@ -23,6 +23,8 @@ for i = 2, #KEYS do
     out[i - 1] = drop('stale')
   else
     redis.call('HSET', task, 'status', 'RUNNING', 'dispatched_at', ARGV[2], 'dispatcher', ARGV[3])
+    -- Written by versions before the field was renamed: it would name an earlier attempt's.
+    redis.call('HDEL', task, 'worker')
     local attempts = redis.call('HINCRBY', task, 'attempts', 1)
     local fields = redis.call('HMGET', task, 'function_id', 'params', 'submitted_at')
     out[i - 1] = {fields[1], fields[2], attempts, fields[3]}
