@@ -303,13 +303,9 @@ impl Capacity {
     }
 
     /// A task in use ended without being at a remote worker: its completion came back from
-    /// the local pool, or it never reached the transport (dropped at start, function missing).
+    /// the local pool, it never reached the transport (dropped at start, function missing),
+    /// or it was cancelled through the API while waiting in a remote transport's backlog.
     pub fn task_done(&self) {
-        self.update(Ledger::task_done);
-    }
-
-    /// A task still waiting in a remote transport's backlog was cancelled through the API.
-    pub fn task_cancelled(&self) {
         self.update(Ledger::task_done);
     }
 

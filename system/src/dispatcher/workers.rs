@@ -151,7 +151,7 @@ impl Workers {
     pub fn cancel(&mut self, backlog: &mut VecDeque<Job>, task: TaskId) -> Option<String> {
         if let Some(i) = backlog.iter().position(|job| job.task_id == task) {
             backlog.remove(i);
-            self.capacity.task_cancelled();
+            self.capacity.task_done();
             let _ = self.completions.send(Completion {
                 task_id: task,
                 outcome: TaskOutcome::WorkerFailure(crate::executor::CANCELLED.into()),

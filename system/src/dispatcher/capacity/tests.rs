@@ -236,7 +236,7 @@ impl<'a> Model<'a> {
                 self.in_core -= 1;
             }
             Op::Cancel if remote && self.in_core > 0 => {
-                self.capacity.task_cancelled();
+                self.capacity.task_done();
                 self.in_core -= 1;
             }
             Op::Send { worker } if remote && self.in_core > 0 => {
