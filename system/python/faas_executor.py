@@ -8,18 +8,28 @@ Protocol, both directions: a 4-byte big-endian length, then a UTF-8 JSON object.
 - executor -> parent, once at start: {"ready": true, "pid", "python", "dill"}
 - parent -> executor: {"task_id", "function_id", "function": base64 | null, "params": base64}
   ("function" may be null when the parent believes this executor has the function cached)
-- executor -> parent: {"task_id", "outcome": "completed" | "raised" | "need_function",
-  "result": base64 (dill of the value or of the exception), "started_at", "finished_at" (us)}
+- executor -> parent: {"task_id", "outcome": "completed" | "raised" | "need_function" |
+  "too_large", "result": base64 (dill of the value or of the exception), "started_at",
+  "finished_at" (us); for "too_large" (the base64 is longer than the limit the parent passed
+  as argv[2]) "result" is null and "size" the base64's length}
 
 The protocol uses private copies of fds 0 and 1; fd 0 then reads /dev/null and fd 1 goes to
 fd 2, so nothing a user's function prints or writes to fd 1/2 can corrupt the protocol.
+
+A task's answer is its own: a process forked by a function loses the protocol descriptors at
+the fork and never reaches the reply (it exits where the executor would answer), and before
+each answer every process the function left behind (children, and daemons that left with
+``setsid``: this process is their subreaper) is killed. The parent checks each answer's task
+id as well.
 """
 
 import base64
 import collections
+import ctypes
 import json
 import os
 import pickle
+import signal
 import struct
 import sys
 import time
@@ -27,10 +37,15 @@ import traceback
 
 _FUNCTION_CACHE_SIZE = 256
 _HEADER = struct.Struct(">I")
+_PR_SET_CHILD_SUBREAPER = 36
 
 
 def main():
+    max_result = int(sys.argv[2])
     proto_in, proto_out = _take_protocol_fds()
+    owner = os.getpid()
+    _forget_protocol_at_fork(proto_in, proto_out)
+    _become_subreaper()
     import faulthandler
 
     faulthandler.enable()  # a segfault leaves a Python traceback in the parent's log
@@ -49,7 +64,13 @@ def main():
         if request is None:
             return  # the parent closed the pipe: it is gone or wants us gone
         reply = _run(dill, cache, request)
+        if os.getpid() != owner:
+            os._exit(0)  # a fork of the function's came back here: it has nothing to say
         _flush_user_output()
+        _kill_leftovers()
+        result = reply["result"]
+        if result is not None and len(result) > max_result:
+            reply.update(outcome="too_large", result=None, size=len(result))
         _send(proto_out, reply)
 
 
@@ -61,6 +82,65 @@ def _take_protocol_fds():
     os.close(devnull)
     os.dup2(2, 1)
     return proto_in, proto_out
+
+
+def _forget_protocol_at_fork(*fds):
+    """Closes the protocol descriptors in every child forked from Python (os.fork,
+    multiprocessing), so that no copy of this process can read requests or answer them."""
+    def close_in_child():
+        for fd in fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+    os.register_at_fork(after_in_child=close_in_child)
+
+
+def _become_subreaper():
+    """Makes orphaned descendants (a daemon that double-forked, a ``setsid`` child whose
+    parent exited) children of this process instead of init, so _kill_leftovers finds them."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_CHILD_SUBREAPER)")
+    except OSError as exc:
+        print("faas executor: cannot adopt orphaned processes (%s); daemons a function "
+              "leaves may outlive its task" % exc, file=sys.stderr)
+
+
+def _children():
+    """The pids of this process's children (of every thread), reaped or not."""
+    found = []
+    try:
+        threads = os.listdir("/proc/self/task")
+    except OSError:
+        return found
+    for tid in threads:
+        try:
+            with open("/proc/self/task/%s/children" % tid) as f:
+                found.extend(int(pid) for pid in f.read().split())
+        except OSError:
+            continue
+    return found
+
+
+def _kill_leftovers():
+    """Kills and reaps every process the task left running. Killing a child orphans its own
+    children onto this subreaper, so repeat until none is left."""
+    while True:
+        children = _children()
+        if not children:
+            break
+        for pid in children:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        for _ in children:
+            try:
+                os.waitpid(-1, 0)
+            except ChildProcessError:
+                break
 
 
 def _run(dill, cache, request):

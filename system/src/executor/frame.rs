@@ -6,9 +6,13 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
 use crate::task::{FunctionId, TaskId};
 
-/// Frames larger than this are refused: a guard against a corrupt length, not a result limit
-/// anyone should meet (Redis itself caps a value at 512 MB).
-pub const MAX_FRAME_BYTES: usize = 1 << 30;
+/// The longest result (its base64, as stored) an executor may answer: what Redis stores in
+/// one value (`proto-max-bulk-len`, 512 MiB). A longer one fails its own task.
+pub const MAX_RESULT_BYTES: usize = 512 << 20;
+
+/// Frames larger than this are refused (and the executor that sent one killed): a result at
+/// the limit and the message around it fit.
+pub const MAX_FRAME_BYTES: usize = MAX_RESULT_BYTES + (1 << 20);
 
 /// Why a frame could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -56,6 +60,8 @@ pub enum ReplyOutcome {
     Raised,
     /// The executor does not have the function cached; send it again with the body.
     NeedFunction,
+    /// The result (or exception) was longer than [`MAX_RESULT_BYTES`]: `size` says how long.
+    TooLarge,
 }
 
 /// The executor's answer to a [`RunRequest`].
@@ -64,6 +70,9 @@ pub struct RunReply {
     pub task_id: TaskId,
     pub outcome: ReplyOutcome,
     pub result: Option<String>,
+    /// With [`ReplyOutcome::TooLarge`]: the result's length.
+    #[serde(default)]
+    pub size: Option<u64>,
     pub started_at: u64,
     pub finished_at: u64,
 }
@@ -101,13 +110,11 @@ where
     if len > MAX_FRAME_BYTES {
         return Err(FrameError::TooLarge(len));
     }
-    let mut body = vec![0u8; len];
-    match r.read_exact(&mut body).await {
-        Ok(_) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
-            return Err(FrameError::Incomplete);
-        }
-        Err(e) => return Err(e.into()),
+    // Grown as bytes arrive: a length alone (from a hostile executor) allocates nothing.
+    let mut body = Vec::with_capacity(len.min(1 << 20));
+    let read = (&mut *r).take(len as u64).read_to_end(&mut body).await?;
+    if read < len {
+        return Err(FrameError::Incomplete);
     }
     Ok(serde_json::from_slice(&body)?)
 }

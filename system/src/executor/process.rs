@@ -9,9 +9,9 @@ use tokio::io::AsyncReadExt;
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
 use super::Job;
-use super::frame::{self, FrameError, Ready, ReplyOutcome, RunReply, RunRequest};
+use super::frame::{self, FrameError, MAX_RESULT_BYTES, Ready, ReplyOutcome, RunReply, RunRequest};
 use super::python_env::PythonEnv;
-use crate::task::{FunctionId, TaskOutcome, now_micros};
+use crate::task::{FunctionId, TaskId, TaskOutcome, now_micros};
 
 /// How long a fresh executor may take to import dill and greet its parent.
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(60);
@@ -75,6 +75,7 @@ impl ExecutorProcess {
         cmd.arg("-c")
             .arg("import sys; sys.path.insert(0, sys.argv[1]); import faas_executor; faas_executor.main()")
             .arg(&spec.env.runtime_dir)
+            .arg(MAX_RESULT_BYTES.to_string())
             .env_clear()
             .envs(INHERITED_ENV.iter().filter_map(|k| std::env::var_os(k).map(|v| (k, v))))
             .env("PYTHONUNBUFFERED", "1")
@@ -170,13 +171,38 @@ impl ExecutorProcess {
                     ReplyOutcome::Completed => {
                         TaskOutcome::Completed(reply.result.unwrap_or_default())
                     }
-                    _ => TaskOutcome::Raised(reply.result.unwrap_or_default()),
+                    ReplyOutcome::TooLarge => TaskOutcome::WorkerFailure(format!(
+                        "task {} returned a result of {} bytes (serialized, base64), more than \
+                         the {MAX_RESULT_BYTES}-byte limit",
+                        job.task_id,
+                        reply.size.unwrap_or_default()
+                    )),
+                    ReplyOutcome::Raised | ReplyOutcome::NeedFunction => {
+                        TaskOutcome::Raised(reply.result.unwrap_or_default())
+                    }
                 },
                 started_at: Some(reply.started_at),
                 finished_at: reply.finished_at,
                 executor_lost: false,
             },
-            Err(e) => {
+            Err(Mismatch::OtherTask(other)) => {
+                tracing::warn!(executor = %self.label, task_id = %job.task_id, answered = %other, "an executor answered for another task; killing it");
+                self.kill().await;
+                Run::lost(TaskOutcome::WorkerFailure(format!(
+                    "the executor running task {} answered for another task ({other}) and was \
+                     killed",
+                    job.task_id
+                )))
+            }
+            Err(Mismatch::TooLarge(size)) => {
+                self.kill().await;
+                Run::lost(TaskOutcome::WorkerFailure(format!(
+                    "the executor running task {} sent a message of {size} bytes, more than \
+                     the {MAX_RESULT_BYTES}-byte result limit, and was killed",
+                    job.task_id
+                )))
+            }
+            Err(Mismatch::Frame(e)) => {
                 let cause = self.death_cause(&e).await;
                 Run::lost(TaskOutcome::WorkerFailure(format!(
                     "the executor running task {} died: {cause}",
@@ -186,8 +212,10 @@ impl ExecutorProcess {
         }
     }
 
-    /// Sends the job, resending it with the function body if the executor asks for it.
-    async fn exchange(&mut self, job: &Job) -> Result<RunReply, FrameError> {
+    /// Sends the job, resending it with the function body if the executor asks for it. An
+    /// answer must name the job's task: any other (a stale answer left by a process the
+    /// function forked) means the pipe can no longer be trusted.
+    async fn exchange(&mut self, job: &Job) -> Result<RunReply, Mismatch> {
         let mut send_body = !self.cached.contains(&job.function_id);
         loop {
             let request = RunRequest {
@@ -198,6 +226,9 @@ impl ExecutorProcess {
             };
             frame::write_message(&mut self.stdin, &request).await?;
             let reply: RunReply = frame::read_message(&mut self.stdout).await?;
+            if reply.task_id != job.task_id {
+                return Err(Mismatch::OtherTask(reply.task_id));
+            }
             if reply.outcome == ReplyOutcome::NeedFunction && !send_body {
                 send_body = true;
                 continue;
@@ -243,6 +274,26 @@ impl Drop for ExecutorProcess {
             unsafe {
                 libc::killpg(self.pid, libc::SIGKILL);
             }
+        }
+    }
+}
+
+/// Why an exchange with an executor failed.
+#[derive(Debug)]
+enum Mismatch {
+    /// The pipe broke, or carried something that is not a message.
+    Frame(FrameError),
+    /// A frame longer than any answer may be.
+    TooLarge(usize),
+    /// An answer naming another task.
+    OtherTask(TaskId),
+}
+
+impl From<FrameError> for Mismatch {
+    fn from(error: FrameError) -> Self {
+        match error {
+            FrameError::TooLarge(size) => Self::TooLarge(size),
+            other => Self::Frame(other),
         }
     }
 }
