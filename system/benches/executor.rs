@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use faas::executor::process::{ExecutorProcess, ExecutorSpec};
+use faas::executor::sandbox::SandboxSpec;
 use faas::executor::{Job, python_env};
 use faas::task::{FunctionId, TaskId, TaskOutcome};
 
@@ -36,6 +37,7 @@ fn bench(c: &mut Criterion) {
     let spec = ExecutorSpec {
         env,
         memory_limit: None,
+        sandbox: SandboxSpec::default(),
     };
     let mut executor = runtime
         .block_on(ExecutorProcess::spawn(&spec, "bench/0".into()))

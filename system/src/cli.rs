@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use crate::executor::ExecutorSpec;
 use crate::executor::python_env::{self, PythonEnvError};
+use crate::executor::sandbox::SandboxSpec;
 
 /// How executors are started: shared by the dispatcher (local mode) and the workers.
 #[derive(Debug, Clone, clap::Args)]
@@ -15,6 +16,17 @@ pub struct ExecutorArgs {
     /// directory (FAAS_CACHE_DIR, else ~/.cache/faas) on first use.
     #[arg(long, env = "FAAS_PYTHON")]
     pub python: Option<PathBuf>,
+    /// Processes (threads included) all executors together may have, against fork bombs
+    /// (RLIMIT_NPROC of the unprivileged user sandboxed executors run as when started as root).
+    #[arg(long, env = "FAAS_MAX_PROCESSES", default_value_t = SandboxSpec::default().max_processes)]
+    pub max_processes: u64,
+    /// Executors get no network (a namespace with loopback only; needs bubblewrap).
+    #[arg(long, env = "FAAS_NO_NETWORK")]
+    pub no_network: bool,
+    /// A directory functions may read and write, at the same path (repeat the flag, or
+    /// separate with ':' in the variable); the rest of the host is read-only or hidden.
+    #[arg(long = "share-dir", env = "FAAS_SHARE_DIRS", value_delimiter = ':')]
+    pub share_dirs: Vec<PathBuf>,
 }
 
 impl ExecutorArgs {
@@ -27,6 +39,11 @@ impl ExecutorArgs {
         Ok(ExecutorSpec {
             env,
             memory_limit: self.memory_limit_mb.map(|mb| mb * 1024 * 1024),
+            sandbox: SandboxSpec {
+                network: !self.no_network,
+                max_processes: self.max_processes,
+                shared: self.share_dirs,
+            },
         })
     }
 }

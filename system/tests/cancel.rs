@@ -15,8 +15,10 @@ use rstest::rstest;
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 
-/// Signals `"{tag} start {pid}"` as it starts, sleeps, then signals `"{tag} end"`.
-const MARKED_SLEEP: &str = "import time\n\ndef marked(fifo, tag, seconds):\n    signal(fifo, '%s start %d' % (tag, os.getpid()))\n    time.sleep(seconds)\n    signal(fifo, '%s end' % tag)\n    return seconds\n";
+/// Names its executor process with a fresh random name (its pid would be that of its
+/// sandbox's PID namespace, meaningless to the test) and signals `"{tag} start {name}"` as
+/// it starts, sleeps, then signals `"{tag} end"`.
+const MARKED_SLEEP: &str = "import ctypes, random, time\n\ndef marked(fifo, tag, seconds):\n    name = 'faas%010x' % random.getrandbits(40)\n    ctypes.CDLL(None).prctl(15, name.encode(), 0, 0, 0)\n    signal(fifo, '%s start %s' % (tag, name))\n    time.sleep(seconds)\n    signal(fifo, '%s end' % tag)\n    return seconds\n";
 const ECHO: &str = "def echo(x):\n    return x\n";
 
 /// How long a task may take to start on an idle executor.
@@ -171,12 +173,20 @@ async fn status_of(system: &TestSystem, task: &str) -> String {
     body["status"].as_str().unwrap_or_default().to_owned()
 }
 
-/// The executor's pid in the start signal of the task tagged `tag`.
+/// The pid of the executor named in the start signal of the task tagged `tag`.
 fn started_pid(signal: &str, tag: &str) -> i32 {
-    signal
+    let name = signal
         .strip_prefix(&format!("{tag} start "))
-        .and_then(|pid| pid.parse().ok())
-        .unwrap_or_else(|| panic!("expected {tag} to start, got {signal:?}"))
+        .unwrap_or_else(|| panic!("expected {tag} to start, got {signal:?}"));
+    let entries = std::fs::read_dir("/proc").expect("/proc");
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .find(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm"))
+                .is_ok_and(|comm| comm.trim_end() == name)
+        })
+        .unwrap_or_else(|| panic!("no process named {name}"))
 }
 
 /// A process's exit as an event: its pidfd turns readable when it ends.

@@ -336,7 +336,8 @@ async fn push_mode_with_two_workers_runs_a_task_and_stops_on_sigint() {
         summary.contains("push: 2 workers × 2 executors"),
         "{summary}"
     );
-    assert!(summary.contains("redis://127.0.0.1:"), "{summary}");
+    // The private Redis has a password, never shown.
+    assert!(summary.contains("redis://:***@127.0.0.1:"), "{summary}");
     assert!(
         summary.contains(&format!("curl {base}/health")),
         "{summary}"

@@ -34,7 +34,12 @@ async fn main() -> anyhow::Result<()> {
     let shutdown = faas::shutdown::on_signal();
     let state = AppState::connect(&cli.redis_url, &shutdown)
         .await
-        .with_context(|| format!("cannot connect to Redis at {}", cli.redis_url))?;
+        .with_context(|| {
+            format!(
+                "cannot connect to Redis at {}",
+                faas::cluster::redis::redact(&cli.redis_url)
+            )
+        })?;
     let listener = tokio::net::TcpListener::bind(&cli.bind)
         .await
         .with_context(|| format!("cannot listen on {}", cli.bind))?;

@@ -59,7 +59,8 @@ pub fn redis_server() -> Result<PathBuf, BinaryError> {
 }
 
 /// The first executable file called `name` in `PATH`.
-fn find_in_path(name: &str) -> Option<PathBuf> {
+#[must_use]
+pub fn find_in_path(name: &str) -> Option<PathBuf> {
     use std::os::unix::fs::PermissionsExt;
     let path = std::env::var_os("PATH")?;
     std::env::split_paths(&path)

@@ -177,15 +177,7 @@ impl Cluster {
             RedisSpec::External(url) => (None, url.clone()),
             RedisSpec::Private(persistence) => {
                 let server = binaries::redis_server()?;
-                let redis = PrivateRedis {
-                    port: free()?,
-                    dir: dir.0.join("redis"),
-                    persistence: *persistence,
-                };
-                std::fs::create_dir_all(&redis.dir).map_err(|source| ClusterError::Dir {
-                    dir: redis.dir.clone(),
-                    source,
-                })?;
+                let redis = PrivateRedis::create(dir.0.join("redis"), *persistence)?;
                 let url = redis.url();
                 (Some((server, redis)), url)
             }

@@ -48,6 +48,8 @@ pub struct ClusterSpec {
     pub python: PathBuf,
     /// The executors' memory limit (`FAAS_MEMORY_LIMIT_MB`).
     pub memory_limit_mb: Option<u64>,
+    /// Directories the executors' sandbox shares with functions (`FAAS_SHARE_DIRS`).
+    pub share_dirs: Vec<PathBuf>,
     /// The executor hosts' working directory, from which dill's by-reference functions are
     /// imported; the supervisor's own when `None`.
     pub workdir: Option<PathBuf>,
@@ -77,6 +79,7 @@ impl ClusterSpec {
             worker_args: Vec::new(),
             python,
             memory_limit_mb: None,
+            share_dirs: Vec::new(),
             workdir: None,
             rust_log: "info".to_owned(),
             output: Output::Captured,

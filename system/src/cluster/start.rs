@@ -50,11 +50,11 @@ impl Cluster {
 
     /// Waits until the (just started) private Redis is ready.
     pub(super) async fn wait_redis_ready(&self) -> Result<(), ClusterError> {
-        let port = self
-            .private_redis
-            .as_ref()
-            .map_or(0, |(_, redis)| redis.port);
-        Ok(super::redis::wait_ready(self.member(MemberId::Redis)?, port).await?)
+        let member = self.member(MemberId::Redis)?;
+        match &self.private_redis {
+            Some((_, redis)) => Ok(super::redis::wait_ready(member, redis).await?),
+            None => Err(ClusterError::NoMember(MemberId::Redis)),
+        }
     }
 
     /// The gateway; ready when it listens.
@@ -167,6 +167,14 @@ impl Cluster {
             .env("FAAS_PYTHON", &self.spec.python);
         if let Some(mb) = self.spec.memory_limit_mb {
             recipe = recipe.env("FAAS_MEMORY_LIMIT_MB", mb.to_string());
+        }
+        if !self.spec.share_dirs.is_empty() {
+            let dirs =
+                std::env::join_paths(&self.spec.share_dirs).map_err(|e| ClusterError::Spawn {
+                    name: binary.to_owned(),
+                    source: std::io::Error::other(e),
+                })?;
+            recipe = recipe.env("FAAS_SHARE_DIRS", dirs);
         }
         recipe.cwd.clone_from(&self.spec.workdir);
         Ok(recipe)

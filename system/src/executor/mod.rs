@@ -3,6 +3,7 @@
 //!
 //! - [`python_env`]: find or create the interpreter with dill.
 //! - [`frame`]: length-prefixed JSON messages over the pipe.
+//! - [`sandbox`]: the namespaces and limits an executor runs in.
 //! - [`process`]: one executor child, its deadline and its death.
 //! - [`pool`]: N executors serving a queue of jobs, respawned as needed.
 
@@ -10,6 +11,7 @@ pub mod frame;
 pub mod pool;
 pub mod process;
 pub mod python_env;
+pub mod sandbox;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -11,6 +11,7 @@ use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use super::Job;
 use super::frame::{self, FrameError, MAX_RESULT_BYTES, Ready, ReplyOutcome, RunReply, RunRequest};
 use super::python_env::PythonEnv;
+use super::sandbox::{self, Isolation, NOBODY, SandboxSpec};
 use crate::task::{FunctionId, TaskId, TaskOutcome, now_micros};
 
 /// How long a fresh executor may take to import dill and greet its parent.
@@ -38,6 +39,8 @@ pub struct ExecutorSpec {
     pub env: PythonEnv,
     /// Address-space limit per executor, in bytes (`RLIMIT_AS`); `None` for no limit.
     pub memory_limit: Option<u64>,
+    /// How executors are confined.
+    pub sandbox: SandboxSpec,
 }
 
 /// Why an executor could not be started.
@@ -66,18 +69,33 @@ pub struct ExecutorProcess {
     cached: HashSet<FunctionId>,
     /// A label for logs: which pool slot this is.
     label: String,
+    /// Started through bubblewrap, which exits with 128 + n when the executor dies of
+    /// signal n.
+    sandboxed: bool,
 }
 
 impl ExecutorProcess {
     /// Starts an executor and waits for its greeting.
     pub async fn spawn(spec: &ExecutorSpec, label: String) -> Result<Self, SpawnError> {
-        let mut cmd = Command::new(&spec.env.python);
-        cmd.arg("-c")
-            .arg("import sys; sys.path.insert(0, sys.argv[1]); import faas_executor; faas_executor.main()")
-            .arg(&spec.env.runtime_dir)
-            .arg(MAX_RESULT_BYTES.to_string())
+        let isolation = Isolation::detect();
+        // Root inside a sandbox becomes nobody (the runtime's last argument says so): only
+        // then does RLIMIT_NPROC apply, since root ignores it.
+        // SAFETY: geteuid cannot fail and has no side effects.
+        let become_nobody =
+            matches!(isolation, Isolation::Bubblewrap(_)) && unsafe { libc::geteuid() } == 0;
+        let mut runtime_args = vec![MAX_RESULT_BYTES.to_string()];
+        if become_nobody {
+            runtime_args.push(NOBODY.to_string());
+        }
+        let (program, args) = sandbox::command(isolation, &spec.sandbox, &spec.env, &runtime_args);
+        let mut cmd = Command::new(program);
+        cmd.args(args)
             .env_clear()
-            .envs(INHERITED_ENV.iter().filter_map(|k| std::env::var_os(k).map(|v| (k, v))))
+            .envs(
+                INHERITED_ENV
+                    .iter()
+                    .filter_map(|k| std::env::var_os(k).map(|v| (k, v))),
+            )
             .env("PYTHONUNBUFFERED", "1")
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -85,6 +103,7 @@ impl ExecutorProcess {
             .process_group(0)
             .kill_on_drop(true);
         let memory_limit = spec.memory_limit;
+        let max_processes = become_nobody.then_some(spec.sandbox.max_processes);
         // SAFETY: only async-signal-safe calls (prctl, setrlimit) between fork and exec.
         unsafe {
             cmd.pre_exec(move || {
@@ -92,13 +111,18 @@ impl ExecutorProcess {
                 if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) != 0 {
                     return Err(std::io::Error::last_os_error());
                 }
-                if let Some(bytes) = memory_limit {
-                    let limit = libc::rlimit {
-                        rlim_cur: bytes,
-                        rlim_max: bytes,
-                    };
-                    if libc::setrlimit(libc::RLIMIT_AS, &limit) != 0 {
-                        return Err(std::io::Error::last_os_error());
+                for (resource, limit) in [
+                    (libc::RLIMIT_AS, memory_limit),
+                    (libc::RLIMIT_NPROC, max_processes),
+                ] {
+                    if let Some(value) = limit {
+                        let limit = libc::rlimit {
+                            rlim_cur: value,
+                            rlim_max: value,
+                        };
+                        if libc::setrlimit(resource, &limit) != 0 {
+                            return Err(std::io::Error::last_os_error());
+                        }
                     }
                 }
                 Ok(())
@@ -126,6 +150,7 @@ impl ExecutorProcess {
             pid,
             cached: HashSet::new(),
             label,
+            sandboxed: matches!(isolation, Isolation::Bubblewrap(_)),
         };
         match greeting {
             Ok(Ok(ready)) if ready.ready => {
@@ -245,6 +270,10 @@ impl ExecutorProcess {
         self.kill().await;
         match status {
             Ok(Ok(s)) => match (s.code(), s.signal()) {
+                (Some(code), _) if self.sandboxed && code > 128 => {
+                    let sig = code - 128;
+                    format!("it was killed by signal {sig} ({})", signal_name(sig))
+                }
                 (Some(code), _) => format!("it exited with status {code}"),
                 (None, Some(sig)) => {
                     format!("it was killed by signal {sig} ({})", signal_name(sig))

@@ -22,6 +22,9 @@ pub struct PythonEnv {
     pub python: PathBuf,
     /// The directory holding `faas_executor.py`, put on the executor's import path.
     pub runtime_dir: PathBuf,
+    /// Where the interpreter's files live (`sys.prefix`, `sys.base_prefix`): what a sandbox
+    /// must let it read.
+    pub prefixes: Vec<PathBuf>,
 }
 
 /// Why no usable Python environment could be found or made. Each message is one line that
@@ -71,9 +74,14 @@ pub fn resolve(explicit: Option<&Path>) -> Result<PythonEnv, PythonEnvError> {
         }
         None => ensure_venv(&cache)?,
     };
+    let prefixes = prefixes(&python).map_err(|detail| PythonEnvError::MissingDill {
+        python: python.display().to_string(),
+        detail,
+    })?;
     Ok(PythonEnv {
         python,
         runtime_dir,
+        prefixes,
     })
 }
 
@@ -180,6 +188,28 @@ fn requirements_summary() -> String {
 }
 
 /// Runs `python -c probe`; the error is the last line Python printed.
+/// `python`'s `sys.prefix` and `sys.base_prefix`.
+fn prefixes(python: &Path) -> Result<Vec<PathBuf>, String> {
+    let output = Command::new(python)
+        .args([
+            "-c",
+            "import sys; print(sys.prefix); print(sys.base_prefix)",
+        ])
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| e.to_string())?;
+    if !output.status.success() {
+        return Err(format!("{} while asking for sys.prefix", output.status));
+    }
+    let mut found: Vec<PathBuf> = String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .filter(|l| !l.is_empty())
+        .map(PathBuf::from)
+        .collect();
+    found.dedup();
+    Ok(found)
+}
+
 fn check_imports(python: &Path, probe: &str) -> Result<(), String> {
     run_quietly(Command::new(python).arg("-c").arg(probe))
 }

@@ -15,9 +15,11 @@ use tokio::net::unix::pipe;
 /// Non-blocking: it never waits for a reader, and fails loudly if there is none.
 pub const SIGNAL: &str = "import os\n\ndef signal(fifo, text):\n    fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)\n    try:\n        os.write(fd, (str(text) + '\\n').encode())\n    finally:\n        os.close(fd)\n";
 
-/// Python: `nap(fifo, tag, seconds)` signals `"{tag} {pid of its executor}"` as it starts,
-/// then sleeps `seconds` and returns them. Register it with [`signalling`].
-pub const NAP: &str = "import time\n\ndef nap(fifo, tag, seconds):\n    signal(fifo, '%s %d' % (tag, os.getpid()))\n    time.sleep(seconds)\n    return seconds\n";
+/// Python: `nap(fifo, tag, seconds)` signals `"{tag} {its executor's id}"` as it starts, then
+/// sleeps `seconds` and returns them. Register it with [`signalling`]. The id is random, drawn
+/// once per executor process (a pid would not do: each sandboxed executor is pid 2 in its
+/// own namespace).
+pub const NAP: &str = "import time\n\ndef nap(fifo, tag, seconds):\n    if not hasattr(os, 'faas_test_id'):\n        import random\n        os.faas_test_id = '%012x' % random.getrandbits(48)\n    signal(fifo, '%s %s' % (tag, os.faas_test_id))\n    time.sleep(seconds)\n    return seconds\n";
 
 /// The arguments of a [`NAP`] tagged `tag` that signals on `fifo`, as a Python expression.
 pub fn nap_args(fifo: &Fifo, tag: &str, seconds: f64) -> String {
@@ -37,13 +39,30 @@ pub struct Fifo {
     lines: Lines<BufReader<pipe::Receiver>>,
 }
 
+/// The directory every FIFO of this test process is made in (made here, in cargo's
+/// scratch directory for tests): executors' sandboxes share it (`FAAS_SHARE_DIRS`), so that
+/// sandboxed functions can write to the FIFOs.
+pub fn root() -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let root =
+        PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join(format!("fifos-{}", std::process::id()));
+    std::fs::create_dir_all(&root).expect("the FIFOs' directory");
+    std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755))
+        .expect("open the FIFOs' directory to functions");
+    root
+}
+
 impl Fifo {
     /// A new FIFO in a directory of its own, open for reading (call it inside a runtime).
+    /// Anyone may write to it: sandboxed functions may run as `nobody`.
     pub fn new() -> Self {
+        use std::os::unix::fs::PermissionsExt;
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let dir = std::env::temp_dir().join(format!("faas-fifo-{}-{n}", std::process::id()));
+        let dir = root().join(n.to_string());
         std::fs::create_dir_all(&dir).expect("the FIFO's directory");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755))
+            .expect("open the FIFO's directory to functions");
         let path = dir.join("signals");
         let c_path = CString::new(path.as_os_str().as_bytes()).expect("no NUL in the path");
         // SAFETY: a valid NUL-terminated path and a mode.
@@ -55,6 +74,8 @@ impl Fifo {
             path.display(),
             std::io::Error::last_os_error()
         );
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o666))
+            .expect("let functions write to the FIFO");
         // Read and write: opening never waits for a writer, and reading never sees the end
         // of the file between two writers.
         let receiver = pipe::OpenOptions::new()

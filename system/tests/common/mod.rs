@@ -61,6 +61,7 @@ pub fn spec(mode: Mode, executors: &[u32]) -> ClusterSpec {
         redis: RedisSpec::Private(Persistence::AppendOnlyAlways),
         executors: executors.to_vec(),
         workdir: Some(repo_root()),
+        share_dirs: vec![fifo::root()],
         rust_log: output::child_filter(std::env::var("RUST_LOG").ok().as_deref()),
         output: Output::Captured,
         ..ClusterSpec::new(binaries, mode, python())
