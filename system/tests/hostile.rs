@@ -1,11 +1,13 @@
-//! Hostile functions: each attack runs on a one-executor cluster in every mode, and the
-//! ordinary tasks after it must get exactly their own results.
+//! Hostile functions: each attack runs on a one-executor cluster in every mode, and what it
+//! tries must get it nothing: the ordinary tasks after it get exactly their own results, the
+//! process that ran it keeps running, and the control plane's secrets and state stay its own.
 
 mod common;
 
 use std::time::Duration;
 
 use common::{TestSystem, describe};
+use faas::cluster::{ClusterSpec, MemberId};
 use rstest::rstest;
 
 const FINAL: Duration = Duration::from_secs(60);
@@ -120,4 +122,141 @@ async fn a_600_mb_result_fails_only_its_own_task(#[case] mode: &str) {
     );
     assert!(described.text.contains("byte limit"), "{}", described.text);
     ordinary_tasks_get_their_own_results(&system).await;
+}
+
+#[rstest]
+#[case::local("local")]
+#[case::pull("pull")]
+#[case::push("push")]
+#[tokio::test(flavor = "multi_thread")]
+async fn a_function_cannot_kill_or_stop_the_process_that_runs_it(#[case] mode: &str) {
+    let system = TestSystem::with_mode(mode, &[1], &[]).await;
+    let host = if mode == "local" {
+        MemberId::Dispatcher(0)
+    } else {
+        MemberId::Worker(0)
+    };
+    for (name, signal) in [("stop", "SIGSTOP"), ("kill", "SIGKILL")] {
+        let src = format!(
+            "def {name}():\n    import os, signal\n    os.kill(os.getppid(), signal.{signal})\n    return 'sent'\n"
+        );
+        let f = system.register(&src, name).await;
+        let task = system.execute(&f, "((), {})").await;
+        // Whatever the task got, the process that ran it still runs, and serves.
+        system.wait_final(&task, FINAL).await;
+        let member = system
+            .cluster
+            .member(host)
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(member.exited(), None, "{signal} to the parent ended {host}");
+        ordinary_tasks_get_their_own_results(&system).await;
+    }
+}
+
+#[rstest]
+#[case::local("local")]
+#[case::pull("pull")]
+#[case::push("push")]
+#[tokio::test(flavor = "multi_thread")]
+async fn a_function_cannot_read_the_control_planes_secrets(#[case] mode: &str) {
+    let system = TestSystem::with_mode(mode, &[1], &[]).await;
+    // Every process it can see: environment and command line; and the cluster's files.
+    let src = "def snoop():\n    import glob, os\n    found = []\n    paths = glob.glob('/proc/[0-9]*/environ') + glob.glob('/proc/[0-9]*/cmdline')\n    paths += glob.glob('/tmp/faas-*/**', recursive=True)\n    for path in paths:\n        try:\n            with open(path, 'rb') as f:\n                found.append(f.read().decode('utf-8', 'replace'))\n        except OSError:\n            pass\n    return '\\n'.join(found)\n";
+    let snoop = system.register(src, "snoop").await;
+    let task = system.execute(&snoop, "((), {})").await;
+    let (status, result) = system.wait_final(&task, FINAL).await;
+    assert_eq!(status, "COMPLETED");
+    let (_, seen) = describe(&result);
+    let password = redis_password(&system);
+    assert!(
+        !seen.contains(&password),
+        "a function read the Redis password"
+    );
+    assert!(
+        !seen.contains("FAAS_REDIS_URL"),
+        "a function read the control plane's environment"
+    );
+}
+
+#[rstest]
+#[case::local("local")]
+#[case::pull("pull")]
+#[case::push("push")]
+#[tokio::test(flavor = "multi_thread")]
+async fn a_function_cannot_write_to_redis(#[case] mode: &str) {
+    let system = TestSystem::with_mode(mode, &[1], &[]).await;
+    let ident = system.register(IDENT, "ident").await;
+    let victim = system.execute(&ident, "((7,), {})").await;
+    let (status, before) = system.wait_final(&victim, FINAL).await;
+    assert_eq!(status, "COMPLETED");
+    // The port is no secret: any listening port can be found and tried.
+    let port = redis_port(&system);
+    let src = "def attack(port, key):\n    import socket\n    replies = []\n    for command in ['HSET %s result x status COMPLETED' % key, 'SET faas:pwned 1']:\n        try:\n            s = socket.create_connection(('127.0.0.1', port), timeout=5)\n            s.sendall(command.encode() + b'\\r\\n')\n            replies.append(s.recv(200).decode())\n            s.close()\n        except OSError as e:\n            replies.append(repr(e))\n    return replies\n";
+    let attack = system.register(src, "attack").await;
+    let task = system
+        .execute(&attack, &format!("(({port}, 'faas:task:{victim}'), {{}})"))
+        .await;
+    let (status, replies) = system.wait_final(&task, FINAL).await;
+    assert_eq!(status, "COMPLETED", "{:?}", describe(&replies));
+    let (_, after) = system.wait_final(&victim, FINAL).await;
+    assert_eq!(after, before, "the victim's result changed");
+    let mut conn = system.redis().await;
+    let pwned: Option<String> = redis::cmd("GET")
+        .arg("faas:pwned")
+        .query_async(&mut conn)
+        .await
+        .expect("GET");
+    assert_eq!(
+        pwned,
+        None,
+        "a function wrote to Redis: {:?}",
+        describe(&replies)
+    );
+}
+
+#[rstest]
+#[case::local("local")]
+#[case::pull("pull")]
+#[case::push("push")]
+#[tokio::test(flavor = "multi_thread")]
+async fn a_fork_bomb_is_bounded(#[case] mode: &str) {
+    let limit = vec!["--max-processes".to_owned(), "64".to_owned()];
+    let system = TestSystem::from_spec(ClusterSpec {
+        dispatcher_args: limit.clone(),
+        worker_args: limit,
+        ..common::spec(common::mode(mode), &[1])
+    })
+    .await;
+    // Bounded itself (so that it cannot take this machine down where nothing stops it): it
+    // tries for 500 processes and says how many it got.
+    let src = "def bomb():\n    import os, time\n    made = 0\n    try:\n        for _ in range(500):\n            if os.fork() == 0:\n                time.sleep(60)\n                os._exit(0)\n            made += 1\n    except OSError:\n        pass\n    return made\n";
+    let bomb = system.register(src, "bomb").await;
+    let task = system.execute(&bomb, "((), {})").await;
+    let (status, result) = system.wait_final(&task, FINAL).await;
+    assert_eq!(status, "COMPLETED");
+    let made: u32 = describe(&result).1.parse().expect("a count");
+    assert!(
+        made < 64,
+        "a function made {made} processes under a limit of 64"
+    );
+    ordinary_tasks_get_their_own_results(&system).await;
+}
+
+/// The password in the cluster's Redis URL (`redis://:PASSWORD@host:port`).
+fn redis_password(system: &TestSystem) -> String {
+    let url = system.cluster.redis_url();
+    let userinfo = url
+        .split_once("://")
+        .and_then(|(_, rest)| rest.rsplit_once('@'))
+        .map(|(userinfo, _)| userinfo)
+        .expect("a private Redis has a password");
+    userinfo.trim_start_matches(':').to_owned()
+}
+
+fn redis_port(system: &TestSystem) -> u16 {
+    let url = system.cluster.redis_url();
+    url.rsplit(':')
+        .next()
+        .and_then(|port| port.trim_end_matches('/').parse().ok())
+        .expect("a port in the Redis URL")
 }
