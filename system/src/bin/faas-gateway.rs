@@ -1,5 +1,7 @@
 //! `faas-gateway`: the REST API of the platform.
 
+use std::time::Duration;
+
 use anyhow::Context;
 use clap::Parser;
 use faas::gateway::{self, AppState, DEFAULT_BIND, DEFAULT_MAX_BODY_BYTES, GatewayConfig};
@@ -24,6 +26,26 @@ struct Cli {
     /// environment variable: command lines are visible to every local user.
     #[arg(long, env = "FAAS_AUTH_TOKEN", hide_env_values = true)]
     auth_token: Option<String>,
+    /// Seconds a client has to send a request's headers (and an idle connection stays open).
+    #[arg(long, env = "FAAS_HEADER_TIMEOUT", default_value_t = 10.0)]
+    header_timeout: f64,
+    /// Seconds a client has to send a request's body; 408 otherwise.
+    #[arg(long, env = "FAAS_BODY_TIMEOUT", default_value_t = 60.0)]
+    body_timeout: f64,
+    /// Connections served at once; more are answered 503 and closed.
+    #[arg(long, env = "FAAS_MAX_CONNECTIONS", default_value_t = GatewayConfig::default().max_connections)]
+    max_connections: usize,
+    /// Requests waiting for results at once; more are answered 503.
+    #[arg(long, env = "FAAS_MAX_WAITING", default_value_t = GatewayConfig::default().max_waiting)]
+    max_waiting: usize,
+}
+
+/// `seconds` as a duration, for a flag named `flag`.
+fn seconds(flag: &str, seconds: f64) -> anyhow::Result<Duration> {
+    Duration::try_from_secs_f64(seconds)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .with_context(|| format!("--{flag} must be a positive number of seconds, got {seconds}"))
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -32,7 +54,15 @@ async fn main() -> anyhow::Result<()> {
     faas::telemetry::init_tracing("info");
     let cli = Cli::parse();
     let shutdown = faas::shutdown::on_signal();
-    let state = AppState::connect(&cli.redis_url, &shutdown)
+    let config = GatewayConfig {
+        max_body_bytes: cli.max_body_bytes,
+        auth_token: cli.auth_token,
+        header_read_timeout: seconds("header-timeout", cli.header_timeout)?,
+        body_read_timeout: seconds("body-timeout", cli.body_timeout)?,
+        max_connections: cli.max_connections,
+        max_waiting: cli.max_waiting,
+    };
+    let state = AppState::connect(&cli.redis_url, &config, &shutdown)
         .await
         .with_context(|| {
             format!(
@@ -43,10 +73,6 @@ async fn main() -> anyhow::Result<()> {
     let listener = tokio::net::TcpListener::bind(&cli.bind)
         .await
         .with_context(|| format!("cannot listen on {}", cli.bind))?;
-    let config = GatewayConfig {
-        max_body_bytes: cli.max_body_bytes,
-        auth_token: cli.auth_token,
-    };
     gateway::serve(listener, state, &config, shutdown)
         .await
         .context("gateway failed")?;

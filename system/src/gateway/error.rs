@@ -58,6 +58,12 @@ pub enum ApiError {
         /// The limit, in bytes.
         limit: usize,
     },
+    /// The body did not arrive in time.
+    #[error("the request body did not arrive within {} s", .0.as_secs())]
+    BodyTimeout(std::time::Duration),
+    /// As many requests as the gateway allows are already waiting for results.
+    #[error("too many requests are waiting for results (at most {0}); retry shortly or wait less")]
+    TooManyWaiting(usize),
     /// No route serves this path.
     #[error("no such endpoint: {0}")]
     NoRoute(String),
@@ -92,9 +98,17 @@ impl ApiError {
             Self::AlreadyFinal { .. } => StatusCode::CONFLICT,
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
+            Self::TooManyWaiting(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
+    }
+}
+
+impl From<crate::gateway::waiters::Full> for ApiError {
+    fn from(full: crate::gateway::waiters::Full) -> Self {
+        Self::TooManyWaiting(full.limit)
     }
 }
 

@@ -1,7 +1,10 @@
 //! A JSON body extractor whose failures are [`ApiError`]s with JSON bodies.
 //!
 //! Unlike `axum::Json` it does not insist on a `Content-Type` header: clients that post a
-//! JSON string without one are common and the body is unambiguous.
+//! JSON string without one are common and the body is unambiguous. The whole body must
+//! arrive within the gateway's body deadline: a client that trickles it is answered 408.
+
+use std::time::Duration;
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
@@ -21,13 +24,20 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let limit = req
+        let rules = req
             .extensions()
-            .get::<BodyLimit>()
-            .map_or(usize::MAX, |l| l.0);
-        let bytes = Bytes::from_request(req, state).await.map_err(|e| {
+            .get::<BodyRules>()
+            .copied()
+            .unwrap_or(BodyRules {
+                limit: usize::MAX,
+                timeout: Duration::MAX,
+            });
+        let read = tokio::time::timeout(rules.timeout, Bytes::from_request(req, state))
+            .await
+            .map_err(|_| ApiError::BodyTimeout(rules.timeout))?;
+        let bytes = read.map_err(|e| {
             if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::TooLarge { limit }
+                ApiError::TooLarge { limit: rules.limit }
             } else {
                 ApiError::BadBody(e.body_text())
             }
@@ -43,6 +53,10 @@ where
     }
 }
 
-/// The configured body size limit, as a request extension so rejections can name it.
+/// The configured body size limit and read deadline, as a request extension so the
+/// extractor applies them and rejections can name them.
 #[derive(Debug, Clone, Copy)]
-pub struct BodyLimit(pub usize);
+pub struct BodyRules {
+    pub limit: usize,
+    pub timeout: Duration,
+}

@@ -17,6 +17,7 @@ mod json;
 mod metrics;
 mod openapi;
 mod result_stream;
+mod server;
 pub mod waiters;
 
 use std::net::SocketAddr;
@@ -26,13 +27,12 @@ use std::time::Duration;
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
-use axum::serve::ListenerExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::store::Store;
 pub use error::ApiError;
 use handlers::{functions, results, service, tasks};
-use json::BodyLimit;
+use json::BodyRules;
 
 /// Where the gateway listens unless told otherwise: loopback only.
 pub const DEFAULT_BIND: &str = "127.0.0.1:8000";
@@ -54,10 +54,11 @@ impl AppState {
     /// wait on results.
     pub async fn connect(
         redis_url: &str,
+        config: &GatewayConfig,
         shutdown: &CancellationToken,
     ) -> Result<Self, crate::store::StoreError> {
         let store = Store::connect(redis_url).await?;
-        let waiters = waiters::Waiters::default();
+        let waiters = waiters::Waiters::new(config.max_waiting);
         tokio::spawn(
             waiters
                 .clone()
@@ -78,6 +79,16 @@ pub struct GatewayConfig {
     pub max_body_bytes: usize,
     /// When set, every request must carry `Authorization: Bearer <token>` or gets 401.
     pub auth_token: Option<String>,
+    /// A request's headers must arrive within this (else the connection is closed), and
+    /// an idle keep-alive connection is closed after it.
+    pub header_read_timeout: Duration,
+    /// A request's body must arrive within this, else 408.
+    pub body_read_timeout: Duration,
+    /// Connections served at once; one more is answered 503 and closed.
+    pub max_connections: usize,
+    /// Requests waiting for results at once (`?wait=`, `POST /results` with a wait); one
+    /// more is answered 503.
+    pub max_waiting: usize,
 }
 
 impl Default for GatewayConfig {
@@ -85,6 +96,10 @@ impl Default for GatewayConfig {
         Self {
             max_body_bytes: DEFAULT_MAX_BODY_BYTES,
             auth_token: None,
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(60),
+            max_connections: 4096,
+            max_waiting: 2048,
         }
     }
 }
@@ -110,7 +125,10 @@ pub fn router(state: AppState, config: &GatewayConfig) -> Router {
         .fallback(service::no_route)
         .method_not_allowed_fallback(service::method_not_allowed)
         .layer(DefaultBodyLimit::max(config.max_body_bytes))
-        .layer(axum::Extension(BodyLimit(config.max_body_bytes)))
+        .layer(axum::Extension(BodyRules {
+            limit: config.max_body_bytes,
+            timeout: config.body_read_timeout,
+        }))
         // Outermost: a request without the token touches nothing, not even its body.
         .layer(axum::middleware::from_fn_with_state(
             auth::Token::new(config.auth_token.as_deref()),
@@ -119,11 +137,10 @@ pub fn router(state: AppState, config: &GatewayConfig) -> Router {
         .with_state(state)
 }
 
-/// How long requests in progress (long polls included) may finish after a shutdown request.
-pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
+pub use server::DRAIN_TIMEOUT;
 
 /// Serves the gateway on `listener` until `shutdown` is cancelled, then finishes the requests
-/// in progress, for at most [`DRAIN_TIMEOUT`].
+/// in progress, for at most [`DRAIN_TIMEOUT`]; with the limits of `config` (see `server`).
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: AppState,
@@ -133,24 +150,5 @@ pub async fn serve(
     let addr: Option<SocketAddr> = listener.local_addr().ok();
     tracing::info!(?addr, "gateway listening");
     crate::readiness::notify(crate::readiness::Ready::GatewayListening);
-    // Streamed answers (`POST /results`) write their header and lines separately: without
-    // TCP_NODELAY each small write after the first waits for a delayed ACK (40 ms).
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY");
-        }
-    });
-    let server = axum::serve(listener, router(state, config))
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned());
-    let drain_limit = async {
-        shutdown.cancelled().await;
-        tokio::time::sleep(DRAIN_TIMEOUT).await;
-    };
-    tokio::select! {
-        served = server => served,
-        () = drain_limit => {
-            tracing::warn!(timeout = ?DRAIN_TIMEOUT, "requests still open after the drain timeout; stopping anyway");
-            Ok(())
-        }
-    }
+    server::serve(listener, router(state, config), config, shutdown).await
 }

@@ -35,11 +35,19 @@ struct Table {
     closing: bool,
 }
 
-/// Who is waiting for which task.
-#[derive(Clone, Default)]
+/// Who is waiting for which task; at most `limit` requests at once.
+#[derive(Clone)]
 pub struct Waiters {
     table: Arc<Mutex<Table>>,
     next_id: Arc<AtomicU64>,
+    limit: usize,
+}
+
+/// Every place for a waiting request is taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("{limit} requests are waiting already")]
+pub struct Full {
+    pub limit: usize,
 }
 
 /// A registration for some tasks; dropping it unregisters.
@@ -81,13 +89,26 @@ impl Drop for Waiting {
 }
 
 impl Waiters {
-    /// Registers interest in `tasks`; register before reading their status, so a completion
-    /// in between is not missed (it is delivered and read again).
+    /// Room for `limit` waiting requests.
     #[must_use]
-    pub fn register(&self, tasks: &[TaskId]) -> Waiting {
+    pub fn new(limit: usize) -> Self {
+        Self {
+            table: Arc::default(),
+            next_id: Arc::default(),
+            limit,
+        }
+    }
+
+    /// Registers interest in `tasks`; register before reading their status, so a completion
+    /// in between is not missed (it is delivered and read again). Refused when `limit`
+    /// requests are waiting already.
+    pub fn register(&self, tasks: &[TaskId]) -> Result<Waiting, Full> {
+        let mut table = self.table.lock().expect("waiters lock");
+        if table.senders.len() >= self.limit {
+            return Err(Full { limit: self.limit });
+        }
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (tx, wakes) = mpsc::unbounded_channel();
-        let mut table = self.table.lock().expect("waiters lock");
         if table.closing {
             let _ = tx.send(Wake::Closing);
         }
@@ -95,12 +116,12 @@ impl Waiters {
         for task in tasks {
             table.by_task.entry(*task).or_default().push(id);
         }
-        Waiting {
+        Ok(Waiting {
             waiters: self.clone(),
             id,
             tasks: tasks.to_vec(),
             wakes,
-        }
+        })
     }
 
     /// Requests waiting now.

@@ -59,7 +59,9 @@ pub async fn results(
             ids.push(id);
         }
     }
-    let waiting = (!wait.is_zero()).then(|| state.waiters.register(&ids));
+    let waiting = (!wait.is_zero())
+        .then(|| state.waiters.register(&ids))
+        .transpose()?;
     let body =
         ResultStream::open(state.store.clone(), &ids, waiting, Instant::now() + wait).await?;
     Ok(([(header::CONTENT_TYPE, NDJSON)], body).into_response())

@@ -152,7 +152,9 @@ pub async fn result(
             })?,
     };
     // Registered before the first read, so a completion in between is not missed.
-    let mut waiting = (!wait.is_zero()).then(|| state.waiters.register(&[task_id]));
+    let mut waiting = (!wait.is_zero())
+        .then(|| state.waiters.register(&[task_id]))
+        .transpose()?;
     let mut task = state
         .store
         .task_result(task_id)
