@@ -130,9 +130,19 @@ impl IntoResponse for ApiError {
         } else {
             tracing::debug!(error = %self, "request rejected");
         }
+        // The body was not read to its end: the connection cannot carry another request,
+        // and saying so keeps clients from reusing it as the server closes it.
+        let unread_body = matches!(self, Self::TooLarge { .. } | Self::BodyTimeout(_));
         let body = ErrorBody {
             error: self.to_string(),
         };
-        (status, Json(body)).into_response()
+        let mut response = (status, Json(body)).into_response();
+        if unread_body {
+            response.headers_mut().insert(
+                axum::http::header::CONNECTION,
+                axum::http::HeaderValue::from_static("close"),
+            );
+        }
+        response
     }
 }
