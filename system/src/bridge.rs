@@ -13,8 +13,13 @@ use tokio::sync::mpsc;
 /// Something that happened on one of the bridged sockets.
 #[derive(Debug)]
 pub enum Inbound {
-    /// A multipart message arrived on socket `socket`.
-    Message { socket: usize, frames: Vec<Vec<u8>> },
+    /// A multipart message arrived on socket `socket`, from the peer whose CURVE key (Z85)
+    /// is `peer` when the socket is a CURVE server.
+    Message {
+        socket: usize,
+        frames: Vec<Vec<u8>>,
+        peer: Option<String>,
+    },
     /// A send on socket `socket` failed (for a ROUTER: the peer is gone).
     SendFailed {
         socket: usize,
@@ -93,6 +98,26 @@ impl Drop for Bridge {
     }
 }
 
+/// One waiting multipart message and the authenticated key of its sender (`User-Id`, set by
+/// the ZAP handler), without blocking.
+fn recv_with_peer(socket: &zmq::Socket) -> zmq::Result<(Vec<Vec<u8>>, Option<String>)> {
+    let mut frames = Vec::new();
+    let mut peer = None;
+    let mut flags = zmq::DONTWAIT;
+    loop {
+        let mut part = socket.recv_msg(flags)?;
+        // The rest of a multipart message has arrived with its first part.
+        flags = 0;
+        if peer.is_none() {
+            peer = part.gets("User-Id").map(str::to_owned);
+        }
+        frames.push(part.to_vec());
+        if !part.get_more() {
+            return Ok((frames, peer));
+        }
+    }
+}
+
 fn run(control: &zmq::Socket, sockets: &[zmq::Socket], inbox: &mpsc::UnboundedSender<Inbound>) {
     for socket in sockets {
         // Closing must not wait for unsent messages: the peer may be gone for good.
@@ -119,8 +144,13 @@ fn run(control: &zmq::Socket, sockets: &[zmq::Socket], inbox: &mpsc::UnboundedSe
             .filter(|(i, r)| **r && *i < sockets.len())
         {
             // Drain everything waiting, so one busy peer does not starve the others for long.
-            while let Ok(frames) = sockets[socket].recv_multipart(zmq::DONTWAIT) {
-                if inbox.send(Inbound::Message { socket, frames }).is_err() {
+            while let Ok((frames, peer)) = recv_with_peer(&sockets[socket]) {
+                let message = Inbound::Message {
+                    socket,
+                    frames,
+                    peer,
+                };
+                if inbox.send(message).is_err() {
                     return;
                 }
             }

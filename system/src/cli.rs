@@ -48,6 +48,66 @@ impl ExecutorArgs {
     }
 }
 
+/// The dispatcher's CURVE keys (pull and push): both or neither.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ServerCurveArgs {
+    /// The dispatcher's CURVE secret key (Z85, from `faas keygen`); with it the worker
+    /// transport is encrypted and only admitted workers can connect.
+    #[arg(long = "curve-secret-key", env = "FAAS_CURVE_SECRET_KEY", hide_env_values = true)]
+    pub secret_key: Option<String>,
+    /// A file of the admitted workers' CURVE public keys, one per line (read again when an
+    /// unknown key connects).
+    #[arg(long = "worker-keys", env = "FAAS_WORKER_KEYS")]
+    pub worker_keys: Option<PathBuf>,
+}
+
+impl ServerCurveArgs {
+    /// The keys, if given (both must be).
+    pub fn into_keys(self) -> anyhow::Result<Option<crate::curve::ServerKeys>> {
+        match (self.secret_key, self.worker_keys) {
+            (None, None) => Ok(None),
+            (Some(secret), Some(admitted)) => {
+                crate::curve::decode("--curve-secret-key", &secret)?;
+                Ok(Some(crate::curve::ServerKeys { secret, admitted }))
+            }
+            _ => anyhow::bail!("--curve-secret-key and --worker-keys go together"),
+        }
+    }
+}
+
+/// A worker's CURVE keys: all three or none.
+#[derive(Debug, Clone, clap::Args)]
+pub struct WorkerCurveArgs {
+    /// The dispatcher's CURVE public key (Z85).
+    #[arg(long = "server-key", env = "FAAS_CURVE_SERVER_KEY")]
+    pub server_key: Option<String>,
+    /// This worker's CURVE public key (Z85, from `faas keygen`), admitted by the dispatcher.
+    #[arg(long = "curve-public-key", env = "FAAS_CURVE_PUBLIC_KEY")]
+    pub public_key: Option<String>,
+    /// This worker's CURVE secret key (Z85).
+    #[arg(long = "curve-secret-key", env = "FAAS_CURVE_SECRET_KEY", hide_env_values = true)]
+    pub secret_key: Option<String>,
+}
+
+impl WorkerCurveArgs {
+    /// The keys, if given (all three must be).
+    pub fn into_keys(self) -> anyhow::Result<Option<crate::curve::ClientKeys>> {
+        match (self.server_key, self.public_key, self.secret_key) {
+            (None, None, None) => Ok(None),
+            (Some(server_public), Some(public), Some(secret)) => {
+                crate::curve::decode("--server-key", &server_public)?;
+                crate::curve::decode("--curve-public-key", &public)?;
+                crate::curve::decode("--curve-secret-key", &secret)?;
+                Ok(Some(crate::curve::ClientKeys {
+                    server_public,
+                    own: crate::curve::KeyPair { public, secret },
+                }))
+            }
+            _ => anyhow::bail!("--server-key, --curve-public-key and --curve-secret-key go together"),
+        }
+    }
+}
+
 /// `N tcp://HOST:PORT`: what both worker binaries take.
 #[derive(Debug, Clone, clap::Args)]
 pub struct WorkerArgs {
@@ -66,6 +126,8 @@ pub struct WorkerArgs {
     /// evenly; push mode: the dispatcher's --prefetch decides).
     #[arg(long, env = "FAAS_WORKER_PREFETCH", default_value_t = 0)]
     pub prefetch: u32,
+    #[command(flatten)]
+    pub curve: WorkerCurveArgs,
     #[command(flatten)]
     pub executor: ExecutorArgs,
 }
@@ -86,6 +148,7 @@ impl WorkerArgs {
             endpoint: self.endpoint,
             executors: self.executors,
             prefetch: self.prefetch,
+            curve: self.curve.into_keys()?,
             spec: self.executor.into_spec().await?,
             secret: self.secret,
         })

@@ -16,6 +16,7 @@
 //!   outcomes, and the transports (dispatch modes) behind it.
 //! - [`protocol`] and [`bridge`]: the worker ↔ dispatcher messages, and ZeroMQ sockets on
 //!   their own threads.
+//! - [`curve`]: CURVE keys and the ZAP handler that authenticate the worker transport.
 //! - [`worker`]: the remote workers of the pull and push modes.
 //! - [`cli`], [`host`], [`memory`], [`metrics`], [`secret`], [`shutdown`] and [`telemetry`]:
 //!   what every binary shares.
@@ -29,6 +30,7 @@ pub mod bridge;
 pub mod cli;
 pub mod client;
 pub mod cluster;
+pub mod curve;
 pub mod dispatcher;
 pub mod executor;
 pub mod gateway;

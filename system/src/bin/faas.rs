@@ -23,6 +23,11 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     Up(UpArgs),
+    /// Print a new CURVE key pair for the worker transport (Z85): the dispatcher takes its
+    /// secret key (FAAS_CURVE_SECRET_KEY) and workers its public key (FAAS_CURVE_SERVER_KEY);
+    /// a worker takes a pair of its own, whose public key goes into the dispatcher's
+    /// admitted-keys file (FAAS_WORKER_KEYS).
+    Keygen,
 }
 
 // One thread: children are spawned from the main thread, which lives for the whole run, so
@@ -33,10 +38,11 @@ async fn main() -> ExitCode {
     faas::telemetry::init_tracing("info");
     let outcome = match cli.command {
         Command::Up(args) => up(args).await,
+        Command::Keygen => keygen(),
     };
     outcome.unwrap_or_else(|e| {
         // Our errors say everything in their own message, causes included.
-        tracing::error!("faas up failed: {e}");
+        tracing::error!("faas failed: {e}");
         ExitCode::FAILURE
     })
 }
@@ -55,4 +61,12 @@ async fn up(args: UpArgs) -> anyhow::Result<ExitCode> {
         Stopped::Forced => ExitCode::FAILURE,
         Stopped::Killed => ExitCode::from(130),
     })
+}
+
+fn keygen() -> anyhow::Result<ExitCode> {
+    let pair = faas::curve::KeyPair::generate()?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "public-key: {}", pair.public)?;
+    writeln!(out, "secret-key: {}", pair.secret)?;
+    Ok(ExitCode::SUCCESS)
 }

@@ -5,8 +5,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use faas::cli::ExecutorArgs;
-use faas::dispatcher::remote::{DEFAULT_MISSES, DEFAULT_PREFETCH, RemoteConfig};
+use faas::cli::{ExecutorArgs, ServerCurveArgs};
+use faas::dispatcher::remote::{
+    DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MISSES, DEFAULT_PREFETCH, RemoteConfig,
+};
 use faas::dispatcher::{self, DEFAULT_MAX_RETRIES, DispatcherConfig, Mode, local};
 
 #[derive(Parser)]
@@ -61,6 +63,11 @@ struct Cli {
     #[arg(long, env = "FAAS_WORKER_SECRET", hide_env_values = true)]
     worker_secret: Option<String>,
     #[command(flatten)]
+    curve: ServerCurveArgs,
+    /// Largest message a worker may send, in MiB; a larger one drops its connection.
+    #[arg(long, env = "FAAS_MAX_MESSAGE_MB", default_value_t = DEFAULT_MAX_MESSAGE_BYTES >> 20)]
+    max_message_mb: usize,
+    #[command(flatten)]
     executor: ExecutorArgs,
 }
 
@@ -98,6 +105,8 @@ async fn main() -> anyhow::Result<()> {
         misses: cli.heartbeat_misses,
         prefetch: cli.prefetch.unwrap_or(DEFAULT_PREFETCH),
         secret: cli.worker_secret.filter(|s| !s.is_empty()),
+        curve: cli.curve.into_keys()?,
+        max_message_bytes: cli.max_message_mb.saturating_mul(1 << 20),
     };
     match cli.mode {
         Mode::Local => {

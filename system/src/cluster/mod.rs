@@ -21,6 +21,7 @@
 
 pub mod binaries;
 mod faults;
+mod keys;
 pub mod member;
 pub mod output;
 pub mod ports;
@@ -98,6 +99,8 @@ pub enum ClusterError {
     NotReady(#[from] NotReady),
     #[error("this cluster has no {0}")]
     NoMember(MemberId),
+    #[error(transparent)]
+    Curve(#[from] crate::curve::CurveError),
 }
 
 /// A directory of the cluster's own (readiness sockets, the private Redis's data), removed
@@ -156,6 +159,8 @@ pub struct Cluster {
     worker_port: u16,
     exits_tx: mpsc::UnboundedSender<Exit>,
     exits: Option<mpsc::UnboundedReceiver<Exit>>,
+    /// The worker transport's keys (pull and push).
+    keys: Option<keys::TransportKeys>,
     /// Children started so far: numbers each one's readiness socket, so a restarted
     /// member never shares (or loses, when the old one's socket is removed) a path.
     spawned: AtomicU32,
@@ -185,6 +190,12 @@ impl Cluster {
         let gateway_port = spec.gateway_port.map_or_else(free, Ok)?;
         let worker_port = spec.worker_port.map_or_else(free, Ok)?;
         let (exits_tx, exits) = mpsc::unbounded_channel();
+        let keys = match spec.mode {
+            crate::dispatcher::Mode::Local => None,
+            crate::dispatcher::Mode::Pull | crate::dispatcher::Mode::Push => {
+                Some(keys::TransportKeys::create(dir.path())?)
+            }
+        };
         Ok(Self {
             workers: Vec::new(),
             dispatchers: Vec::new(),
@@ -197,6 +208,7 @@ impl Cluster {
             worker_port,
             exits_tx,
             exits: Some(exits),
+            keys,
             spawned: AtomicU32::new(0),
             dir,
         })

@@ -91,6 +91,9 @@ impl Cluster {
             Mode::Local => recipe.args(["-w", &self.spec.local_executors().to_string()]),
             Mode::Pull | Mode::Push => recipe.args(["-p", &self.worker_port.to_string()]),
         };
+        if let Some(keys) = &self.keys {
+            recipe = keys.dispatcher(recipe);
+        }
         recipe = with_extra(recipe.args(&self.spec.dispatcher_args), args, env);
         let id = MemberId::Dispatcher(self.dispatchers.len());
         let member = self.spawn(id, recipe)?;
@@ -139,7 +142,7 @@ impl Cluster {
     ) -> Result<usize, ClusterError> {
         let binary = self.spec.mode.worker_binary().unwrap_or("push_worker");
         let id = MemberId::Worker(self.workers.len());
-        let recipe = self
+        let mut recipe = self
             .executor_host_recipe(binary)?
             .arg(executors.to_string())
             .arg(self.worker_endpoint())
@@ -147,6 +150,9 @@ impl Cluster {
             .args(&self.spec.worker_args)
             // Workers never touch Redis.
             .env_remove("FAAS_REDIS_URL");
+        if let Some(keys) = &self.keys {
+            recipe = keys.worker(recipe)?;
+        }
         let member = self.spawn(id, with_extra(recipe, args, env))?;
         self.workers.push(member);
         Ok(self.workers.len() - 1)

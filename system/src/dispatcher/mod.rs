@@ -62,6 +62,8 @@ pub enum DispatcherError {
         endpoint: String,
         source: zmq::Error,
     },
+    #[error("worker transport security: {0}")]
+    Curve(#[from] crate::curve::CurveError),
     #[error("cannot serve /health and /metrics on {addr}: {source}")]
     Http {
         addr: String,

@@ -68,8 +68,8 @@ struct Pull<O: Outbox> {
 
 impl<O: Outbox + Send + 'static> RemoteMode for Pull<O> {
     fn on_inbound(&mut self, event: Inbound, now: Instant) {
-        let frames = match event {
-            Inbound::Message { frames, .. } => frames,
+        let (frames, peer) = match event {
+            Inbound::Message { frames, peer, .. } => (frames, peer),
             Inbound::SendFailed { frames, error, .. } => {
                 self.on_send_failed(frames, &error);
                 return;
@@ -79,6 +79,10 @@ impl<O: Outbox + Send + 'static> RemoteMode for Pull<O> {
         let Some(message) = remote::decode(&payload) else {
             return;
         };
+        let register = matches!(message, ToDispatcher::Register { .. });
+        if !register && !self.workers.authentic(message.worker(), peer.as_deref()) {
+            return;
+        }
         match message {
             ToDispatcher::Register {
                 worker,
@@ -89,6 +93,7 @@ impl<O: Outbox + Send + 'static> RemoteMode for Pull<O> {
                 capacity,
                 secret.as_deref(),
                 identity.clone(),
+                peer.as_deref(),
                 now,
             ) {
                 Ok(welcome) => {
@@ -109,6 +114,10 @@ impl<O: Outbox + Send + 'static> RemoteMode for Pull<O> {
                     self.reregister(identity, &worker);
                     return;
                 }
+                // A worker never has room for more than its executors: a larger ask (a
+                // buggy or hostile peer) would take places no executor can fill.
+                let capacity = self.workers.registry.get(&worker).map_or(0, |w| w.capacity);
+                let free = free.min(capacity);
                 self.workers.capacity.worker_asked(&worker, free as usize);
                 self.parked.push_back(Parked {
                     identity,

@@ -45,8 +45,8 @@ struct Push<O: Outbox> {
 
 impl<O: Outbox + Send + 'static> RemoteMode for Push<O> {
     fn on_inbound(&mut self, event: Inbound, now: Instant) {
-        let frames = match event {
-            Inbound::Message { frames, .. } => frames,
+        let (frames, peer) = match event {
+            Inbound::Message { frames, peer, .. } => (frames, peer),
             Inbound::SendFailed { frames, error, .. } => {
                 // The peer's connection is gone: that worker is dead now, not in a few beats.
                 let identity = frames.first().cloned().unwrap_or_default();
@@ -69,6 +69,10 @@ impl<O: Outbox + Send + 'static> RemoteMode for Push<O> {
         let Some(message) = remote::decode(&payload) else {
             return;
         };
+        let register = matches!(message, ToDispatcher::Register { .. });
+        if !register && !self.workers.authentic(message.worker(), peer.as_deref()) {
+            return;
+        }
         match message {
             ToDispatcher::Register {
                 worker,
@@ -79,6 +83,7 @@ impl<O: Outbox + Send + 'static> RemoteMode for Push<O> {
                 capacity,
                 secret.as_deref(),
                 identity.clone(),
+                peer.as_deref(),
                 now,
             ) {
                 Ok(welcome) => {

@@ -14,6 +14,9 @@ pub struct WorkerEntry {
     pub capacity: u32,
     /// The ROUTER routing id tasks are sent to (push mode).
     pub identity: Vec<u8>,
+    /// The CURVE key it registered with, when the transport has keys: every message naming
+    /// it must come with the same key.
+    pub key: Option<String>,
     /// When it was last heard from.
     pub last_seen: Instant,
     /// Tasks handed to it and not reported, with the time past which they count as lost.
@@ -84,6 +87,7 @@ impl WorkerRegistry {
         name: &str,
         capacity: u32,
         identity: Vec<u8>,
+        key: Option<String>,
         now: Instant,
     ) -> Option<DeadWorker> {
         let previous = self.remove(name);
@@ -92,6 +96,7 @@ impl WorkerRegistry {
             WorkerEntry {
                 capacity,
                 identity,
+                key,
                 last_seen: now,
                 in_flight: HashMap::new(),
                 functions: HashSet::new(),

@@ -37,7 +37,15 @@ pub struct RemoteConfig {
     pub prefetch: u32,
     /// When set, workers must present it when they register; others get no task.
     pub secret: Option<String>,
+    /// When set, the transport is CURVE: only admitted worker keys complete a handshake, and
+    /// each registered worker is bound to its key.
+    pub curve: Option<crate::curve::ServerKeys>,
+    /// Largest message a worker may send; a larger one drops its connection.
+    pub max_message_bytes: usize,
 }
+
+/// Default for [`RemoteConfig::max_message_bytes`]: a batch of results at the result limit.
+pub const DEFAULT_MAX_MESSAGE_BYTES: usize = 2 * crate::executor::frame::MAX_FRAME_BYTES;
 
 impl RemoteConfig {
     /// A worker silent for longer than this is dead.
@@ -191,6 +199,15 @@ fn listen(
     };
     let ctx = zmq::Context::new();
     let router = ctx.socket(zmq::ROUTER).map_err(bind_error)?;
+    match &config.curve {
+        Some(keys) => keys.secure(&ctx, &router)?,
+        None => tracing::warn!(
+            "the worker transport is neither encrypted nor authenticated: give the dispatcher CURVE keys (faas keygen)"
+        ),
+    }
+    router
+        .set_maxmsgsize(i64::try_from(config.max_message_bytes).unwrap_or(i64::MAX))
+        .map_err(bind_error)?;
     // Without this a ROUTER silently drops messages to peers that are gone.
     router.set_router_mandatory(true).map_err(bind_error)?;
     router.set_sndhwm(0).map_err(bind_error)?;

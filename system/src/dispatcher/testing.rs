@@ -55,6 +55,8 @@ pub fn parts(
         misses: 3,
         prefetch,
         secret: None,
+        curve: None,
+        max_message_bytes: super::remote::DEFAULT_MAX_MESSAGE_BYTES,
     };
     let capacity = Arc::new(capacity);
     let (tx, rx) = mpsc::unbounded_channel();
@@ -95,5 +97,9 @@ pub fn inbound(identity: &[u8], envelope: bool, message: &ToDispatcher) -> Inbou
         frames.push(Vec::new());
     }
     frames.push(protocol::encode(message));
-    Inbound::Message { socket: 0, frames }
+    Inbound::Message {
+        socket: 0,
+        frames,
+        peer: None,
+    }
 }

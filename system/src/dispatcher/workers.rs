@@ -39,12 +39,19 @@ impl Workers {
         capacity: u32,
         secret: Option<&str>,
         identity: Vec<u8>,
+        key: Option<&str>,
         now: Instant,
     ) -> Result<ToWorker, ToWorker> {
         if !self.admits(secret) {
             return Err(Self::rejection(worker));
         }
-        if let Some(previous) = self.registry.register(worker, capacity, identity, now) {
+        if !self.authentic(worker, key) {
+            return Err(ToWorker::Rejected {
+                reason: format!("worker {worker} is registered with another key"),
+            });
+        }
+        let key = key.map(str::to_owned);
+        if let Some(previous) = self.registry.register(worker, capacity, identity, key, now) {
             let reason = format!("worker {worker} re-registered without reporting the task");
             self.lost(previous.tasks.iter().copied(), &reason);
         }
@@ -54,6 +61,24 @@ impl Workers {
             heartbeat_ms: u64::try_from(self.config.heartbeat.as_millis()).unwrap_or(u64::MAX),
             misses: self.config.misses,
         })
+    }
+
+    /// Whether a message naming `worker` that came with the CURVE key `key` (none without
+    /// keys) may be acted on: a registered worker is bound to the key it registered with,
+    /// and a message naming it with any other is refused and logged.
+    pub fn authentic(&self, worker: &str, key: Option<&str>) -> bool {
+        let Some(registered) = self.registry.get(worker) else {
+            return true;
+        };
+        if registered.key.as_deref() == key {
+            return true;
+        }
+        tracing::warn!(
+            %worker,
+            key = key.unwrap_or("none"),
+            "refused a message naming a worker registered with another key"
+        );
+        false
     }
 
     /// Whether a registration presenting `secret` may join.

@@ -39,6 +39,24 @@ pub struct WorkerConfig {
     pub spec: ExecutorSpec,
     /// The secret the dispatcher may require at registration.
     pub secret: Option<String>,
+    /// CURVE keys, when the dispatcher's transport has them.
+    pub curve: Option<crate::curve::ClientKeys>,
+}
+
+impl WorkerConfig {
+    /// A socket of `kind` to the dispatcher: secured with the CURVE keys if any, connected.
+    pub(crate) fn connect(
+        &self,
+        ctx: &zmq::Context,
+        kind: zmq::SocketType,
+    ) -> Result<zmq::Socket, WorkerError> {
+        let socket = ctx.socket(kind)?;
+        if let Some(keys) = &self.curve {
+            keys.secure(&socket)?;
+        }
+        socket.connect(&self.endpoint)?;
+        Ok(socket)
+    }
 }
 
 impl WorkerConfig {
@@ -62,6 +80,8 @@ pub enum WorkerError {
     Executors(#[from] crate::executor::process::SpawnError),
     #[error("zeromq: {0}")]
     Zmq(#[from] zmq::Error),
+    #[error("worker transport security: {0}")]
+    Curve(#[from] crate::curve::CurveError),
     #[error("the dispatcher refused this worker: {0}")]
     Rejected(String),
 }

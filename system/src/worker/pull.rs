@@ -23,10 +23,8 @@ pub(super) async fn session(
     runner: &mut Runner,
     shutdown: &CancellationToken,
 ) -> Result<SessionEnd, WorkerError> {
-    let work = ctx.socket(zmq::REQ)?;
-    let results = ctx.socket(zmq::REQ)?;
-    work.connect(&config.endpoint)?;
-    results.connect(&config.endpoint)?;
+    let work = config.connect(ctx, zmq::REQ)?;
+    let results = config.connect(ctx, zmq::REQ)?;
     let (inbox_tx, mut inbox) = mpsc::unbounded_channel();
     let bridge = Bridge::spawn(ctx, vec![work, results], inbox_tx)?;
     let send = |socket: usize, message: &ToDispatcher| {

@@ -18,8 +18,7 @@ pub(super) async fn session(
     runner: &mut Runner,
     shutdown: &CancellationToken,
 ) -> Result<SessionEnd, WorkerError> {
-    let dealer = ctx.socket(zmq::DEALER)?;
-    dealer.connect(&config.endpoint)?;
+    let dealer = config.connect(ctx, zmq::DEALER)?;
     let (inbox_tx, mut inbox) = mpsc::unbounded_channel();
     let bridge = Bridge::spawn(ctx, vec![dealer], inbox_tx)?;
     let send = |message: &ToDispatcher| bridge.send(0, vec![protocol::encode(message)]);
