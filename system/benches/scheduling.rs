@@ -17,7 +17,7 @@ fn bench(c: &mut Criterion) {
         group.bench_with_input(BenchmarkId::from_parameter(workers), &workers, |b, &n| {
             let mut registry = WorkerRegistry::new(Duration::from_secs(3));
             for i in 0..n {
-                registry.register(&format!("w{i}"), 4, vec![], now);
+                registry.register(&format!("w{i}"), 4, vec![], None, now);
             }
             b.iter(|| {
                 let name = registry.pick(1).expect("a worker with room").to_owned();

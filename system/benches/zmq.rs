@@ -123,9 +123,9 @@ fn dealer(ctx: &zmq::Context, endpoint: &str) -> zmq::Socket {
 /// The one message a bridge's inbox should hold next.
 async fn reply(inbox: &mut mpsc::UnboundedReceiver<Inbound>) -> Vec<u8> {
     match inbox.recv().await {
-        Some(Inbound::Message { socket: 0, frames }) => {
-            frames.into_iter().next().expect("a body frame")
-        }
+        Some(Inbound::Message {
+            socket: 0, frames, ..
+        }) => frames.into_iter().next().expect("a body frame"),
         other => panic!("unexpected inbox item {other:?}"),
     }
 }

@@ -53,7 +53,11 @@ impl ExecutorArgs {
 pub struct ServerCurveArgs {
     /// The dispatcher's CURVE secret key (Z85, from `faas keygen`); with it the worker
     /// transport is encrypted and only admitted workers can connect.
-    #[arg(long = "curve-secret-key", env = "FAAS_CURVE_SECRET_KEY", hide_env_values = true)]
+    #[arg(
+        long = "curve-secret-key",
+        env = "FAAS_CURVE_SECRET_KEY",
+        hide_env_values = true
+    )]
     pub secret_key: Option<String>,
     /// A file of the admitted workers' CURVE public keys, one per line (read again when an
     /// unknown key connects).
@@ -85,7 +89,11 @@ pub struct WorkerCurveArgs {
     #[arg(long = "curve-public-key", env = "FAAS_CURVE_PUBLIC_KEY")]
     pub public_key: Option<String>,
     /// This worker's CURVE secret key (Z85).
-    #[arg(long = "curve-secret-key", env = "FAAS_CURVE_SECRET_KEY", hide_env_values = true)]
+    #[arg(
+        long = "curve-secret-key",
+        env = "FAAS_CURVE_SECRET_KEY",
+        hide_env_values = true
+    )]
     pub secret_key: Option<String>,
 }
 
@@ -103,7 +111,9 @@ impl WorkerCurveArgs {
                     own: crate::curve::KeyPair { public, secret },
                 }))
             }
-            _ => anyhow::bail!("--server-key, --curve-public-key and --curve-secret-key go together"),
+            _ => {
+                anyhow::bail!("--server-key, --curve-public-key and --curve-secret-key go together")
+            }
         }
     }
 }

@@ -18,7 +18,9 @@ use std::path::{Path, PathBuf};
 pub enum CurveError {
     #[error("{what} is not a CURVE key (40 characters of Z85 text)")]
     BadKey { what: &'static str },
-    #[error("this libzmq has no CURVE: build against the system libzmq (apt-get install libzmq3-dev)")]
+    #[error(
+        "this libzmq has no CURVE: build against the system libzmq (apt-get install libzmq3-dev)"
+    )]
     Unsupported,
     #[error("cannot read the admitted worker keys in {}: {source}", path.display())]
     KeysFile {
@@ -133,10 +135,7 @@ impl ClientKeys {
     /// Makes `socket` a CURVE client of the dispatcher (before it connects).
     pub fn secure(&self, socket: &zmq::Socket) -> Result<(), CurveError> {
         require_curve()?;
-        socket.set_curve_serverkey(&decode(
-            "the dispatcher's public key",
-            &self.server_public,
-        )?)?;
+        socket.set_curve_serverkey(&decode("the dispatcher's public key", &self.server_public)?)?;
         socket.set_curve_publickey(&decode("the worker's public key", &self.own.public)?)?;
         socket.set_curve_secretkey(&decode("the worker's secret key", &self.own.secret)?)?;
         Ok(())

@@ -238,7 +238,7 @@ mod tests {
     fn registry_with(workers: &[(&str, u32)], now: Instant) -> WorkerRegistry {
         let mut r = WorkerRegistry::new(LIVENESS);
         for (name, capacity) in workers {
-            r.register(name, *capacity, name.as_bytes().to_vec(), now);
+            r.register(name, *capacity, name.as_bytes().to_vec(), None, now);
         }
         r
     }
@@ -285,7 +285,7 @@ mod tests {
         let far = t0 + Duration::from_secs(60);
         assert!(r.assign("w", TaskId::new_random(), f, far));
         assert!(!r.assign("w", TaskId::new_random(), f, far));
-        r.register("w", 2, b"w2".to_vec(), t0);
+        r.register("w", 2, b"w2".to_vec(), None, t0);
         assert!(
             r.assign("w", TaskId::new_random(), f, far),
             "a new registration has an empty cache"
@@ -336,7 +336,7 @@ mod tests {
             t0 + Duration::from_secs(60),
         );
         let previous = r
-            .register("w", 1, b"new".to_vec(), t0)
+            .register("w", 1, b"new".to_vec(), None, t0)
             .expect("was registered");
         assert_eq!(previous.tasks, vec![task]);
         assert_eq!(r.get("w").unwrap().free(), 1);
