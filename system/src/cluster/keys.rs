@@ -7,7 +7,7 @@ use std::os::unix::fs::OpenOptionsExt;
 use std::path::{Path, PathBuf};
 
 use super::{ClusterError, Recipe};
-use crate::curve::KeyPair;
+use crate::curve::{ClientKeys, KeyPair};
 
 pub(super) struct TransportKeys {
     server: KeyPair,
@@ -43,6 +43,15 @@ impl TransportKeys {
     /// `recipe` with a fresh key pair of a new worker's own, admitted from now on, and the
     /// dispatcher's public key.
     pub(super) fn worker(&self, recipe: Recipe) -> Result<Recipe, ClusterError> {
+        let keys = self.admit_new()?;
+        Ok(recipe
+            .env("FAAS_CURVE_SERVER_KEY", &keys.server_public)
+            .env("FAAS_CURVE_PUBLIC_KEY", &keys.own.public)
+            .env("FAAS_CURVE_SECRET_KEY", &keys.own.secret))
+    }
+
+    /// A fresh worker key pair, admitted from now on, with the dispatcher's public key.
+    pub(super) fn admit_new(&self) -> Result<ClientKeys, ClusterError> {
         let own = KeyPair::generate()?;
         std::fs::OpenOptions::new()
             .append(true)
@@ -52,9 +61,14 @@ impl TransportKeys {
                 dir: self.admitted.clone(),
                 source,
             })?;
-        Ok(recipe
-            .env("FAAS_CURVE_SERVER_KEY", &self.server.public)
-            .env("FAAS_CURVE_PUBLIC_KEY", &own.public)
-            .env("FAAS_CURVE_SECRET_KEY", &own.secret))
+        Ok(ClientKeys {
+            server_public: self.server.public.clone(),
+            own,
+        })
+    }
+
+    /// The dispatcher's public key.
+    pub(super) fn server_public(&self) -> &str {
+        &self.server.public
     }
 }

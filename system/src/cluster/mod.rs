@@ -298,6 +298,21 @@ impl Cluster {
         Member::spawn(&name, recipe, sink, &socket, &self.exits_tx).map_err(spawn_error)
     }
 
+    /// Keys for one more worker (or a test's peer), admitted by the dispatchers from now on;
+    /// `None` in local mode, which has no worker transport.
+    pub fn admit_worker_keys(&self) -> Result<Option<crate::curve::ClientKeys>, ClusterError> {
+        self.keys
+            .as_ref()
+            .map(keys::TransportKeys::admit_new)
+            .transpose()
+    }
+
+    /// The dispatchers' CURVE public key (pull and push).
+    #[must_use]
+    pub fn dispatcher_public_key(&self) -> Option<&str> {
+        self.keys.as_ref().map(keys::TransportKeys::server_public)
+    }
+
     /// The cluster's own directory.
     #[must_use]
     pub fn dir(&self) -> &Path {
