@@ -260,3 +260,16 @@ fn redis_port(system: &TestSystem) -> u16 {
         .and_then(|port| port.trim_end_matches('/').parse().ok())
         .expect("a port in the Redis URL")
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn without_network_a_function_reaches_nothing() {
+    let system = TestSystem::with_mode("local", &[1], &["--no-network"]).await;
+    let port = redis_port(&system);
+    let src = "def reach(port):\n    import socket\n    try:\n        socket.create_connection(('127.0.0.1', port), timeout=5).close()\n        return 'connected'\n    except OSError as e:\n        return 'refused: %s' % e\n";
+    let reach = system.register(src, "reach").await;
+    let task = system.execute(&reach, &format!("(({port},), {{}})")).await;
+    let (status, result) = system.wait_final(&task, FINAL).await;
+    assert_eq!(status, "COMPLETED");
+    let (_, said) = describe(&result);
+    assert!(said.starts_with("refused"), "{said}");
+}
