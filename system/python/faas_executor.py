@@ -10,17 +10,21 @@ Protocol, both directions: a 4-byte big-endian length, then a UTF-8 JSON object.
   ("function" may be null when the parent believes this executor has the function cached)
 - executor -> parent: {"task_id", "outcome": "completed" | "raised" | "need_function" |
   "too_large", "result": base64 (dill of the value or of the exception), "started_at",
-  "finished_at" (us); for "too_large" (the base64 is longer than the limit the parent passed
-  as argv[2]) "result" is null and "size" the base64's length}
+  "finished_at" (us), "retire": bool}; for "too_large" (the base64 is longer than the limit
+  the parent passed as argv[2]) "result" is null and "size" the base64's length; "retire"
+  asks the parent for a fresh executor (the task left threads running here)
 
 The protocol uses private copies of fds 0 and 1; fd 0 then reads /dev/null and fd 1 goes to
 fd 2, so nothing a user's function prints or writes to fd 1/2 can corrupt the protocol.
 
 A task's answer is its own: a process forked by a function loses the protocol descriptors at
 the fork and never reaches the reply (it exits where the executor would answer), and before
-each answer every process the function left behind (children, and daemons that left with
-``setsid``: this process is their subreaper) is killed. The parent checks each answer's task
-id as well.
+each answer every process the function left behind is killed: in a sandbox (a PID namespace
+of its own) every other process there; elsewhere its children and the daemons that left
+with ``setsid`` (this process is their subreaper). A task that leaves
+threads behind retires its executor. The parent checks each answer's task id as well. The
+function still runs in this process, so it can tamper with this runtime for the executor's
+later tasks; only a process per task would prevent that.
 """
 
 import base64
@@ -32,19 +36,27 @@ import pickle
 import signal
 import struct
 import sys
+import threading
 import time
 import traceback
 
 _FUNCTION_CACHE_SIZE = 256
 _HEADER = struct.Struct(">I")
 _PR_SET_CHILD_SUBREAPER = 36
+# Whether this process runs in a PID namespace of its own (a sandbox): every other process
+# there that it may signal is then the task's. Set from the parent's arguments at start.
+_SANDBOXED = False
 _PR_SET_NO_NEW_PRIVS = 38
 
 
 def main():
+    """Arguments after the runtime's directory: the longest result (base64 bytes), the uid
+    to become ("" to stay), and "sandboxed" when in a PID namespace of its own."""
+    global _SANDBOXED
     max_result = int(sys.argv[2])
-    if len(sys.argv) > 3:
+    if sys.argv[3]:
         _become(int(sys.argv[3]))
+    _SANDBOXED = sys.argv[4] == "sandboxed"
     proto_in, proto_out = _take_protocol_fds()
     owner = os.getpid()
     _forget_protocol_at_fork(proto_in, proto_out)
@@ -71,6 +83,7 @@ def main():
             os._exit(0)  # a fork of the function's came back here: it has nothing to say
         _flush_user_output()
         _kill_leftovers()
+        reply["retire"] = threading.active_count() > 1
         result = reply["result"]
         if result is not None and len(result) > max_result:
             reply.update(outcome="too_large", result=None, size=len(result))
@@ -139,8 +152,20 @@ def _children():
 
 
 def _kill_leftovers():
-    """Kills and reaps every process the task left running. Killing a child orphans its own
-    children onto this subreaper, so repeat until none is left."""
+    """Kills and reaps every process the task left running. In a sandbox one kill(-1) reaches
+    every other process there this one may signal (all the task's: the namespace's init is
+    spared), whatever its parent; elsewhere, killing a child orphans its own children onto
+    this subreaper, so repeat until none is left."""
+    if _SANDBOXED:
+        try:
+            os.kill(-1, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        while True:
+            try:
+                os.waitpid(-1, 0)
+            except ChildProcessError:
+                return
     while True:
         children = _children()
         if not children:

@@ -96,8 +96,9 @@ impl std::fmt::Debug for ServerKeys {
 const ZAP_DOMAIN: &str = "faas-workers";
 
 impl ServerKeys {
-    /// Makes `socket` a CURVE server whose handshakes `ctx`'s ZAP handler decides; starts the
-    /// handler (on a thread of its own, for the life of the process) if `ctx` has none yet.
+    /// Makes `socket` a CURVE server whose handshakes a ZAP handler decides, and starts that
+    /// handler on `ctx` (on a thread of its own, for the life of the process: its socket
+    /// keeps the context alive). Call it once per context: the handler's address is fixed.
     pub fn secure(&self, ctx: &zmq::Context, socket: &zmq::Socket) -> Result<(), CurveError> {
         require_curve()?;
         let secret = decode("the dispatcher's secret key", &self.secret)?;

@@ -165,6 +165,53 @@ async fn an_admitted_peer_cannot_speak_for_another_worker(#[case] mode: &str) {
 #[case::pull("pull")]
 #[case::push("push")]
 #[tokio::test(flavor = "multi_thread")]
+async fn an_admitted_peer_under_a_name_of_its_own_cannot_write_others_results(#[case] mode: &str) {
+    let (system, _fifo, running, queued) = busy_cluster(mode, &[]).await;
+    let endpoint = system.cluster.worker_endpoint();
+    let keys = system
+        .cluster
+        .admit_worker_keys()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .expect("remote modes have keys");
+    // Unregistered, its results are not taken; registered, not for tasks another holds.
+    let answer = exchange(
+        endpoint.clone(),
+        mode,
+        Some(keys.clone()),
+        forged("mallory", &running),
+    )
+    .await;
+    assert!(
+        matches!(answer, Some(ToWorker::Reregister { .. }) | None),
+        "{answer:?}"
+    );
+    if mode == "pull" {
+        // A REQ peer can register and report over one socket, one exchange each.
+        let register = protocol::encode(&ToDispatcher::Register {
+            worker: "mallory".into(),
+            capacity: 1,
+            secret: None,
+        });
+        let answer = exchange(endpoint.clone(), mode, Some(keys.clone()), register).await;
+        assert!(
+            matches!(answer, Some(ToWorker::Welcome { .. })),
+            "{answer:?}"
+        );
+        exchange(endpoint, mode, Some(keys), forged("mallory", &running)).await;
+    }
+    let (status, result) = system.wait_final(&running, Duration::from_secs(30)).await;
+    assert_eq!(
+        (status.as_str(), describe(&result).1.as_str()),
+        ("COMPLETED", "1.5")
+    );
+    let (status, _) = system.wait_final(&queued, Duration::from_secs(30)).await;
+    assert_eq!(status, "COMPLETED");
+}
+
+#[rstest]
+#[case::pull("pull")]
+#[case::push("push")]
+#[tokio::test(flavor = "multi_thread")]
 async fn an_oversized_frame_drops_only_its_connection(#[case] mode: &str) {
     let (system, _fifo, running, queued) = busy_cluster(mode, &["--max-message-mb", "1"]).await;
     let keys = system
@@ -172,7 +219,12 @@ async fn an_oversized_frame_drops_only_its_connection(#[case] mode: &str) {
         .admit_worker_keys()
         .unwrap_or_else(|e| panic!("{e}"))
         .expect("remote modes have keys");
-    let huge = vec![b'x'; 2 << 20];
+    // A well-formed registration, padded past the limit: only the size can refuse it.
+    let huge = protocol::encode(&ToDispatcher::Register {
+        worker: "padded".into(),
+        capacity: 1,
+        secret: Some("x".repeat(2 << 20)),
+    });
     let answer = exchange(system.cluster.worker_endpoint(), mode, Some(keys), huge).await;
     assert_eq!(answer, None, "an oversized frame was answered");
     for task in [&running, &queued] {

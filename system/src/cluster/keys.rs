@@ -66,9 +66,4 @@ impl TransportKeys {
             own,
         })
     }
-
-    /// The dispatcher's public key.
-    pub(super) fn server_public(&self) -> &str {
-        &self.server.public
-    }
 }

@@ -307,12 +307,6 @@ impl Cluster {
             .transpose()
     }
 
-    /// The dispatchers' CURVE public key (pull and push).
-    #[must_use]
-    pub fn dispatcher_public_key(&self) -> Option<&str> {
-        self.keys.as_ref().map(keys::TransportKeys::server_public)
-    }
-
     /// The cluster's own directory.
     #[must_use]
     pub fn dir(&self) -> &Path {

@@ -79,8 +79,7 @@ impl<O: Outbox + Send + 'static> RemoteMode for Pull<O> {
         let Some(message) = remote::decode(&payload) else {
             return;
         };
-        let register = matches!(message, ToDispatcher::Register { .. });
-        if !register && !self.workers.authentic(message.worker(), peer.as_deref()) {
+        if !self.workers.accepts(&message, peer.as_deref()) {
             return;
         }
         match message {
@@ -108,12 +107,11 @@ impl<O: Outbox + Send + 'static> RemoteMode for Pull<O> {
                 free,
                 results,
             } => {
-                let known = self.workers.registry.heard_from(&worker, now);
-                self.workers.accept_results(results);
-                if !known {
+                if !self.workers.registry.heard_from(&worker, now) {
                     self.reregister(identity, &worker);
                     return;
                 }
+                self.workers.accept_results(&worker, results);
                 // A worker never has room for more than its executors: a larger ask (a
                 // buggy or hostile peer) would take places no executor can fill.
                 let capacity = self.workers.registry.get(&worker).map_or(0, |w| w.capacity);
@@ -128,9 +126,8 @@ impl<O: Outbox + Send + 'static> RemoteMode for Pull<O> {
                 self.assign(now);
             }
             ToDispatcher::Results { worker, results } => {
-                let known = self.workers.registry.heard_from(&worker, now);
-                let ids = self.workers.accept_results(results);
-                if known {
+                if self.workers.registry.heard_from(&worker, now) {
+                    let ids = self.workers.accept_results(&worker, results);
                     let cancel = self.cancels.remove(&worker).unwrap_or_default();
                     self.reply(identity, &ToWorker::Ack { tasks: ids, cancel });
                 } else {

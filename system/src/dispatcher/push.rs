@@ -69,8 +69,7 @@ impl<O: Outbox + Send + 'static> RemoteMode for Push<O> {
         let Some(message) = remote::decode(&payload) else {
             return;
         };
-        let register = matches!(message, ToDispatcher::Register { .. });
-        if !register && !self.workers.authentic(message.worker(), peer.as_deref()) {
+        if !self.workers.accepts(&message, peer.as_deref()) {
             return;
         }
         match message {
@@ -93,16 +92,15 @@ impl<O: Outbox + Send + 'static> RemoteMode for Push<O> {
                 Err(rejection) => self.send(identity, &rejection),
             },
             ToDispatcher::Results { worker, results } => {
-                let known = self.workers.registry.heard_from(&worker, now);
-                let ids = self.workers.accept_results(results);
-                self.send(
-                    identity.clone(),
-                    &ToWorker::Ack {
-                        tasks: ids,
-                        cancel: Vec::new(),
-                    },
-                );
-                if known {
+                if self.workers.registry.heard_from(&worker, now) {
+                    let ids = self.workers.accept_results(&worker, results);
+                    self.send(
+                        identity,
+                        &ToWorker::Ack {
+                            tasks: ids,
+                            cancel: Vec::new(),
+                        },
+                    );
                     self.assign(now);
                 } else {
                     self.reregister(identity, &worker);

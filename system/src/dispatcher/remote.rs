@@ -126,6 +126,7 @@ pub(super) async fn run<M: RemoteMode>(
         config: remote,
         report_grace: Duration::from_secs(1),
         metrics: metrics.clone(),
+        bound: std::collections::HashMap::new(),
     };
     let mode = make(bridge, workers);
     let task = tokio::spawn(serve(mode, inbox, jobs, cancels, stop.clone()));

@@ -67,6 +67,7 @@ pub fn parts(
         config,
         report_grace: Duration::from_secs(1),
         metrics: Arc::default(),
+        bound: std::collections::HashMap::new(),
     };
     (workers, capacity, rx)
 }

@@ -3,7 +3,7 @@
 //! Each of these steps also tells the dispatcher's [`Capacity`] what happened, so the modes
 //! never count places themselves.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -14,8 +14,11 @@ use super::capacity::Capacity;
 use super::registry::WorkerRegistry;
 use super::remote::RemoteConfig;
 use crate::executor::Job;
-use crate::protocol::{Completion, ToWorker, WireTask};
+use crate::protocol::{Completion, ToDispatcher, ToWorker, WireTask};
 use crate::task::{TaskId, TaskOutcome, now_micros};
+
+/// The most executors a worker may register with: more would let one peer draw every task.
+pub const MAX_EXECUTORS_PER_WORKER: u32 = 4096;
 
 /// State and steps both remote modes share.
 pub(super) struct Workers {
@@ -27,6 +30,9 @@ pub(super) struct Workers {
     /// Slack added to a task's executor deadline before the dispatcher gives up on its worker.
     pub report_grace: Duration,
     pub metrics: Arc<DispatcherMetrics>,
+    /// With CURVE: the key each worker name was first registered with, for the dispatcher's
+    /// lifetime, so that no other key can take a name over once its worker goes silent.
+    pub bound: HashMap<String, String>,
 }
 
 impl Workers {
@@ -45,10 +51,30 @@ impl Workers {
         if !self.admits(secret) {
             return Err(Self::rejection(worker));
         }
-        if !self.authentic(worker, key) {
+        if capacity > MAX_EXECUTORS_PER_WORKER {
+            tracing::warn!(%worker, capacity, "registration refused: too many executors");
             return Err(ToWorker::Rejected {
-                reason: format!("worker {worker} is registered with another key"),
+                reason: format!("a worker may have at most {MAX_EXECUTORS_PER_WORKER} executors"),
             });
+        }
+        if let Some(key) = key {
+            if self.bound.get(worker).is_some_and(|bound| bound != key) {
+                tracing::warn!(%worker, %key, "registration refused: the name belongs to another key");
+                return Err(ToWorker::Rejected {
+                    reason: format!("worker {worker} is registered with another key"),
+                });
+            }
+            self.bound.insert(worker.to_owned(), key.to_owned());
+            // One registration per key: the same worker, started again under a new name.
+            let renamed: Vec<String> = self
+                .registry
+                .iter()
+                .filter(|(name, w)| *name != worker && w.key.as_deref() == Some(key))
+                .map(|(name, _)| name.to_owned())
+                .collect();
+            for old in renamed {
+                self.remove(&old, &format!("worker {old} registered again as {worker}"));
+            }
         }
         let key = key.map(str::to_owned);
         if let Some(previous) = self.registry.register(worker, capacity, identity, key, now) {
@@ -63,22 +89,30 @@ impl Workers {
         })
     }
 
-    /// Whether a message naming `worker` that came with the CURVE key `key` (none without
-    /// keys) may be acted on: a registered worker is bound to the key it registered with,
-    /// and a message naming it with any other is refused and logged.
-    pub fn authentic(&self, worker: &str, key: Option<&str>) -> bool {
-        let Some(registered) = self.registry.get(worker) else {
-            return true;
-        };
-        if registered.key.as_deref() == key {
+    /// Whether to act on `message`, which came with the CURVE key `key` (none without
+    /// keys): with CURVE every message must carry a key, and a message naming a registered
+    /// worker must carry the key it registered with (registrations are checked in
+    /// [`Self::register`]). Refusals are logged.
+    pub fn accepts(&self, message: &ToDispatcher, key: Option<&str>) -> bool {
+        let worker = message.worker();
+        if self.config.curve.is_some() && key.is_none() {
+            tracing::warn!(%worker, "refused a message without an authenticated key");
+            return false;
+        }
+        if matches!(message, ToDispatcher::Register { .. }) {
             return true;
         }
-        tracing::warn!(
-            %worker,
-            key = key.unwrap_or("none"),
-            "refused a message naming a worker registered with another key"
-        );
-        false
+        match self.registry.get(worker) {
+            Some(registered) if registered.key.as_deref() != key => {
+                tracing::warn!(
+                    %worker,
+                    key = key.unwrap_or("none"),
+                    "refused a message naming a worker registered with another key"
+                );
+                false
+            }
+            _ => true,
+        }
     }
 
     /// Whether a registration presenting `secret` may join.
@@ -99,15 +133,24 @@ impl Workers {
         }
     }
 
-    /// Forwards results to the core and returns the ids to acknowledge. Results from unknown
-    /// or dead workers count too (the store keeps the first final write), but only a task a
-    /// registered worker held frees a place.
-    pub fn accept_results(&mut self, results: Vec<Completion>) -> Vec<TaskId> {
+    /// Forwards the results registered `worker` sent to the core and returns the ids to
+    /// acknowledge. A result counts if `worker` holds its task, or nobody here does (it was
+    /// handed out before this dispatcher's time, or taken back as overdue; the store keeps
+    /// the first final write). One for a task another worker holds is acknowledged but
+    /// dropped: no worker writes another's results. Unregistered workers are told to
+    /// register and send their results again, unacknowledged.
+    pub fn accept_results(&mut self, worker: &str, results: Vec<Completion>) -> Vec<TaskId> {
         let mut ids = Vec::with_capacity(results.len());
         for done in results {
             ids.push(done.task_id);
-            if let Some(worker) = self.registry.complete(done.task_id) {
-                self.capacity.task_done_at(&worker);
+            if let Some(holder) = self.registry.holder(done.task_id)
+                && holder != worker
+            {
+                tracing::warn!(%worker, %holder, task_id = %done.task_id, "dropped a result for a task another worker holds");
+                continue;
+            }
+            if let Some(held_by) = self.registry.complete(done.task_id) {
+                self.capacity.task_done_at(&held_by);
             }
             let _ = self.completions.send(done);
         }

@@ -73,6 +73,9 @@ pub struct RunReply {
     /// With [`ReplyOutcome::TooLarge`]: the result's length.
     #[serde(default)]
     pub size: Option<u64>,
+    /// The task left threads running in the executor: replace it.
+    #[serde(default)]
+    pub retire: bool,
     pub started_at: u64,
     pub finished_at: u64,
 }

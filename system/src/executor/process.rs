@@ -9,7 +9,9 @@ use tokio::io::AsyncReadExt;
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 
 use super::Job;
-use super::frame::{self, FrameError, MAX_RESULT_BYTES, Ready, ReplyOutcome, RunReply, RunRequest};
+use super::frame::{
+    self, FrameError, MAX_FRAME_BYTES, MAX_RESULT_BYTES, Ready, ReplyOutcome, RunReply, RunRequest,
+};
 use super::python_env::PythonEnv;
 use super::sandbox::{self, Isolation, NOBODY, SandboxSpec};
 use crate::task::{FunctionId, TaskId, TaskOutcome, now_micros};
@@ -78,15 +80,22 @@ impl ExecutorProcess {
     /// Starts an executor and waits for its greeting.
     pub async fn spawn(spec: &ExecutorSpec, label: String) -> Result<Self, SpawnError> {
         let isolation = Isolation::detect();
-        // Root inside a sandbox becomes nobody (the runtime's last argument says so): only
-        // then does RLIMIT_NPROC apply, since root ignores it.
+        let sandboxed = matches!(isolation, Isolation::Bubblewrap(_));
+        // Root inside a sandbox becomes nobody: only then does RLIMIT_NPROC apply, since root
+        // ignores it.
         // SAFETY: geteuid cannot fail and has no side effects.
-        let become_nobody =
-            matches!(isolation, Isolation::Bubblewrap(_)) && unsafe { libc::geteuid() } == 0;
-        let mut runtime_args = vec![MAX_RESULT_BYTES.to_string()];
-        if become_nobody {
-            runtime_args.push(NOBODY.to_string());
-        }
+        let become_nobody = sandboxed && unsafe { libc::geteuid() } == 0;
+        // What faas_executor.main() takes: the result limit, the uid to become, and whether it
+        // has a PID namespace of its own (then it kills every process it may after a task).
+        let runtime_args = [
+            MAX_RESULT_BYTES.to_string(),
+            if become_nobody {
+                NOBODY.to_string()
+            } else {
+                String::new()
+            },
+            if sandboxed { "sandboxed" } else { "plain" }.to_owned(),
+        ];
         let (program, args) = sandbox::command(isolation, &spec.sandbox, &spec.env, &runtime_args);
         let mut cmd = Command::new(program);
         cmd.args(args)
@@ -150,7 +159,7 @@ impl ExecutorProcess {
             pid,
             cached: HashSet::new(),
             label,
-            sandboxed: matches!(isolation, Isolation::Bubblewrap(_)),
+            sandboxed,
         };
         match greeting {
             Ok(Ok(ready)) if ready.ready => {
@@ -208,9 +217,9 @@ impl ExecutorProcess {
                 },
                 started_at: Some(reply.started_at),
                 finished_at: reply.finished_at,
-                executor_lost: false,
+                executor_lost: reply.retire,
             },
-            Err(Mismatch::OtherTask(other)) => {
+            Err(ExchangeError::OtherTask(other)) => {
                 tracing::warn!(executor = %self.label, task_id = %job.task_id, answered = %other, "an executor answered for another task; killing it");
                 self.kill().await;
                 Run::lost(TaskOutcome::WorkerFailure(format!(
@@ -219,15 +228,15 @@ impl ExecutorProcess {
                     job.task_id
                 )))
             }
-            Err(Mismatch::TooLarge(size)) => {
+            Err(ExchangeError::Frame(FrameError::TooLarge(size))) => {
                 self.kill().await;
                 Run::lost(TaskOutcome::WorkerFailure(format!(
                     "the executor running task {} sent a message of {size} bytes, more than \
-                     the {MAX_RESULT_BYTES}-byte result limit, and was killed",
+                     the {MAX_FRAME_BYTES}-byte limit, and was killed",
                     job.task_id
                 )))
             }
-            Err(Mismatch::Frame(e)) => {
+            Err(ExchangeError::Frame(e)) => {
                 let cause = self.death_cause(&e).await;
                 Run::lost(TaskOutcome::WorkerFailure(format!(
                     "the executor running task {} died: {cause}",
@@ -240,7 +249,7 @@ impl ExecutorProcess {
     /// Sends the job, resending it with the function body if the executor asks for it. An
     /// answer must name the job's task: any other (a stale answer left by a process the
     /// function forked) means the pipe can no longer be trusted.
-    async fn exchange(&mut self, job: &Job) -> Result<RunReply, Mismatch> {
+    async fn exchange(&mut self, job: &Job) -> Result<RunReply, ExchangeError> {
         let mut send_body = !self.cached.contains(&job.function_id);
         loop {
             let request = RunRequest {
@@ -252,7 +261,7 @@ impl ExecutorProcess {
             frame::write_message(&mut self.stdin, &request).await?;
             let reply: RunReply = frame::read_message(&mut self.stdout).await?;
             if reply.task_id != job.task_id {
-                return Err(Mismatch::OtherTask(reply.task_id));
+                return Err(ExchangeError::OtherTask(reply.task_id));
             }
             if reply.outcome == ReplyOutcome::NeedFunction && !send_body {
                 send_body = true;
@@ -308,23 +317,14 @@ impl Drop for ExecutorProcess {
 }
 
 /// Why an exchange with an executor failed.
-#[derive(Debug)]
-enum Mismatch {
-    /// The pipe broke, or carried something that is not a message.
-    Frame(FrameError),
-    /// A frame longer than any answer may be.
-    TooLarge(usize),
+#[derive(Debug, thiserror::Error)]
+enum ExchangeError {
+    /// The pipe broke, or carried something that is not a message (or too long a one).
+    #[error(transparent)]
+    Frame(#[from] FrameError),
     /// An answer naming another task.
+    #[error("the executor answered for another task ({0})")]
     OtherTask(TaskId),
-}
-
-impl From<FrameError> for Mismatch {
-    fn from(error: FrameError) -> Self {
-        match error {
-            FrameError::TooLarge(size) => Self::TooLarge(size),
-            other => Self::Frame(other),
-        }
-    }
 }
 
 /// The end of one job on an executor.

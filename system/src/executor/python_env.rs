@@ -55,6 +55,10 @@ pub enum PythonEnvError {
         requirements: String,
         detail: String,
     },
+    #[error(
+        "{python} cannot say where its files are ({detail}); point --python/FAAS_PYTHON at a working interpreter"
+    )]
+    NoPrefix { python: String, detail: String },
     #[error("cannot use the cache directory {dir}: {source}; set FAAS_CACHE_DIR to a writable one")]
     CacheDir { dir: String, source: std::io::Error },
 }
@@ -74,7 +78,7 @@ pub fn resolve(explicit: Option<&Path>) -> Result<PythonEnv, PythonEnvError> {
         }
         None => ensure_venv(&cache)?,
     };
-    let prefixes = prefixes(&python).map_err(|detail| PythonEnvError::MissingDill {
+    let prefixes = prefixes(&python).map_err(|detail| PythonEnvError::NoPrefix {
         python: python.display().to_string(),
         detail,
     })?;
@@ -187,7 +191,6 @@ fn requirements_summary() -> String {
         .join(", ")
 }
 
-/// Runs `python -c probe`; the error is the last line Python printed.
 /// `python`'s `sys.prefix` and `sys.base_prefix`.
 fn prefixes(python: &Path) -> Result<Vec<PathBuf>, String> {
     let output = Command::new(python)
@@ -210,6 +213,7 @@ fn prefixes(python: &Path) -> Result<Vec<PathBuf>, String> {
     Ok(found)
 }
 
+/// Runs `python -c probe`; the error is the last line Python printed.
 fn check_imports(python: &Path, probe: &str) -> Result<(), String> {
     run_quietly(Command::new(python).arg("-c").arg(probe))
 }

@@ -82,18 +82,21 @@ fn probe() -> Isolation {
             "bubblewrap is not installed (apt-get install bubblewrap)".to_owned(),
         );
     };
+    // The flags executors get (bubblewrap 0.5 or later, for --perms), around `true`.
+    let env = PythonEnv {
+        python: PathBuf::from("true"),
+        runtime_dir: PathBuf::from("/"),
+        prefixes: Vec::new(),
+    };
+    let sandboxed = Isolation::Bubblewrap(bwrap.clone());
+    let (_, mut args) = command(&sandboxed, &SandboxSpec::default(), &env, &[]);
+    let end = args
+        .iter()
+        .position(|a| a == "--")
+        .map_or(args.len(), |i| i + 2);
+    args.truncate(end);
     let tried = std::process::Command::new(&bwrap)
-        .args(["--unshare-pid", "--unshare-ipc", "--die-with-parent"])
-        .args([
-            "--ro-bind",
-            "/",
-            "/",
-            "--proc",
-            "/proc",
-            "--dev",
-            "/dev",
-            "true",
-        ])
+        .args(args)
         .stdin(std::process::Stdio::null())
         .output();
     match tried {
@@ -128,6 +131,8 @@ pub fn command(
         "--unshare-pid",
         "--unshare-ipc",
         "--unshare-uts",
+        // No controlling terminal to push input into (TIOCSTI).
+        "--new-session",
         "--die-with-parent",
         "--ro-bind",
         "/",
@@ -143,6 +148,16 @@ pub fn command(
     for dir in HIDDEN {
         let perms = if *dir == "/tmp" { "1777" } else { "0755" };
         args.extend(["--perms", perms, "--tmpfs", dir].map(OsString::from));
+    }
+    // Where the cluster's directory is when TMPDIR points elsewhere.
+    let temp = std::env::temp_dir();
+    if !HIDDEN.iter().any(|h| temp.starts_with(h)) && temp != Path::new("/") {
+        args.extend([
+            "--perms".into(),
+            "1777".into(),
+            "--tmpfs".into(),
+            temp.into(),
+        ]);
     }
     // The working directory, where dill's by-reference functions are imported from: kept
     // when visible or below a hidden directory (bound back), never a whole hidden one.

@@ -6,7 +6,8 @@
 //!   (a slowloris that trickles them is dropped); the same timer closes idle keep-alive
 //!   connections.
 //! - At most [`GatewayConfig::max_connections`] connections are served at once; one more is
-//!   answered `503` with a JSON body and closed, never left waiting unanswered.
+//!   answered `503` with a JSON body and closed, never left waiting unanswered (beyond
+//!   [`MAX_REFUSING`] such answers in progress, it is closed at once).
 //! - On shutdown the listener stops, every connection finishes the request in hand and
 //!   closes, for at most [`DRAIN_TIMEOUT`].
 //!
@@ -25,6 +26,10 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 use super::GatewayConfig;
+
+/// Refusals answered at once; a flood beyond them is closed without an answer, so refusing
+/// never costs more descriptors than this.
+const MAX_REFUSING: usize = 64;
 
 /// How long requests in progress (long polls included) may finish after a shutdown request.
 pub const DRAIN_TIMEOUT: Duration = Duration::from_secs(10);
@@ -55,6 +60,7 @@ pub async fn serve(
         .header_read_timeout(config.header_read_timeout);
     let graceful = GracefulShutdown::new();
     let open = Arc::new(Semaphore::new(config.max_connections));
+    let refusing = Arc::new(Semaphore::new(MAX_REFUSING));
     loop {
         let tcp = tokio::select! {
             () = shutdown.cancelled() => break,
@@ -74,7 +80,13 @@ pub async fn serve(
             tracing::debug!(error = %e, "cannot set TCP_NODELAY");
         }
         let Ok(permit) = open.clone().try_acquire_owned() else {
-            tokio::spawn(refuse(tcp, config.max_connections));
+            if let Ok(turn) = refusing.clone().try_acquire_owned() {
+                let limit = config.max_connections;
+                tokio::spawn(async move {
+                    refuse(tcp, limit).await;
+                    drop(turn);
+                });
+            }
             continue;
         };
         let service = TowerToHyperService::new(app.clone());
@@ -98,7 +110,7 @@ pub async fn serve(
 
 /// Answers a connection beyond the cap of `limit` with [`busy`] and closes it.
 async fn refuse(mut tcp: TcpStream, limit: usize) {
-    tracing::warn!(limit, "connection limit reached; refusing a connection");
+    tracing::debug!(limit, "connection limit reached; refusing a connection");
     let answered = tokio::time::timeout(Duration::from_secs(1), async {
         tcp.write_all(&busy(limit)).await?;
         tcp.shutdown().await

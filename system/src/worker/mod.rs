@@ -57,9 +57,7 @@ impl WorkerConfig {
         socket.connect(&self.endpoint)?;
         Ok(socket)
     }
-}
 
-impl WorkerConfig {
     /// A unique default name: host, pid and a random suffix.
     #[must_use]
     pub fn default_name() -> String {

@@ -194,7 +194,7 @@ fn parked_asks_are_kept_alive_once_per_heartbeat() {
 }
 
 #[test]
-fn an_unknown_worker_is_told_to_register_but_its_results_count() {
+fn an_unknown_worker_is_told_to_register_and_its_results_wait_for_it() {
     let t0 = Instant::now();
     let (mut pull, _, mut completions) = pull();
     let done = crate::protocol::Completion {
@@ -214,6 +214,13 @@ fn an_unknown_worker_is_told_to_register_but_its_results_count() {
         pull.bridge.take()[..],
         [(_, ToWorker::Reregister { .. })]
     ));
+    assert!(
+        completions.try_recv().is_err(),
+        "an unregistered worker's result counted"
+    );
+    // Registered, it sends them again (they were never acknowledged), and they count.
+    register(&mut pull, "ghost", t0);
+    pull.on_inbound(inbound(b"g", true, &message), t0);
     assert_eq!(completions.try_recv().unwrap(), done);
 }
 
