@@ -81,10 +81,10 @@ impl ExecutorProcess {
     pub async fn spawn(spec: &ExecutorSpec, label: String) -> Result<Self, SpawnError> {
         let isolation = Isolation::detect();
         let sandboxed = matches!(isolation, Isolation::Bubblewrap(_));
-        // Root inside a sandbox becomes nobody: only then does RLIMIT_NPROC apply, since root
-        // ignores it.
+        // An executor never runs users' code as root: started as root (sandboxed or not) it
+        // becomes nobody, and only then does RLIMIT_NPROC apply, since root ignores it.
         // SAFETY: geteuid cannot fail and has no side effects.
-        let become_nobody = sandboxed && unsafe { libc::geteuid() } == 0;
+        let become_nobody = unsafe { libc::geteuid() } == 0;
         // What faas_executor.main() takes: the result limit, the uid to become, and whether it
         // has a PID namespace of its own (then it kills every process it may after a task).
         let runtime_args = [

@@ -6,12 +6,13 @@
 //! its own mount namespace (the host read-only; empty `/tmp`, `/root` and `/home` of its own,
 //! which hide the cluster's directory, its secrets and users' files), its own IPC and UTS
 //! namespaces, optionally no network, and it dies with its parent. An executor started as
-//! root becomes `nobody` before it reads a task (so host files only root may read stay
+//! root (sandboxed or not) becomes `nobody` before it reads a task (so host files only root may read stay
 //! closed to it, and `RLIMIT_NPROC`, which root ignores, bounds fork bombs); the Python
 //! environment and runtime are bound back into the hidden directories, readable by anyone.
 //!
 //! Without bubblewrap (or where it cannot create namespaces), executors run as plain
-//! children; the process says so once, with what to install.
+//! children (as nobody when started as root: never as root); the process says so once, with
+//! what to install.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
@@ -68,7 +69,9 @@ impl Isolation {
                     "executors run sandboxed: own PID, mount and IPC namespaces, as nobody when started as root"
                 ),
                 Self::Unavailable(why) => {
-                    tracing::warn!("executors are NOT sandboxed: {why}");
+                    tracing::warn!(
+                        "executors are NOT sandboxed: {why}; they share this host's processes and files (as nobody when started as root, so their Python environment must then be readable by nobody)"
+                    );
                 }
             }
             found
