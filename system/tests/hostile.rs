@@ -50,11 +50,10 @@ fn processes_marked(marker: &str) -> Vec<i32> {
 }
 
 #[rstest]
-#[case::local("local")]
-#[case::pull("pull")]
-#[case::push("push")]
 #[tokio::test(flavor = "multi_thread")]
-async fn a_forked_child_cannot_answer_for_other_tasks(#[case] mode: &str) {
+async fn a_forked_child_cannot_answer_for_other_tasks(
+    #[values("local", "pull", "push")] mode: &str,
+) {
     let system = TestSystem::with_mode(mode, &[1], &[]).await;
     let forks = system
         .register(
@@ -72,11 +71,10 @@ async fn a_forked_child_cannot_answer_for_other_tasks(#[case] mode: &str) {
 }
 
 #[rstest]
-#[case::local("local")]
-#[case::pull("pull")]
-#[case::push("push")]
 #[tokio::test(flavor = "multi_thread")]
-async fn what_a_function_leaves_running_dies_with_its_task(#[case] mode: &str) {
+async fn what_a_function_leaves_running_dies_with_its_task(
+    #[values("local", "pull", "push")] mode: &str,
+) {
     let system = TestSystem::with_mode(mode, &[1], &[]).await;
     let marker = format!("faas-leftover-{}", uuid::Uuid::new_v4().simple());
     // A plain child, and a daemon that double-forks into a session of its own.
@@ -99,11 +97,8 @@ async fn what_a_function_leaves_running_dies_with_its_task(#[case] mode: &str) {
 }
 
 #[rstest]
-#[case::local("local")]
-#[case::pull("pull")]
-#[case::push("push")]
 #[tokio::test(flavor = "multi_thread")]
-async fn a_600_mb_result_fails_only_its_own_task(#[case] mode: &str) {
+async fn a_600_mb_result_fails_only_its_own_task(#[values("local", "pull", "push")] mode: &str) {
     // Each case needs a few GiB while the result is built: one case at a time.
     static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     let _turn = ONE_AT_A_TIME.lock().await;
@@ -128,11 +123,10 @@ async fn a_600_mb_result_fails_only_its_own_task(#[case] mode: &str) {
 }
 
 #[rstest]
-#[case::local("local")]
-#[case::pull("pull")]
-#[case::push("push")]
 #[tokio::test(flavor = "multi_thread")]
-async fn a_function_cannot_kill_or_stop_the_process_that_runs_it(#[case] mode: &str) {
+async fn a_function_cannot_kill_or_stop_the_process_that_runs_it(
+    #[values("local", "pull", "push")] mode: &str,
+) {
     let system = TestSystem::with_mode(mode, &[1], &[]).await;
     let host = if mode == "local" {
         MemberId::Dispatcher(0)
@@ -157,11 +151,10 @@ async fn a_function_cannot_kill_or_stop_the_process_that_runs_it(#[case] mode: &
 }
 
 #[rstest]
-#[case::local("local")]
-#[case::pull("pull")]
-#[case::push("push")]
 #[tokio::test(flavor = "multi_thread")]
-async fn a_function_cannot_read_the_control_planes_secrets(#[case] mode: &str) {
+async fn a_function_cannot_read_the_control_planes_secrets(
+    #[values("local", "pull", "push")] mode: &str,
+) {
     let system = TestSystem::with_mode(mode, &[1], &[]).await;
     // Every process it can see: environment and command line; and the cluster's files.
     let src = "def snoop():\n    import glob, os\n    found = []\n    paths = glob.glob('/proc/[0-9]*/environ') + glob.glob('/proc/[0-9]*/cmdline')\n    paths += glob.glob('/tmp/faas-*/**', recursive=True)\n    for path in paths:\n        try:\n            with open(path, 'rb') as f:\n                found.append(f.read().decode('utf-8', 'replace'))\n        except OSError:\n            pass\n    return '\\n'.join(found)\n";
@@ -188,11 +181,8 @@ async fn a_function_cannot_read_the_control_planes_secrets(#[case] mode: &str) {
 }
 
 #[rstest]
-#[case::local("local")]
-#[case::pull("pull")]
-#[case::push("push")]
 #[tokio::test(flavor = "multi_thread")]
-async fn a_function_cannot_write_to_redis(#[case] mode: &str) {
+async fn a_function_cannot_write_to_redis(#[values("local", "pull", "push")] mode: &str) {
     let system = TestSystem::with_mode(mode, &[1], &[]).await;
     let ident = system.register(IDENT, "ident").await;
     let victim = system.execute(&ident, "((7,), {})").await;
@@ -224,11 +214,8 @@ async fn a_function_cannot_write_to_redis(#[case] mode: &str) {
 }
 
 #[rstest]
-#[case::local("local")]
-#[case::pull("pull")]
-#[case::push("push")]
 #[tokio::test(flavor = "multi_thread")]
-async fn a_fork_bomb_is_bounded(#[case] mode: &str) {
+async fn a_fork_bomb_is_bounded(#[values("local", "pull", "push")] mode: &str) {
     // SAFETY: geteuid has no preconditions.
     if unsafe { libc::geteuid() } != 0 {
         eprintln!("skipped: the process limit applies to executors started as root");
@@ -289,11 +276,10 @@ async fn without_network_a_function_reaches_nothing() {
 }
 
 #[rstest]
-#[case::local("local")]
-#[case::pull("pull")]
-#[case::push("push")]
 #[tokio::test(flavor = "multi_thread")]
-async fn a_task_that_leaves_a_thread_retires_its_executor(#[case] mode: &str) {
+async fn a_task_that_leaves_a_thread_retires_its_executor(
+    #[values("local", "pull", "push")] mode: &str,
+) {
     let system = TestSystem::with_mode(mode, &[1], &[]).await;
     let src = "def linger():\n    import os, threading, time\n    os.faas_tainted = True\n    threading.Thread(target=time.sleep, args=(600,), daemon=True).start()\n    return 'left a thread'\n";
     let linger = system.register(src, "linger").await;

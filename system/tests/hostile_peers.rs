@@ -94,40 +94,44 @@ async fn busy_cluster(mode_name: &str, extra: &[&str]) -> (TestSystem, Fifo, Str
     (system, fifo, running, queued)
 }
 
+/// A fresh admitted key pair for a peer of `system`'s.
+fn admitted(system: &TestSystem) -> ClientKeys {
+    system
+        .cluster
+        .admit_worker_keys()
+        .unwrap_or_else(|e| panic!("{e}"))
+        .expect("remote modes have keys")
+}
+
+/// The busy cluster's two tasks end as if no peer had spoken: the nap with its own result.
+async fn unharmed(system: &TestSystem, running: &str, queued: &str) {
+    let (status, result) = system.wait_final(running, Duration::from_secs(30)).await;
+    assert_eq!(
+        (status.as_str(), describe(&result).1.as_str()),
+        ("COMPLETED", "1.5")
+    );
+    let (status, _) = system.wait_final(queued, Duration::from_secs(30)).await;
+    assert_eq!(status, "COMPLETED");
+}
+
 #[rstest]
-#[case::pull("pull")]
-#[case::push("push")]
 #[tokio::test(flavor = "multi_thread")]
-async fn a_peer_without_keys_gets_nothing(#[case] mode: &str) {
+async fn a_peer_without_keys_gets_nothing(#[values("pull", "push")] mode: &str) {
     let (system, _fifo, running, queued) = busy_cluster(mode, &[]).await;
     let endpoint = system.cluster.worker_endpoint();
     let answer = exchange(endpoint.clone(), mode, None, ask(VICTIM)).await;
     assert_eq!(answer, None, "a peer without keys was answered");
     let answer = exchange(endpoint, mode, None, forged(VICTIM, &running)).await;
     assert_eq!(answer, None, "a peer without keys was answered");
-    let (status, result) = system.wait_final(&running, Duration::from_secs(30)).await;
-    assert_eq!(
-        (status.as_str(), describe(&result).1.as_str()),
-        ("COMPLETED", "1.5")
-    );
-    let (status, _) = system.wait_final(&queued, Duration::from_secs(30)).await;
-    assert_eq!(status, "COMPLETED");
+    unharmed(&system, &running, &queued).await;
 }
 
 #[rstest]
-#[case::pull("pull")]
-#[case::push("push")]
 #[tokio::test(flavor = "multi_thread")]
-async fn an_admitted_peer_cannot_speak_for_another_worker(#[case] mode: &str) {
+async fn an_admitted_peer_cannot_speak_for_another_worker(#[values("pull", "push")] mode: &str) {
     let (system, _fifo, running, queued) = busy_cluster(mode, &[]).await;
     let endpoint = system.cluster.worker_endpoint();
-    let keys = || {
-        system
-            .cluster
-            .admit_worker_keys()
-            .unwrap_or_else(|e| panic!("{e}"))
-            .expect("remote modes have keys")
-    };
+    let keys = || admitted(&system);
     // Asking in its name (pull) gets no task; results in its name change nothing.
     if mode == "pull" {
         let answer = exchange(endpoint.clone(), mode, Some(keys()), ask(VICTIM)).await;
@@ -152,27 +156,17 @@ async fn an_admitted_peer_cannot_speak_for_another_worker(#[case] mode: &str) {
         matches!(answer, Some(ToWorker::Rejected { .. })),
         "an impostor's registration: {answer:?}"
     );
-    let (status, result) = system.wait_final(&running, Duration::from_secs(30)).await;
-    assert_eq!(
-        (status.as_str(), describe(&result).1.as_str()),
-        ("COMPLETED", "1.5")
-    );
-    let (status, _) = system.wait_final(&queued, Duration::from_secs(30)).await;
-    assert_eq!(status, "COMPLETED");
+    unharmed(&system, &running, &queued).await;
 }
 
 #[rstest]
-#[case::pull("pull")]
-#[case::push("push")]
 #[tokio::test(flavor = "multi_thread")]
-async fn an_admitted_peer_under_a_name_of_its_own_cannot_write_others_results(#[case] mode: &str) {
+async fn an_admitted_peer_under_a_name_of_its_own_cannot_write_others_results(
+    #[values("pull", "push")] mode: &str,
+) {
     let (system, _fifo, running, queued) = busy_cluster(mode, &[]).await;
     let endpoint = system.cluster.worker_endpoint();
-    let keys = system
-        .cluster
-        .admit_worker_keys()
-        .unwrap_or_else(|e| panic!("{e}"))
-        .expect("remote modes have keys");
+    let keys = admitted(&system);
     // Unregistered, its results are not taken; registered, not for tasks another holds.
     let answer = exchange(
         endpoint.clone(),
@@ -199,26 +193,14 @@ async fn an_admitted_peer_under_a_name_of_its_own_cannot_write_others_results(#[
         );
         exchange(endpoint, mode, Some(keys), forged("mallory", &running)).await;
     }
-    let (status, result) = system.wait_final(&running, Duration::from_secs(30)).await;
-    assert_eq!(
-        (status.as_str(), describe(&result).1.as_str()),
-        ("COMPLETED", "1.5")
-    );
-    let (status, _) = system.wait_final(&queued, Duration::from_secs(30)).await;
-    assert_eq!(status, "COMPLETED");
+    unharmed(&system, &running, &queued).await;
 }
 
 #[rstest]
-#[case::pull("pull")]
-#[case::push("push")]
 #[tokio::test(flavor = "multi_thread")]
-async fn an_oversized_frame_drops_only_its_connection(#[case] mode: &str) {
+async fn an_oversized_frame_drops_only_its_connection(#[values("pull", "push")] mode: &str) {
     let (system, _fifo, running, queued) = busy_cluster(mode, &["--max-message-mb", "1"]).await;
-    let keys = system
-        .cluster
-        .admit_worker_keys()
-        .unwrap_or_else(|e| panic!("{e}"))
-        .expect("remote modes have keys");
+    let keys = admitted(&system);
     // A well-formed registration, padded past the limit: only the size can refuse it.
     let huge = protocol::encode(&ToDispatcher::Register {
         worker: "padded".into(),
@@ -227,10 +209,7 @@ async fn an_oversized_frame_drops_only_its_connection(#[case] mode: &str) {
     });
     let answer = exchange(system.cluster.worker_endpoint(), mode, Some(keys), huge).await;
     assert_eq!(answer, None, "an oversized frame was answered");
-    for task in [&running, &queued] {
-        let (status, _) = system.wait_final(task, Duration::from_secs(30)).await;
-        assert_eq!(status, "COMPLETED");
-    }
+    unharmed(&system, &running, &queued).await;
     let dispatcher = system
         .cluster
         .member(faas::cluster::MemberId::Dispatcher(0))
