@@ -162,3 +162,83 @@ async fn losing_every_worker(#[case] mode: &str) {
     );
     assert!(completed >= 1, "the waiting tasks run on the new worker");
 }
+
+/// How many commands Redis has refused with `code` so far (`INFO errorstats`).
+async fn refusals(system: &TestSystem, code: &str) -> u64 {
+    let info: String = redis::cmd("INFO")
+        .arg("errorstats")
+        .query_async(&mut system.redis().await)
+        .await
+        .expect("INFO errorstats");
+    info.lines()
+        .find_map(|l| l.strip_prefix(&format!("errorstat_{code}:count=")))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Redis at `maxmemory` (noeviction) while a task finishes: the gateway answers 503 saying
+/// so, the dispatcher's writes are refused with OOM, and once memory is raised every task it
+/// had accepted completes; none stays RUNNING.
+#[tokio::test(flavor = "multi_thread")]
+async fn redis_out_of_memory_strands_nothing() {
+    let system = TestSystem::with_mode("local", &[1], &[]).await;
+    let mut fifo = Fifo::new();
+    let marked = common::signalling(
+        "import time\n\ndef marked(fifo, tag, seconds):\n    signal(fifo, '%s start' % tag)\n    time.sleep(seconds)\n    signal(fifo, '%s end' % tag)\n    return tag\n",
+    );
+    let f = system.register(&marked, "marked").await;
+    let path = fifo.path().to_owned();
+    let mut tasks = Vec::new();
+    for i in 0..7 {
+        let params = format!("(({path:?}, 'task{i}', 0.3), {{}})");
+        tasks.push(system.execute(&f, &params).await);
+    }
+    assert_eq!(fifo.next(START).await, "task0 start");
+
+    // Full: every write is refused from now on.
+    let mut admin = system.redis().await;
+    let () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory-policy")
+        .arg("noeviction")
+        .arg("maxmemory")
+        .arg("1")
+        .query_async(&mut admin)
+        .await
+        .expect("CONFIG SET maxmemory");
+    let (status, body) = system
+        .post(
+            "/execute_function",
+            serde_json::json!({"function_id": f, "payload": serialize_params("(('x', 'late', 0), {})")}),
+        )
+        .await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body["error"].as_str().is_some_and(|e| e.contains("OOM")),
+        "{body}"
+    );
+    // The running task ends, and the dispatcher's attempt to record it is refused.
+    let seen = refusals(&system, "OOM").await;
+    assert_eq!(fifo.next(START).await, "task0 end");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while refusals(&system, "OOM").await <= seen {
+        assert!(Instant::now() < deadline, "the dispatcher never wrote");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let () = redis::cmd("CONFIG")
+        .arg("SET")
+        .arg("maxmemory")
+        .arg("0")
+        .query_async(&mut admin)
+        .await
+        .expect("CONFIG SET maxmemory 0");
+    for (i, task) in tasks.iter().enumerate() {
+        let (status, result) = system.wait_final(task, Duration::from_secs(30)).await;
+        assert_eq!(
+            (status.as_str(), common::describe(&result).1),
+            ("COMPLETED", format!("task{i}")),
+            "{task}"
+        );
+    }
+}

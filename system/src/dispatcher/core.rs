@@ -269,8 +269,10 @@ impl Core {
         }
     }
 
-    /// Runs a store operation, retrying while Redis is unavailable until it succeeds or the
-    /// dispatcher gives up at the end of shutdown. Other errors are logged and give `None`.
+    /// Runs a store operation, retrying with backoff while the error is transient (Redis
+    /// away, out of memory, read-only...: see [`StoreError::is_transient`]) until it succeeds
+    /// or the dispatcher gives up at the end of shutdown. Other errors are logged and give
+    /// `None`.
     pub async fn retry<T, F, Fut>(&self, what: &str, mut op: F) -> Option<T>
     where
         F: FnMut() -> Fut,
@@ -280,8 +282,8 @@ impl Core {
         loop {
             match op().await {
                 Ok(value) => return Some(value),
-                Err(e) if e.is_unavailable() && !self.give_up.is_cancelled() => {
-                    tracing::warn!(error = %e, what, "redis unavailable; retrying");
+                Err(e) if e.is_transient() && !self.give_up.is_cancelled() => {
+                    tracing::warn!(error = %e, what, "redis refused or unavailable; retrying");
                     tokio::select! {
                         () = self.give_up.cancelled() => {}
                         () = tokio::time::sleep(backoff) => {}

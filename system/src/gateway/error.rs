@@ -114,7 +114,7 @@ impl From<crate::gateway::waiters::Full> for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        if e.is_unavailable() {
+        if e.is_transient() {
             Self::Unavailable(e)
         } else {
             Self::Internal(e.to_string())

@@ -36,4 +36,30 @@ impl StoreError {
             Self::Corrupt { .. } | Self::Script { .. } => false,
         }
     }
+
+    /// True when the same call may succeed later without anything in it changing: Redis is
+    /// away, or refuses writes for a state it will leave (out of memory under `maxmemory`,
+    /// a failed background save, a replica during a failover, a busy script, missing ACL
+    /// permissions an operator can grant). Callers retry with backoff (the dispatcher) or
+    /// answer 503 (the gateway); no task is left stranded by such an error.
+    #[must_use]
+    pub fn is_transient(&self) -> bool {
+        const REFUSALS: &[&str] = &[
+            "OOM",
+            "MISCONF",
+            "READONLY",
+            "BUSY",
+            "TRYAGAIN",
+            "MASTERDOWN",
+            "CLUSTERDOWN",
+            "NOREPLICAS",
+            "NOPERM",
+        ];
+        match self {
+            Self::Redis(e) => {
+                self.is_unavailable() || e.code().is_some_and(|code| REFUSALS.contains(&code))
+            }
+            Self::Corrupt { .. } | Self::Script { .. } => false,
+        }
+    }
 }
