@@ -242,3 +242,61 @@ async fn redis_out_of_memory_strands_nothing() {
         );
     }
 }
+
+/// A graceful shutdown that cannot put its tasks back (Redis refuses its scripts: NOPERM) must
+/// leave them for its successor, not drop them: once Redis serves again, the next dispatcher recovers
+/// and completes every one.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_shutdown_that_cannot_requeue_loses_nothing() {
+    let mut system = TestSystem::with_mode("local", &[1], &[]).await;
+    let mut fifo = Fifo::new();
+    let marked = common::signalling(
+        "import time\n\ndef marked(fifo, tag, seconds):\n    signal(fifo, '%s start' % tag)\n    time.sleep(seconds)\n    return tag\n",
+    );
+    let f = system.register(&marked, "marked").await;
+    let path = fifo.path().to_owned();
+    let mut tasks = Vec::new();
+    // The first outlasts the shutdown's grace (5 s); the others wait in the pool's queue.
+    for (i, seconds) in [8.0, 0.1, 0.1, 0.1].into_iter().enumerate() {
+        let params = format!("(({path:?}, 'task{i}', {seconds}), {{}})");
+        tasks.push(system.execute(&f, &params).await);
+    }
+    assert_eq!(fifo.next(START).await, "task0 start");
+    for task in &tasks[1..] {
+        system
+            .wait_status(task, "RUNNING", Duration::from_secs(10))
+            .await;
+    }
+
+    // Scripts (every task transition) are refused from now on; plain commands are not.
+    let mut admin = system.redis().await;
+    let () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg("default")
+        .arg("-evalsha")
+        .arg("-eval")
+        .query_async(&mut admin)
+        .await
+        .expect("ACL SETUSER");
+    let exit = system
+        .terminate(MemberId::Dispatcher(0), Duration::from_secs(30))
+        .await;
+    assert!(exit.is_some(), "the dispatcher did not stop");
+    let () = redis::cmd("ACL")
+        .arg("SETUSER")
+        .arg("default")
+        .arg("+@all")
+        .query_async(&mut admin)
+        .await
+        .expect("ACL SETUSER");
+
+    system.restart(MemberId::Dispatcher(0)).await;
+    for (i, task) in tasks.iter().enumerate() {
+        let (status, result) = system.wait_final(task, Duration::from_secs(60)).await;
+        assert_eq!(
+            (status.as_str(), common::describe(&result).1),
+            ("COMPLETED", format!("task{i}")),
+            "{task}"
+        );
+    }
+}

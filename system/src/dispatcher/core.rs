@@ -236,8 +236,11 @@ impl Core {
     }
 
     /// Puts every entry still pending for this consumer back on the queue and retires it.
+    /// If any cannot be put back, the consumer is kept (deleting it would drop them for
+    /// good) and only its liveness ends, so that the next recovery scan takes them.
     pub async fn release_held(&self) {
         let consumer = &self.config.consumer;
+        let mut released = true;
         match self.store.pending_entries(consumer).await {
             Ok(held) => {
                 let failure = worker_failure_result(&format!(
@@ -255,16 +258,23 @@ impl Core {
                             tracing::info!(task_id = %orphan.entry.task_id, ?outcome, "released task")
                         }
                         Err(e) => {
+                            released = false;
                             tracing::warn!(task_id = %orphan.entry.task_id, error = %e, "cannot release task; it is recovered once this dispatcher's liveness expires")
                         }
                     }
                 }
             }
             Err(e) => {
+                released = false;
                 tracing::warn!(error = %e, "cannot list held tasks; they are recovered once this dispatcher's liveness expires")
             }
         }
-        if let Err(e) = self.store.retire_dispatcher(consumer).await {
+        let retired = if released {
+            self.store.retire_dispatcher(consumer).await
+        } else {
+            self.store.end_liveness(consumer).await
+        };
+        if let Err(e) = retired {
             tracing::warn!(error = %e, "cannot retire consumer");
         }
     }

@@ -113,7 +113,17 @@ impl Store {
         Ok(())
     }
 
+    /// Removes a dispatcher's liveness marker alone, keeping its consumer and the entries
+    /// still pending for it: the next recovery scan (of a peer or a successor) takes them.
+    pub async fn end_liveness(&self, consumer: &str) -> Result<(), StoreError> {
+        let mut conn = self.conn.clone();
+        let _: i64 = conn.del(keys::dispatcher(consumer)).await?;
+        Ok(())
+    }
+
     /// Removes a dispatcher's liveness marker and its (empty) consumer from the group.
+    /// Deleting a consumer drops whatever is still pending for it: only call this once
+    /// nothing is.
     pub async fn retire_dispatcher(&self, consumer: &str) -> Result<(), StoreError> {
         let mut conn = self.conn.clone();
         let ((), _): ((), i64) = redis::pipe()
