@@ -178,15 +178,13 @@ fn started_pid(signal: &str, tag: &str) -> i32 {
     let name = signal
         .strip_prefix(&format!("{tag} start "))
         .unwrap_or_else(|| panic!("expected {tag} to start, got {signal:?}"));
-    let entries = std::fs::read_dir("/proc").expect("/proc");
-    entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .find(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                .is_ok_and(|comm| comm.trim_end() == name)
-        })
-        .unwrap_or_else(|| panic!("no process named {name}"))
+    common::processes(|pid| {
+        std::fs::read_to_string(format!("/proc/{pid}/comm"))
+            .is_ok_and(|comm| comm.trim_end() == name)
+    })
+    .first()
+    .copied()
+    .unwrap_or_else(|| panic!("no process named {name}"))
 }
 
 /// A process's exit as an event: its pidfd turns readable when it ends.

@@ -163,6 +163,43 @@ async fn losing_every_worker(#[case] mode: &str) {
     assert!(completed >= 1, "the waiting tasks run on the new worker");
 }
 
+/// Signals `"{tag} start"`, sleeps `seconds`, signals `"{tag} end"` and returns `tag`.
+const MARKED: &str = "import time\n\ndef marked(fifo, tag, seconds):\n    signal(fifo, '%s start' % tag)\n    time.sleep(seconds)\n    signal(fifo, '%s end' % tag)\n    return tag\n";
+
+/// Registers [`MARKED`] and submits one task tagged `task{i}` per entry of `seconds`; the
+/// function's id and the task ids.
+async fn submit_marked(system: &TestSystem, fifo: &Fifo, seconds: &[f64]) -> (String, Vec<String>) {
+    let f = system.register(&common::signalling(MARKED), "marked").await;
+    let path = fifo.path();
+    let mut tasks = Vec::new();
+    for (i, seconds) in seconds.iter().enumerate() {
+        let params = format!("(({path:?}, 'task{i}', {seconds}), {{}})");
+        tasks.push(system.execute(&f, &params).await);
+    }
+    (f, tasks)
+}
+
+/// Runs one Redis admin command (`CONFIG SET ...`, `ACL SETUSER ...`) on the test's Redis.
+async fn admin(system: &TestSystem, args: &[&str]) {
+    let () = redis::cmd(args[0])
+        .arg(&args[1..])
+        .query_async(&mut system.redis().await)
+        .await
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+}
+
+/// Every task of [`submit_marked`] completes with its own tag.
+async fn each_returns_its_tag(system: &TestSystem, tasks: &[String], timeout: Duration) {
+    for (i, task) in tasks.iter().enumerate() {
+        let (status, result) = system.wait_final(task, timeout).await;
+        assert_eq!(
+            (status.as_str(), common::describe(&result).1),
+            ("COMPLETED", format!("task{i}")),
+            "{task}"
+        );
+    }
+}
+
 /// How many commands Redis has refused with `code` so far (`INFO errorstats`).
 async fn refusals(system: &TestSystem, code: &str) -> u64 {
     let info: String = redis::cmd("INFO")
@@ -183,29 +220,19 @@ async fn refusals(system: &TestSystem, code: &str) -> u64 {
 async fn redis_out_of_memory_strands_nothing() {
     let system = TestSystem::with_mode("local", &[1], &[]).await;
     let mut fifo = Fifo::new();
-    let marked = common::signalling(
-        "import time\n\ndef marked(fifo, tag, seconds):\n    signal(fifo, '%s start' % tag)\n    time.sleep(seconds)\n    signal(fifo, '%s end' % tag)\n    return tag\n",
-    );
-    let f = system.register(&marked, "marked").await;
-    let path = fifo.path().to_owned();
-    let mut tasks = Vec::new();
-    for i in 0..7 {
-        let params = format!("(({path:?}, 'task{i}', 0.3), {{}})");
-        tasks.push(system.execute(&f, &params).await);
-    }
+    let (f, tasks) = submit_marked(&system, &fifo, &[0.3; 7]).await;
     assert_eq!(fifo.next(START).await, "task0 start");
 
     // Full: every write is refused from now on.
-    let mut admin = system.redis().await;
-    let () = redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("maxmemory-policy")
-        .arg("noeviction")
-        .arg("maxmemory")
-        .arg("1")
-        .query_async(&mut admin)
-        .await
-        .expect("CONFIG SET maxmemory");
+    let full = [
+        "CONFIG",
+        "SET",
+        "maxmemory-policy",
+        "noeviction",
+        "maxmemory",
+        "1",
+    ];
+    admin(&system, &full).await;
     let (status, body) = system
         .post(
             "/execute_function",
@@ -226,21 +253,8 @@ async fn redis_out_of_memory_strands_nothing() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
-    let () = redis::cmd("CONFIG")
-        .arg("SET")
-        .arg("maxmemory")
-        .arg("0")
-        .query_async(&mut admin)
-        .await
-        .expect("CONFIG SET maxmemory 0");
-    for (i, task) in tasks.iter().enumerate() {
-        let (status, result) = system.wait_final(task, Duration::from_secs(30)).await;
-        assert_eq!(
-            (status.as_str(), common::describe(&result).1),
-            ("COMPLETED", format!("task{i}")),
-            "{task}"
-        );
-    }
+    admin(&system, &["CONFIG", "SET", "maxmemory", "0"]).await;
+    each_returns_its_tag(&system, &tasks, Duration::from_secs(30)).await;
 }
 
 /// A graceful shutdown that cannot put its tasks back (Redis refuses its scripts: NOPERM) must
@@ -250,17 +264,8 @@ async fn redis_out_of_memory_strands_nothing() {
 async fn a_shutdown_that_cannot_requeue_loses_nothing() {
     let mut system = TestSystem::with_mode("local", &[1], &[]).await;
     let mut fifo = Fifo::new();
-    let marked = common::signalling(
-        "import time\n\ndef marked(fifo, tag, seconds):\n    signal(fifo, '%s start' % tag)\n    time.sleep(seconds)\n    return tag\n",
-    );
-    let f = system.register(&marked, "marked").await;
-    let path = fifo.path().to_owned();
-    let mut tasks = Vec::new();
     // The first outlasts the shutdown's grace (5 s); the others wait in the pool's queue.
-    for (i, seconds) in [8.0, 0.1, 0.1, 0.1].into_iter().enumerate() {
-        let params = format!("(({path:?}, 'task{i}', {seconds}), {{}})");
-        tasks.push(system.execute(&f, &params).await);
-    }
+    let (_, tasks) = submit_marked(&system, &fifo, &[8.0, 0.1, 0.1, 0.1]).await;
     assert_eq!(fifo.next(START).await, "task0 start");
     for task in &tasks[1..] {
         system
@@ -269,34 +274,13 @@ async fn a_shutdown_that_cannot_requeue_loses_nothing() {
     }
 
     // Scripts (every task transition) are refused from now on; plain commands are not.
-    let mut admin = system.redis().await;
-    let () = redis::cmd("ACL")
-        .arg("SETUSER")
-        .arg("default")
-        .arg("-evalsha")
-        .arg("-eval")
-        .query_async(&mut admin)
-        .await
-        .expect("ACL SETUSER");
+    admin(&system, &["ACL", "SETUSER", "default", "-evalsha", "-eval"]).await;
     let exit = system
         .terminate(MemberId::Dispatcher(0), Duration::from_secs(30))
         .await;
     assert!(exit.is_some(), "the dispatcher did not stop");
-    let () = redis::cmd("ACL")
-        .arg("SETUSER")
-        .arg("default")
-        .arg("+@all")
-        .query_async(&mut admin)
-        .await
-        .expect("ACL SETUSER");
+    admin(&system, &["ACL", "SETUSER", "default", "+@all"]).await;
 
     system.restart(MemberId::Dispatcher(0)).await;
-    for (i, task) in tasks.iter().enumerate() {
-        let (status, result) = system.wait_final(task, Duration::from_secs(60)).await;
-        assert_eq!(
-            (status.as_str(), common::describe(&result).1),
-            ("COMPLETED", format!("task{i}")),
-            "{task}"
-        );
-    }
+    each_returns_its_tag(&system, &tasks, Duration::from_secs(60)).await;
 }

@@ -30,23 +30,25 @@ async fn ordinary_tasks_get_their_own_results(system: &TestSystem) {
     assert_eq!(got, want, "results after the attack");
 }
 
+/// Registers the function `name` defined by `src`, runs it on `params` (a Python
+/// expression) and waits for its end: its status and its result's `str()`.
+async fn run(system: &TestSystem, src: &str, name: &str, params: &str) -> (String, String) {
+    let f = system.register(src, name).await;
+    let task = system.execute(&f, params).await;
+    let (status, result) = system.wait_final(&task, FINAL).await;
+    (status, describe(&result).1)
+}
+
 /// Live (not zombie) processes whose command line holds `marker`.
 fn processes_marked(marker: &str) -> Vec<i32> {
-    let Ok(entries) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    entries
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter(|pid| {
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            let zombie = stat
-                .rfind(')')
-                .is_some_and(|i| stat[i + 1..].trim_start().starts_with('Z'));
-            !zombie && String::from_utf8_lossy(&cmdline).contains(marker)
-        })
-        .collect()
+    common::processes(|pid| {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+        let zombie = stat
+            .rfind(')')
+            .is_some_and(|i| stat[i + 1..].trim_start().starts_with('Z'));
+        !zombie && String::from_utf8_lossy(&cmdline).contains(marker)
+    })
 }
 
 #[rstest]
@@ -55,18 +57,9 @@ async fn a_forked_child_cannot_answer_for_other_tasks(
     #[values("local", "pull", "push")] mode: &str,
 ) {
     let system = TestSystem::with_mode(mode, &[1], &[]).await;
-    let forks = system
-        .register(
-            "def forks(x):\n    import os\n    os.fork()\n    return x\n",
-            "forks",
-        )
-        .await;
-    let task = system.execute(&forks, "((1,), {})").await;
-    let (status, result) = system.wait_final(&task, FINAL).await;
-    assert_eq!(
-        (status.as_str(), describe(&result).1.as_str()),
-        ("COMPLETED", "1")
-    );
+    let src = "def forks(x):\n    import os\n    os.fork()\n    return x\n";
+    let (status, result) = run(&system, src, "forks", "((1,), {})").await;
+    assert_eq!((status.as_str(), result.as_str()), ("COMPLETED", "1"));
     ordinary_tasks_get_their_own_results(&system).await;
 }
 
@@ -79,15 +72,8 @@ async fn what_a_function_leaves_running_dies_with_its_task(
     let marker = format!("faas-leftover-{}", uuid::Uuid::new_v4().simple());
     // A plain child, and a daemon that double-forks into a session of its own.
     let src = "def leave(marker):\n    import os, subprocess, sys\n    sleeper = [sys.executable, '-c', 'import time; time.sleep(300)', marker]\n    subprocess.Popen(sleeper)\n    if os.fork() == 0:\n        os.setsid()\n        if os.fork() == 0:\n            os.execv(sys.executable, sleeper)\n        os._exit(0)\n    return 'left'\n";
-    let leave = system.register(src, "leave").await;
-    let task = system
-        .execute(&leave, &format!("(('{marker}',), {{}})"))
-        .await;
-    let (status, result) = system.wait_final(&task, FINAL).await;
-    assert_eq!(
-        (status.as_str(), describe(&result).1.as_str()),
-        ("COMPLETED", "left")
-    );
+    let (status, result) = run(&system, src, "leave", &format!("(('{marker}',), {{}})")).await;
+    assert_eq!((status.as_str(), result.as_str()), ("COMPLETED", "left"));
     assert_eq!(
         processes_marked(&marker),
         Vec::<i32>::new(),
@@ -137,10 +123,8 @@ async fn a_function_cannot_kill_or_stop_the_process_that_runs_it(
         let src = format!(
             "def {name}():\n    import os, signal\n    os.kill(os.getppid(), signal.{signal})\n    return 'sent'\n"
         );
-        let f = system.register(&src, name).await;
-        let task = system.execute(&f, "((), {})").await;
         // Whatever the task got, the process that ran it still runs, and serves.
-        system.wait_final(&task, FINAL).await;
+        run(&system, &src, name, "((), {})").await;
         let member = system
             .cluster
             .member(host)
@@ -158,11 +142,8 @@ async fn a_function_cannot_read_the_control_planes_secrets(
     let system = TestSystem::with_mode(mode, &[1], &[]).await;
     // Every process it can see: environment and command line; and the cluster's files.
     let src = "def snoop():\n    import glob, os\n    found = []\n    paths = glob.glob('/proc/[0-9]*/environ') + glob.glob('/proc/[0-9]*/cmdline')\n    paths += glob.glob('/tmp/faas-*/**', recursive=True)\n    for path in paths:\n        try:\n            with open(path, 'rb') as f:\n                found.append(f.read().decode('utf-8', 'replace'))\n        except OSError:\n            pass\n    return '\\n'.join(found)\n";
-    let snoop = system.register(src, "snoop").await;
-    let task = system.execute(&snoop, "((), {})").await;
-    let (status, result) = system.wait_final(&task, FINAL).await;
+    let (status, seen) = run(&system, src, "snoop", "((), {})").await;
     assert_eq!(status, "COMPLETED");
-    let (_, seen) = describe(&result);
     let password = redis_password(&system);
     assert!(
         !seen.contains(&password),
@@ -191,12 +172,9 @@ async fn a_function_cannot_write_to_redis(#[values("local", "pull", "push")] mod
     // The port is no secret: any listening port can be found and tried.
     let port = redis_port(&system);
     let src = "def attack(port, key):\n    import socket\n    replies = []\n    for command in ['HSET %s result x status COMPLETED' % key, 'SET faas:pwned 1']:\n        try:\n            s = socket.create_connection(('127.0.0.1', port), timeout=5)\n            s.sendall(command.encode() + b'\\r\\n')\n            replies.append(s.recv(200).decode())\n            s.close()\n        except OSError as e:\n            replies.append(repr(e))\n    return replies\n";
-    let attack = system.register(src, "attack").await;
-    let task = system
-        .execute(&attack, &format!("(({port}, 'faas:task:{victim}'), {{}})"))
-        .await;
-    let (status, replies) = system.wait_final(&task, FINAL).await;
-    assert_eq!(status, "COMPLETED", "{:?}", describe(&replies));
+    let params = format!("(({port}, 'faas:task:{victim}'), {{}})");
+    let (status, replies) = run(&system, src, "attack", &params).await;
+    assert_eq!(status, "COMPLETED", "{replies}");
     let (_, after) = system.wait_final(&victim, FINAL).await;
     assert_eq!(after, before, "the victim's result changed");
     let mut conn = system.redis().await;
@@ -205,12 +183,7 @@ async fn a_function_cannot_write_to_redis(#[values("local", "pull", "push")] mod
         .query_async(&mut conn)
         .await
         .expect("GET");
-    assert_eq!(
-        pwned,
-        None,
-        "a function wrote to Redis: {:?}",
-        describe(&replies)
-    );
+    assert_eq!(pwned, None, "a function wrote to Redis: {replies}");
 }
 
 #[rstest]
@@ -231,11 +204,9 @@ async fn a_fork_bomb_is_bounded(#[values("local", "pull", "push")] mode: &str) {
     // Bounded itself (so that it cannot take this machine down where nothing stops it): it
     // tries for 500 processes and says how many it got.
     let src = "def bomb():\n    import os, time\n    made = 0\n    try:\n        for _ in range(500):\n            if os.fork() == 0:\n                time.sleep(60)\n                os._exit(0)\n            made += 1\n    except OSError:\n        pass\n    return made\n";
-    let bomb = system.register(src, "bomb").await;
-    let task = system.execute(&bomb, "((), {})").await;
-    let (status, result) = system.wait_final(&task, FINAL).await;
+    let (status, made) = run(&system, src, "bomb", "((), {})").await;
     assert_eq!(status, "COMPLETED");
-    let made: u32 = describe(&result).1.parse().expect("a count");
+    let made: u32 = made.parse().expect("a count");
     assert!(
         made < 64,
         "a function made {made} processes under a limit of 64"
@@ -267,11 +238,8 @@ async fn without_network_a_function_reaches_nothing() {
     let system = TestSystem::with_mode("local", &[1], &["--no-network"]).await;
     let port = redis_port(&system);
     let src = "def reach(port):\n    import socket\n    try:\n        socket.create_connection(('127.0.0.1', port), timeout=5).close()\n        return 'connected'\n    except OSError as e:\n        return 'refused: %s' % e\n";
-    let reach = system.register(src, "reach").await;
-    let task = system.execute(&reach, &format!("(({port},), {{}})")).await;
-    let (status, result) = system.wait_final(&task, FINAL).await;
+    let (status, said) = run(&system, src, "reach", &format!("(({port},), {{}})")).await;
     assert_eq!(status, "COMPLETED");
-    let (_, said) = describe(&result);
     assert!(said.starts_with("refused"), "{said}");
 }
 
@@ -282,19 +250,11 @@ async fn a_task_that_leaves_a_thread_retires_its_executor(
 ) {
     let system = TestSystem::with_mode(mode, &[1], &[]).await;
     let src = "def linger():\n    import os, threading, time\n    os.faas_tainted = True\n    threading.Thread(target=time.sleep, args=(600,), daemon=True).start()\n    return 'left a thread'\n";
-    let linger = system.register(src, "linger").await;
-    let task = system.execute(&linger, "((), {})").await;
-    assert_eq!(system.wait_final(&task, FINAL).await.0, "COMPLETED");
-    let check = system
-        .register(
-            "def check():\n    import os\n    return hasattr(os, 'faas_tainted')\n",
-            "check",
-        )
-        .await;
-    let task = system.execute(&check, "((), {})").await;
-    let (status, result) = system.wait_final(&task, FINAL).await;
+    assert_eq!(run(&system, src, "linger", "((), {})").await.0, "COMPLETED");
+    let check = "def check():\n    import os\n    return hasattr(os, 'faas_tainted')\n";
+    let (status, result) = run(&system, check, "check", "((), {})").await;
     assert_eq!(
-        (status.as_str(), describe(&result).1.as_str()),
+        (status.as_str(), result.as_str()),
         ("COMPLETED", "False"),
         "the next task ran in the executor the thread was left in"
     );

@@ -35,6 +35,18 @@ pub fn repo_root() -> PathBuf {
         .to_path_buf()
 }
 
+/// The pids of this host's processes that `matching` accepts (given a pid, it may read
+/// `/proc/{pid}/...`): how tests find sandboxed executors, whose own pids are those of their
+/// namespace.
+pub fn processes(matching: impl Fn(i32) -> bool) -> Vec<i32> {
+    let entries = std::fs::read_dir("/proc").expect("/proc");
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| matching(pid))
+        .collect()
+}
+
 /// A free TCP port on loopback (bound, then released for a child to take).
 pub fn free_port() -> u16 {
     faas::cluster::ports::free_port().expect("a free port on loopback")
