@@ -24,6 +24,7 @@ fn bench(c: &mut Criterion) {
     for (name, size) in [("noop", 64usize), ("1MB", 1 << 20)] {
         let message = ToWorker::Tasks {
             tasks: vec![task(&"A".repeat(size))],
+            acked: Vec::new(),
         };
         let frame = encode(&message);
         group.bench_with_input(BenchmarkId::new("encode", name), &message, |b, m| {

@@ -95,6 +95,7 @@ fn dispatch(body: &[u8]) -> Vec<u8> {
             params: PARAMS.to_owned(),
             timeout_ms: Some(300_000),
         }],
+        acked: vec![TaskId::new_random()],
     })
 }
 
@@ -180,7 +181,7 @@ fn bench(c: &mut Criterion) {
                     bridge.send(0, vec![encode(&ask())]);
                     let answer: ToWorker = decode(&reply(&mut inbox).await).expect("decode");
                     assert!(
-                        matches!(&answer, ToWorker::Tasks { tasks } if tasks.len() == 1),
+                        matches!(&answer, ToWorker::Tasks { tasks, .. } if tasks.len() == 1),
                         "{answer:?}"
                     );
                 }

@@ -200,6 +200,25 @@ async fn each_returns_its_tag(system: &TestSystem, tasks: &[String], timeout: Du
     }
 }
 
+/// Waits until the dispatcher's `/health` (at `url`) answers 503 "degraded"; its body.
+async fn wait_degraded(system: &TestSystem, url: &str) -> serde_json::Value {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let response = system.http.get(url).send().await.expect("GET /health");
+        if response.status() == 503 {
+            let body: serde_json::Value = response.json().await.expect("json");
+            if body["status"] == "degraded" {
+                return body;
+            }
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the dispatcher never said it was degraded"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// How many commands Redis has refused with `code` so far (`INFO errorstats`).
 async fn refusals(system: &TestSystem, code: &str) -> u64 {
     let info: String = redis::cmd("INFO")
@@ -283,4 +302,85 @@ async fn a_shutdown_that_cannot_requeue_loses_nothing() {
 
     system.restart(MemberId::Dispatcher(0)).await;
     each_returns_its_tag(&system, &tasks, Duration::from_secs(60)).await;
+}
+
+/// The one dispatcher's consumer name, from its liveness marker.
+async fn consumer_name(system: &TestSystem) -> String {
+    let markers: Vec<String> = redis::cmd("KEYS")
+        .arg("faas:dispatcher:*")
+        .query_async(&mut system.redis().await)
+        .await
+        .expect("KEYS");
+    let [marker] = &markers[..] else {
+        panic!("one dispatcher marker expected: {markers:?}")
+    };
+    marker["faas:dispatcher:".len()..].to_owned()
+}
+
+/// An entry Redis delivered to a live dispatcher whose reply never reached it (a connection
+/// lost mid-reply; here the test reads the entry under the dispatcher's name) stays pending
+/// for that dispatcher, which must notice and requeue it: its task runs.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_entry_delivered_but_never_received_is_reclaimed() {
+    let args = ["--prefetch", "0", "--reclaim-after", "0.5"];
+    let system = TestSystem::with_mode("local", &[1], &args).await;
+    let mut fifo = Fifo::new();
+    // The one executor is busy, and with no prefetch the dispatcher reads nothing more.
+    let (f, first) = submit_marked(&system, &fifo, &[2.0]).await;
+    assert_eq!(fifo.next(START).await, "task0 start");
+    let params = format!("(({:?}, 'task1', 0), {{}})", fifo.path());
+    let second = system.execute(&f, &params).await;
+    let consumer = consumer_name(&system).await;
+    let delivered: redis::Value = redis::cmd("XREADGROUP")
+        .arg(&["GROUP", "dispatchers", &consumer, "COUNT", "1"])
+        .arg(&["STREAMS", "faas:queue", ">"])
+        .query_async(&mut system.redis().await)
+        .await
+        .expect("XREADGROUP");
+    assert!(
+        format!("{delivered:?}").contains(&second),
+        "the test took the entry: {delivered:?}"
+    );
+
+    let tasks = [first[0].clone(), second];
+    each_returns_its_tag(&system, &tasks, Duration::from_secs(30)).await;
+}
+
+/// A worker keeps a result until the dispatcher has recorded it. Here the dispatcher has the
+/// result in hand but cannot record it (Redis refuses its scripts) when it is killed; its
+/// liveness marker is kept, so nothing recovers the task but the worker itself, which must
+/// send the result again to the restarted dispatcher. With `--max-retries 0` a rerun would
+/// fail the task instead.
+#[rstest]
+#[case::pull("pull")]
+#[case::push("push")]
+#[tokio::test(flavor = "multi_thread")]
+async fn a_result_is_kept_by_its_worker_until_recorded(#[case] mode: &str) {
+    let http = format!("127.0.0.1:{}", common::free_port());
+    let args = ["--max-retries", "0", "--http", &http];
+    let mut system = TestSystem::with_mode(mode, &[1], &args).await;
+    let mut fifo = Fifo::new();
+    let (_, tasks) = submit_marked(&system, &fifo, &[0.2]).await;
+    assert_eq!(fifo.next(START).await, "task0 start");
+
+    let consumer = consumer_name(&system).await;
+    admin(&system, &["ACL", "SETUSER", "default", "-evalsha", "-eval"]).await;
+    assert_eq!(fifo.next(START).await, "task0 end");
+    let health = wait_degraded(&system, &format!("http://{http}/health")).await;
+    assert!(
+        health["reason"]
+            .as_str()
+            .is_some_and(|r| r.contains("record") && r.to_lowercase().contains("noperm")),
+        "{health}"
+    );
+    system.kill(MemberId::Dispatcher(0)).await;
+    // The killed dispatcher stays "alive" to its successor: no recovery scan takes the task.
+    let marker = format!("faas:dispatcher:{consumer}");
+    admin(&system, &["PERSIST", &marker]).await;
+    admin(&system, &["ACL", "SETUSER", "default", "+@all"]).await;
+
+    system.restart(MemberId::Dispatcher(0)).await;
+    each_returns_its_tag(&system, &tasks, Duration::from_secs(30)).await;
+    let attempts = system.task_field(&tasks[0], "attempts").await;
+    assert_eq!(attempts.as_deref(), Some("1"), "the task ran once");
 }

@@ -9,7 +9,9 @@ use faas::cli::{ExecutorArgs, ServerCurveArgs};
 use faas::dispatcher::remote::{
     DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MISSES, DEFAULT_PREFETCH, RemoteConfig,
 };
-use faas::dispatcher::{self, DEFAULT_MAX_RETRIES, DispatcherConfig, Mode, local};
+use faas::dispatcher::{
+    self, DEFAULT_MAX_RETRIES, DEFAULT_RECLAIM_AFTER, DispatcherConfig, Mode, local,
+};
 
 #[derive(Parser)]
 #[command(version, about = "The FaaS task dispatcher")]
@@ -45,6 +47,11 @@ struct Cli {
     /// with WorkerFailure at once.
     #[arg(long, default_value_t = DEFAULT_MAX_RETRIES)]
     max_retries: u32,
+    /// Seconds an entry may stay pending for this dispatcher without it holding the task
+    /// (a read whose reply was lost, a start or record that failed for good) before it is
+    /// put back on the queue.
+    #[arg(long, default_value_t = DEFAULT_RECLAIM_AFTER.as_secs_f64())]
+    reclaim_after: f64,
     /// Seconds between heartbeats (push) and keep-alives of parked asks (pull).
     #[arg(long, default_value_t = 1.0)]
     heartbeat: f64,
@@ -92,10 +99,16 @@ async fn main() -> anyhow::Result<()> {
         cli.heartbeat_misses > 0,
         "--heartbeat-misses must be at least 1"
     );
+    let reclaim_after = seconds("--reclaim-after", cli.reclaim_after)?;
+    anyhow::ensure!(
+        reclaim_after >= Duration::from_millis(100),
+        "--reclaim-after must be at least 0.1 s"
+    );
     let shutdown = faas::shutdown::on_signal();
 
     let mut config = DispatcherConfig::new(cli.redis_url);
     config.max_retries = cli.max_retries;
+    config.reclaim_after = reclaim_after;
     config.http = cli.http;
     config.task_timeout = (!task_timeout.is_zero()).then_some(task_timeout);
     let remote = RemoteConfig {

@@ -12,6 +12,10 @@ pub const DEFAULT_SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 /// A dispatcher silent for this long is dead and its tasks are requeued by the others.
 pub const DEFAULT_LIVENESS_TTL: Duration = Duration::from_secs(5);
 
+/// How long an entry may stay pending for a live dispatcher that does not hold its task before
+/// that dispatcher requeues it (a read whose reply was lost, a start or record that failed).
+pub const DEFAULT_RECLAIM_AFTER: Duration = Duration::from_secs(10);
+
 /// The default per-task deadline.
 pub const DEFAULT_TASK_TIMEOUT: Duration = Duration::from_secs(300);
 
@@ -60,6 +64,8 @@ pub struct DispatcherConfig {
     pub max_retries: u32,
     pub shutdown_grace: Duration,
     pub liveness_ttl: Duration,
+    /// See [`DEFAULT_RECLAIM_AFTER`].
+    pub reclaim_after: Duration,
     /// Per-task deadline on the executor; `None` for none.
     pub task_timeout: Option<Duration>,
     /// This dispatcher's consumer name in the queue's group; unique per process.
@@ -78,6 +84,7 @@ impl DispatcherConfig {
             max_retries: DEFAULT_MAX_RETRIES,
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             liveness_ttl: DEFAULT_LIVENESS_TTL,
+            reclaim_after: DEFAULT_RECLAIM_AFTER,
             task_timeout: Some(DEFAULT_TASK_TIMEOUT),
             consumer: format!(
                 "{host}:{}:{}",

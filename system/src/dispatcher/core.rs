@@ -103,6 +103,11 @@ pub(super) async fn run_core<T: Transport>(
             stop.clone(),
         ))
     });
+    let mut reclaim = tokio::time::interval_at(
+        tokio::time::Instant::now() + config.reclaim_after,
+        (config.reclaim_after / 2).max(Duration::from_millis(100)),
+    );
+    reclaim.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tracing::info!(consumer = %config.consumer, "dispatcher running");
     crate::readiness::notify(crate::readiness::Ready::DispatcherRunning);
 
@@ -119,7 +124,7 @@ pub(super) async fn run_core<T: Transport>(
         tokio::select! {
             biased;
             () = shutdown.cancelled() => break,
-            Some(done) = completions.recv() => core.record(done, &mut completions).await,
+            Some(done) = completions.recv() => core.record(done, &mut completions, &mut transport).await,
             Some(task) = cancels.recv() => {
                 if core.in_flight.contains(task) {
                     tracing::info!(task_id = %task, "stopping a cancelled task");
@@ -127,6 +132,7 @@ pub(super) async fn run_core<T: Transport>(
                 }
             }
             Some(batch) = entries.recv() => core.start(batch, &mut transport).await,
+            _ = reclaim.tick() => core.reclaim_stranded().await,
         }
     }
 
@@ -142,7 +148,7 @@ pub(super) async fn run_core<T: Transport>(
     let deadline = tokio::time::Instant::now() + grace;
     while !core.in_flight.is_empty() {
         match tokio::time::timeout_at(deadline, completions.recv()).await {
-            Ok(Some(done)) => core.record(done, &mut completions).await,
+            Ok(Some(done)) => core.record(done, &mut completions, &mut transport).await,
             _ => break,
         }
     }
@@ -235,6 +241,50 @@ impl Core {
         Some(body)
     }
 
+    /// Requeues the entries pending for this dispatcher whose tasks it does not hold: delivered
+    /// by a read whose reply was lost, or left by a start or record that failed for good.
+    /// Entries idle for less than `reclaim_after` are left alone: they may be on their way
+    /// from the fetcher (and requeueing one that is not only supersedes it: its start drops it).
+    pub async fn reclaim_stranded(&mut self) {
+        let consumer = &self.config.consumer;
+        let pending = match self
+            .store
+            .pending_entries_idle(consumer, self.config.reclaim_after)
+            .await
+        {
+            Ok(pending) => pending,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot list this dispatcher's pending entries");
+                return;
+            }
+        };
+        let failure = worker_failure_result(&format!(
+            "dispatcher {consumer} lost track of the task, which has now been attempted {} \
+             time(s), the limit (--max-retries {})",
+            self.config.max_attempts(),
+            self.config.max_retries
+        ));
+        for stranded in pending
+            .into_iter()
+            .filter(|p| !self.in_flight.contains(p.entry.task_id))
+        {
+            let task_id = stranded.entry.task_id;
+            match self
+                .store
+                .requeue_task(&stranded.entry, self.config.max_attempts(), &failure)
+                .await
+            {
+                Ok(outcome) => {
+                    tracing::warn!(%task_id, ?outcome, "reclaimed a stranded queue entry");
+                    self.metrics.requeued(outcome.as_str());
+                }
+                Err(e) => {
+                    tracing::warn!(%task_id, error = %e, "cannot reclaim a stranded queue entry")
+                }
+            }
+        }
+    }
+
     /// Puts every entry still pending for this consumer back on the queue and retires it.
     /// If any cannot be put back, the consumer is kept (deleting it would drop them for
     /// good) and only its liveness ends, so that the next recovery scan takes them.
@@ -281,19 +331,30 @@ impl Core {
 
     /// Runs a store operation, retrying with backoff while the error is transient (Redis
     /// away, out of memory, read-only...: see [`StoreError::is_transient`]) until it succeeds
-    /// or the dispatcher gives up at the end of shutdown. Other errors are logged and give
-    /// `None`.
+    /// or the dispatcher gives up at the end of shutdown; meanwhile `/health` says the
+    /// dispatcher is degraded, and why. Other errors are logged and give `None` (what they
+    /// leave pending is reclaimed by [`Core::reclaim_stranded`]).
     pub async fn retry<T, F, Fut>(&self, what: &str, mut op: F) -> Option<T>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, StoreError>>,
     {
         let mut backoff = Duration::from_millis(50);
+        let mut failed = false;
         loop {
             match op().await {
-                Ok(value) => return Some(value),
+                Ok(value) => {
+                    if failed {
+                        tracing::info!(what, "redis serves again");
+                        self.metrics.set_degraded(None);
+                    }
+                    return Some(value);
+                }
                 Err(e) if e.is_transient() && !self.give_up.is_cancelled() => {
                     tracing::warn!(error = %e, what, "redis refused or unavailable; retrying");
+                    self.metrics
+                        .set_degraded(Some(format!("cannot {what}: {e}")));
+                    failed = true;
                     tokio::select! {
                         () = self.give_up.cancelled() => {}
                         () = tokio::time::sleep(backoff) => {}

@@ -28,6 +28,9 @@ impl Transport for ExecutorPool {
         ExecutorPool::cancel(self, task);
     }
 
+    /// The pool's completions go straight to the core: nothing to acknowledge.
+    async fn recorded(&mut self, _tasks: Vec<TaskId>) {}
+
     async fn shutdown(self, grace: Duration) {
         ExecutorPool::shutdown(self, grace).await;
     }

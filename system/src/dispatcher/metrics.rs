@@ -29,6 +29,9 @@ pub struct DispatcherMetrics {
     pub executors: Gauge,
     /// Live remote workers (0 in local mode).
     pub workers: Gauge,
+    /// Why the dispatcher cannot record or start tasks right now (Redis refusing or away),
+    /// while it retries; `None` while it can.
+    degraded: std::sync::Mutex<Option<String>>,
 }
 
 /// The phases of a task, as timestamps (µs) where known.
@@ -69,8 +72,30 @@ impl DispatcherMetrics {
             .inc(&metrics::labels(&[("outcome", outcome)]), 1);
     }
 
+    /// Notes why store operations keep failing (`None`: they succeed again).
+    pub fn set_degraded(&self, reason: Option<String>) {
+        *self
+            .degraded
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = reason;
+    }
+
+    /// Why the dispatcher cannot do its work right now, if it cannot.
+    #[must_use]
+    pub fn degraded(&self) -> Option<String> {
+        self.degraded
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
     fn render(&self) -> String {
         Exposition::default()
+            .gauge(
+                "faas_dispatcher_degraded",
+                "1 while the dispatcher cannot record or start tasks (Redis refusing or away).",
+                u64::from(self.degraded().is_some()),
+            )
             .gauge(
                 "faas_dispatcher_tasks_in_flight",
                 "Tasks this dispatcher has started and not yet recorded.",
@@ -138,9 +163,22 @@ pub async fn serve(
     }
 }
 
-/// 200 with what this dispatcher holds while Redis answers; 503 otherwise.
+/// 200 with what this dispatcher holds while Redis answers and takes its writes; 503 otherwise:
+/// `degraded` with the reason while its writes are refused.
 async fn health(State(state): State<HttpState>) -> Response {
     let m = &state.metrics;
+    if let Some(reason) = m.degraded() {
+        return (
+            StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({
+                "status": "degraded",
+                "reason": reason,
+                "consumer": &*state.consumer,
+                "tasks_in_flight": m.in_flight.get(),
+            })),
+        )
+            .into_response();
+    }
     match state.store.ping().await {
         Ok(()) => axum::Json(serde_json::json!({
             "status": "ok",

@@ -43,8 +43,8 @@ use crate::pickle::worker_failure_pickle;
 use crate::store::StoreError;
 use crate::task::TaskId;
 pub use config::{
-    DEFAULT_LIVENESS_TTL, DEFAULT_MAX_RETRIES, DEFAULT_SHUTDOWN_GRACE, DEFAULT_TASK_TIMEOUT,
-    DispatcherConfig, Mode,
+    DEFAULT_LIVENESS_TTL, DEFAULT_MAX_RETRIES, DEFAULT_RECLAIM_AFTER, DEFAULT_SHUTDOWN_GRACE,
+    DEFAULT_TASK_TIMEOUT, DispatcherConfig, Mode,
 };
 pub use metrics::DispatcherMetrics;
 
@@ -80,6 +80,10 @@ pub trait Transport {
     /// Stops a task this transport was given (cancelled through the API): its executor is
     /// killed and replaced, or it is never started. Its completion still comes back.
     fn cancel(&mut self, task: TaskId) -> impl Future<Output = ()> + Send;
+    /// The outcomes of `tasks` are now in Redis (or the tasks were already final there):
+    /// whoever reported them may forget them. Until then a remote worker keeps each result, to
+    /// send it again should this dispatcher die before recording it.
+    fn recorded(&mut self, tasks: Vec<TaskId>) -> impl Future<Output = ()> + Send;
     /// Stops taking jobs; jobs in hand get `grace` to finish, then are abandoned unreported.
     fn shutdown(self, grace: Duration) -> impl Future<Output = ()> + Send;
 }

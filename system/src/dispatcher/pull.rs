@@ -7,12 +7,16 @@
 //! and heartbeats: a parked ask never holds a finished result hostage. Results also ride on
 //! the next ask when there is one to send.
 //!
+//! Results are acknowledged only once recorded: a `results` report is answered when the core
+//! has recorded all it carried (or after a heartbeat interval with those it has), and the
+//! acknowledgements of results recorded later ride on the worker's next answer of any kind.
+//!
 //! The dispatcher fetches tasks for what workers ask: each ask raises its worker's grant in
 //! the [`Capacity`] (never lowers it, see there), and a task handed out takes its place out
 //! of the grant. What a grant may fetch beyond the worker's current ask waits in the backlog
 //! for its next ask, at most the worker's capacity and prefetch.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
 
 use tokio_util::sync::CancellationToken;
@@ -43,9 +47,19 @@ pub async fn run(
             backlog: VecDeque::new(),
             parked: VecDeque::new(),
             cancels: HashMap::new(),
+            acks: HashMap::new(),
+            reports: HashMap::new(),
         },
     )
     .await
+}
+
+/// A `results` report waiting for its results to be recorded.
+struct Report {
+    identity: Vec<u8>,
+    /// Its results the core has not recorded yet.
+    unrecorded: HashSet<TaskId>,
+    since: Instant,
 }
 
 /// An ask waiting for work.
@@ -64,6 +78,10 @@ struct Pull<O: Outbox> {
     parked: VecDeque<Parked>,
     /// Per worker, cancelled tasks to name in its next `ack`.
     cancels: HashMap<String, Vec<TaskId>>,
+    /// Per worker, recorded results to acknowledge in its next answer.
+    acks: HashMap<String, Vec<TaskId>>,
+    /// Per worker, its `results` report waiting for its results to be recorded.
+    reports: HashMap<String, Report>,
 }
 
 impl<O: Outbox + Send + 'static> RemoteMode for Pull<O> {
@@ -111,7 +129,8 @@ impl<O: Outbox + Send + 'static> RemoteMode for Pull<O> {
                     self.reregister(identity, &worker);
                     return;
                 }
-                self.workers.accept_results(&worker, results);
+                let dropped = self.workers.accept_results(&worker, results);
+                self.acks.entry(worker.clone()).or_default().extend(dropped);
                 // A worker never has room for more than its executors: a larger ask (a
                 // buggy or hostile peer) would take places no executor can fill.
                 let capacity = self.workers.registry.get(&worker).map_or(0, |w| w.capacity);
@@ -127,23 +146,29 @@ impl<O: Outbox + Send + 'static> RemoteMode for Pull<O> {
             }
             ToDispatcher::Results { worker, results } => {
                 if self.workers.registry.heard_from(&worker, now) {
-                    let ids = self.workers.accept_results(&worker, results);
-                    let cancel = self.cancels.remove(&worker).unwrap_or_default();
-                    self.reply(identity, &ToWorker::Ack { tasks: ids, cancel });
+                    let unrecorded: HashSet<TaskId> = results.iter().map(|r| r.task_id).collect();
+                    let dropped = self.workers.accept_results(&worker, results);
+                    self.acks
+                        .entry(worker.clone())
+                        .or_default()
+                        .extend(&dropped);
+                    let report = Report {
+                        identity,
+                        unrecorded: &unrecorded - &dropped.into_iter().collect(),
+                        since: now,
+                    };
+                    if report.unrecorded.is_empty() {
+                        self.answer_report(&worker, report.identity);
+                    } else {
+                        self.reports.insert(worker, report);
+                    }
                 } else {
                     self.reregister(identity, &worker);
                 }
             }
             ToDispatcher::Heartbeat { worker } => {
                 if self.workers.registry.heard_from(&worker, now) {
-                    let cancel = self.cancels.remove(&worker).unwrap_or_default();
-                    self.reply(
-                        identity,
-                        &ToWorker::Ack {
-                            tasks: Vec::new(),
-                            cancel,
-                        },
-                    );
+                    self.answer_report(&worker, identity);
                 } else {
                     self.reregister(identity, &worker);
                 }
@@ -160,6 +185,25 @@ impl<O: Outbox + Send + 'static> RemoteMode for Pull<O> {
     fn cancel(&mut self, task: TaskId) {
         if let Some(worker) = self.workers.cancel(&mut self.backlog, task) {
             self.cancels.entry(worker).or_default().push(task);
+        }
+    }
+
+    fn recorded(&mut self, tasks: Vec<TaskId>) {
+        for (worker, tasks) in self.workers.recorded(tasks) {
+            if let Some(report) = self.reports.get_mut(&worker) {
+                for task in &tasks {
+                    report.unrecorded.remove(task);
+                }
+            }
+            self.acks.entry(worker.clone()).or_default().extend(tasks);
+            if self
+                .reports
+                .get(&worker)
+                .is_some_and(|r| r.unrecorded.is_empty())
+            {
+                let report = self.reports.remove(&worker).expect("just seen");
+                self.answer_report(&worker, report.identity);
+            }
         }
     }
 
@@ -189,7 +233,8 @@ impl<O: Outbox + Send + 'static> RemoteMode for Pull<O> {
                 .iter()
                 .map(|job| self.workers.assign(&ask.worker, job, now))
                 .collect();
-            self.reply(ask.identity, &ToWorker::Tasks { tasks });
+            let acked = self.acks.remove(&ask.worker).unwrap_or_default();
+            self.reply(ask.identity, &ToWorker::Tasks { tasks, acked });
         }
     }
 
@@ -205,7 +250,21 @@ impl<O: Outbox + Send + 'static> RemoteMode for Pull<O> {
             .is_some_and(|p| now.saturating_duration_since(p.since) >= heartbeat)
         {
             let ask = self.parked.pop_front().expect("front exists");
-            self.reply(ask.identity, &ToWorker::Tasks { tasks: Vec::new() });
+            let acked = self.acks.remove(&ask.worker).unwrap_or_default();
+            let tasks = Vec::new();
+            self.reply(ask.identity, &ToWorker::Tasks { tasks, acked });
+        }
+        // Reports waiting as long are answered with what is recorded, so that their workers
+        // do not take the dispatcher for gone; the rest is acknowledged in later answers.
+        let late: Vec<String> = self
+            .reports
+            .iter()
+            .filter(|(_, r)| now.saturating_duration_since(r.since) >= heartbeat)
+            .map(|(worker, _)| worker.clone())
+            .collect();
+        for worker in late {
+            let report = self.reports.remove(&worker).expect("just seen");
+            self.answer_report(&worker, report.identity);
         }
     }
 
@@ -221,6 +280,14 @@ impl<O: Outbox> Pull<O> {
             .send(0, vec![identity, Vec::new(), protocol::encode(message)]);
     }
 
+    /// Answers a worker's `results` or `heartbeat` with the acknowledgements and
+    /// cancellations waiting for it.
+    fn answer_report(&mut self, worker: &str, identity: Vec<u8>) {
+        let tasks = self.acks.remove(worker).unwrap_or_default();
+        let cancel = self.cancels.remove(worker).unwrap_or_default();
+        self.reply(identity, &ToWorker::Ack { tasks, cancel });
+    }
+
     fn reregister(&self, identity: Vec<u8>, worker: &str) {
         tracing::info!(%worker, "unknown worker; asking it to register");
         let reason = format!("dispatcher does not know worker {worker}");
@@ -229,7 +296,8 @@ impl<O: Outbox> Pull<O> {
 
     /// A reply could not be delivered: the asking socket is gone. Tasks in it are lost.
     fn on_send_failed(&mut self, frames: Vec<Vec<u8>>, error: &zmq::Error) {
-        let Some(ToWorker::Tasks { tasks }) = frames.get(2).and_then(|f| protocol::decode(f).ok())
+        let Some(ToWorker::Tasks { tasks, .. }) =
+            frames.get(2).and_then(|f| protocol::decode(f).ok())
         else {
             return;
         };
@@ -242,11 +310,14 @@ impl<O: Outbox> Pull<O> {
         }
     }
 
-    /// Drops the parked asks and pending cancellations of `worker` (its sockets were replaced
-    /// or it died; its grant went with its registration).
+    /// Drops the parked asks and reports, pending cancellations and acknowledgements of
+    /// `worker` (its sockets were replaced or it died; its grant went with its registration,
+    /// and it sends again what was not acknowledged).
     fn unpark_worker(&mut self, worker: &str) {
         self.parked.retain(|p| p.worker != worker);
         self.cancels.remove(worker);
+        self.acks.remove(worker);
+        self.reports.remove(worker);
     }
 }
 

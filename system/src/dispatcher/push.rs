@@ -93,14 +93,10 @@ impl<O: Outbox + Send + 'static> RemoteMode for Push<O> {
             },
             ToDispatcher::Results { worker, results } => {
                 if self.workers.registry.heard_from(&worker, now) {
-                    let ids = self.workers.accept_results(&worker, results);
-                    self.send(
-                        identity,
-                        &ToWorker::Ack {
-                            tasks: ids,
-                            cancel: Vec::new(),
-                        },
-                    );
+                    let dropped = self.workers.accept_results(&worker, results);
+                    if !dropped.is_empty() {
+                        self.ack(identity, dropped);
+                    }
                     self.assign(now);
                 } else {
                     self.reregister(identity, &worker);
@@ -131,6 +127,15 @@ impl<O: Outbox + Send + 'static> RemoteMode for Push<O> {
         }
     }
 
+    fn recorded(&mut self, tasks: Vec<TaskId>) {
+        for (worker, tasks) in self.workers.recorded(tasks) {
+            if let Some(w) = self.workers.registry.get(&worker) {
+                let identity = w.identity.clone();
+                self.ack(identity, tasks);
+            }
+        }
+    }
+
     /// Sends backlog tasks to the workers with the most free executors.
     fn assign(&mut self, now: Instant) {
         while !self.backlog.is_empty() {
@@ -150,7 +155,14 @@ impl<O: Outbox + Send + 'static> RemoteMode for Push<O> {
                 .get(&name)
                 .map(|w| w.identity.clone())
                 .unwrap_or_default();
-            self.send(identity, &ToWorker::Tasks { tasks: vec![task] });
+            let tasks = vec![task];
+            self.send(
+                identity,
+                &ToWorker::Tasks {
+                    tasks,
+                    acked: Vec::new(),
+                },
+            );
         }
     }
 
@@ -177,6 +189,12 @@ impl<O: Outbox> Push<O> {
     fn send(&self, identity: Vec<u8>, message: &ToWorker) {
         self.bridge
             .send(0, vec![identity, protocol::encode(message)]);
+    }
+
+    /// Tells a worker it may forget the results of `tasks`.
+    fn ack(&self, identity: Vec<u8>, tasks: Vec<TaskId>) {
+        let cancel = Vec::new();
+        self.send(identity, &ToWorker::Ack { tasks, cancel });
     }
 
     fn reregister(&self, identity: Vec<u8>, worker: &str) {
@@ -242,7 +260,7 @@ mod tests {
         push.assign(t0);
         let sent = push.bridge.take();
         assert!(
-            matches!(&sent[..], [(id, ToWorker::Tasks { tasks })] if id == b"w" && tasks.len() == 1)
+            matches!(&sent[..], [(id, ToWorker::Tasks { tasks, .. })] if id == b"w" && tasks.len() == 1)
         );
 
         let done = Completion {
@@ -257,9 +275,14 @@ mod tests {
             results: vec![done],
         };
         push.on_inbound(inbound(b"w", false, &message), t0);
+        assert!(
+            push.bridge.take().is_empty(),
+            "no acknowledgement before the result is recorded"
+        );
+        assert_eq!(capacity.available(), 4, "the credit came back");
+        push.recorded(vec![task_id]);
         let sent = push.bridge.take();
         assert!(matches!(&sent[..], [(_, ToWorker::Ack { tasks, .. })] if tasks == &vec![task_id]));
-        assert_eq!(capacity.available(), 4, "the credit came back");
     }
 
     #[test]

@@ -6,7 +6,7 @@ use tokio::sync::mpsc;
 use super::core::Core;
 use super::in_flight::InFlight;
 use super::metrics::Timeline;
-use super::worker_failure_result;
+use super::{Transport, worker_failure_result};
 use crate::protocol::Completion;
 use crate::store::FinalOutcome;
 use crate::task::{TaskId, TaskOutcome, TaskStatus, now_micros};
@@ -15,11 +15,14 @@ use crate::task::{TaskId, TaskOutcome, TaskStatus, now_micros};
 const RECORD_BATCH: usize = 256;
 
 impl Core {
-    /// Records `first` and whatever other completions are already waiting, in one round trip.
-    pub async fn record(
+    /// Records `first` and whatever other completions are already waiting, in one round trip,
+    /// then tells the transport which are settled (recorded now, or final already), so their
+    /// workers may forget them.
+    pub async fn record<T: Transport>(
         &mut self,
         first: Completion,
         more: &mut mpsc::UnboundedReceiver<Completion>,
+        transport: &mut T,
     ) {
         let mut batch = vec![first];
         while batch.len() < RECORD_BATCH {
@@ -42,6 +45,11 @@ impl Core {
         let recorded = self
             .retry("record results", || store.finish_tasks(&outcomes))
             .await;
+        if recorded.is_some() {
+            transport
+                .recorded(outcomes.iter().map(|o| o.task_id).collect())
+                .await;
+        }
         let now = now_micros();
         for (i, outcome) in outcomes.iter().enumerate() {
             let held = self.in_flight.remove(outcome.task_id);

@@ -65,6 +65,7 @@ impl RemoteConfig {
 pub struct RemoteTransport {
     jobs: mpsc::UnboundedSender<Job>,
     cancels: mpsc::UnboundedSender<TaskId>,
+    recorded: mpsc::UnboundedSender<Vec<TaskId>>,
     stop: CancellationToken,
     task: JoinHandle<()>,
 }
@@ -76,6 +77,10 @@ impl Transport for RemoteTransport {
 
     async fn cancel(&mut self, task: TaskId) {
         let _ = self.cancels.send(task);
+    }
+
+    async fn recorded(&mut self, tasks: Vec<TaskId>) {
+        let _ = self.recorded.send(tasks);
     }
 
     async fn shutdown(self, _grace: Duration) {
@@ -96,6 +101,9 @@ pub(super) trait RemoteMode: Send + 'static {
     fn assign(&mut self, now: Instant);
     /// Stops a task cancelled through the API (see [`Workers::cancel`]).
     fn cancel(&mut self, task: TaskId);
+    /// Acknowledges recorded results to the workers that sent them (see
+    /// [`Workers::recorded`]).
+    fn recorded(&mut self, tasks: Vec<TaskId>);
     /// Periodic duties: liveness, heartbeats or keep-alives.
     fn on_tick(&mut self, now: Instant);
     /// How often [`Self::on_tick`] runs.
@@ -117,6 +125,7 @@ pub(super) async fn run<M: RemoteMode>(
     let (completions_tx, completions) = mpsc::unbounded_channel();
     let (jobs_tx, jobs) = mpsc::unbounded_channel();
     let (cancels_tx, cancels) = mpsc::unbounded_channel();
+    let (recorded_tx, recorded) = mpsc::unbounded_channel();
     let stop = CancellationToken::new();
     let metrics = Arc::new(super::DispatcherMetrics::default());
     let workers = Workers {
@@ -127,12 +136,20 @@ pub(super) async fn run<M: RemoteMode>(
         report_grace: Duration::from_secs(1),
         metrics: metrics.clone(),
         bound: std::collections::HashMap::new(),
+        reporters: std::collections::HashMap::new(),
     };
     let mode = make(bridge, workers);
-    let task = tokio::spawn(serve(mode, inbox, jobs, cancels, stop.clone()));
+    let inputs = Inputs {
+        inbox,
+        jobs,
+        cancels,
+        recorded,
+    };
+    let task = tokio::spawn(serve(mode, inputs, stop.clone()));
     let transport = RemoteTransport {
         jobs: jobs_tx,
         cancels: cancels_tx,
+        recorded: recorded_tx,
         stop,
         task,
     };
@@ -147,14 +164,23 @@ pub(super) async fn run<M: RemoteMode>(
     run_core(parts, shutdown).await
 }
 
-/// The mode's event loop: worker messages, new tasks and ticks, until `stop`.
-async fn serve<M: RemoteMode>(
-    mut mode: M,
-    mut inbox: mpsc::UnboundedReceiver<Inbound>,
-    mut jobs: mpsc::UnboundedReceiver<Job>,
-    mut cancels: mpsc::UnboundedReceiver<TaskId>,
-    stop: CancellationToken,
-) {
+/// What a mode's event loop hears: worker messages, and the core's started tasks,
+/// cancellations and recorded results.
+struct Inputs {
+    inbox: mpsc::UnboundedReceiver<Inbound>,
+    jobs: mpsc::UnboundedReceiver<Job>,
+    cancels: mpsc::UnboundedReceiver<TaskId>,
+    recorded: mpsc::UnboundedReceiver<Vec<TaskId>>,
+}
+
+/// The mode's event loop: worker messages, the core's requests and ticks, until `stop`.
+async fn serve<M: RemoteMode>(mut mode: M, inputs: Inputs, stop: CancellationToken) {
+    let Inputs {
+        mut inbox,
+        mut jobs,
+        mut cancels,
+        mut recorded,
+    } = inputs;
     let mut tick = tokio::time::interval(mode.tick_every());
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -177,6 +203,7 @@ async fn serve<M: RemoteMode>(
                 mode.cancel(task);
                 mode.assign(Instant::now());
             }
+            Some(tasks) = recorded.recv() => mode.recorded(tasks),
             _ = tick.tick() => mode.on_tick(Instant::now()),
         }
     }

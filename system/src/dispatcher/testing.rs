@@ -68,6 +68,7 @@ pub fn parts(
         report_grace: Duration::from_secs(1),
         metrics: Arc::default(),
         bound: std::collections::HashMap::new(),
+        reporters: std::collections::HashMap::new(),
     };
     (workers, capacity, rx)
 }

@@ -33,6 +33,9 @@ pub(super) struct Workers {
     /// With CURVE: the key each worker name was first registered with, for the dispatcher's
     /// lifetime, so that no other key can take a name over once its worker goes silent.
     pub bound: HashMap<String, String>,
+    /// The worker that sent each result the core has not recorded yet: it is acknowledged
+    /// to that worker once recorded (see [`Self::recorded`]).
+    pub reporters: HashMap<TaskId, String>,
 }
 
 impl Workers {
@@ -77,6 +80,7 @@ impl Workers {
             }
         }
         let key = key.map(str::to_owned);
+        self.forget_reports(worker);
         if let Some(previous) = self.registry.register(worker, capacity, identity, key, now) {
             let reason = format!("worker {worker} re-registered without reporting the task");
             self.lost(previous.tasks.iter().copied(), &reason);
@@ -133,28 +137,47 @@ impl Workers {
         }
     }
 
-    /// Forwards the results registered `worker` sent to the core and returns the ids to
-    /// acknowledge. A result counts if `worker` holds its task, or nobody here does (it was
-    /// handed out before this dispatcher's time, or taken back as overdue; the store keeps
-    /// the first final write). One for a task another worker holds is acknowledged but
-    /// dropped: no worker writes another's results. Unregistered workers are told to
-    /// register and send their results again, unacknowledged.
+    /// Forwards the results registered `worker` sent to the core, to be acknowledged once
+    /// recorded, and returns the ids to acknowledge at once. A result counts if `worker`
+    /// holds its task, or nobody here does (it was handed out before this dispatcher's time,
+    /// or taken back as overdue; the store keeps the first final write). One for a task
+    /// another worker holds is acknowledged but dropped: no worker writes another's results.
+    /// Unregistered workers are told to register and send their results again.
     pub fn accept_results(&mut self, worker: &str, results: Vec<Completion>) -> Vec<TaskId> {
-        let mut ids = Vec::with_capacity(results.len());
+        let mut dropped = Vec::new();
         for done in results {
-            ids.push(done.task_id);
             if let Some(holder) = self.registry.holder(done.task_id)
                 && holder != worker
             {
                 tracing::warn!(%worker, %holder, task_id = %done.task_id, "dropped a result for a task another worker holds");
+                dropped.push(done.task_id);
                 continue;
             }
             if let Some(held_by) = self.registry.complete(done.task_id) {
                 self.capacity.task_done_at(&held_by);
             }
+            self.reporters.insert(done.task_id, worker.to_owned());
             let _ = self.completions.send(done);
         }
-        ids
+        dropped
+    }
+
+    /// The core recorded `tasks`: which worker to acknowledge each to (those whose reporter
+    /// is gone are resent by it after it registers again, and acknowledged then).
+    pub fn recorded(&mut self, tasks: Vec<TaskId>) -> HashMap<String, Vec<TaskId>> {
+        let mut acks: HashMap<String, Vec<TaskId>> = HashMap::new();
+        for task in tasks {
+            if let Some(worker) = self.reporters.remove(&task) {
+                acks.entry(worker).or_default().push(task);
+            }
+        }
+        acks
+    }
+
+    /// Forgets which results `worker` sent: its registration ended, and the worker sends
+    /// again whatever was not acknowledged once it registers anew.
+    fn forget_reports(&mut self, worker: &str) {
+        self.reporters.retain(|_, reporter| reporter != worker);
     }
 
     /// Reports `tasks` lost (the core requeues or fails them).
@@ -176,6 +199,7 @@ impl Workers {
         let Some(gone) = self.registry.remove(worker) else {
             return false;
         };
+        self.forget_reports(worker);
         self.lost(gone.tasks.iter().copied(), reason);
         self.capacity.worker_lost(worker);
         true
@@ -192,6 +216,7 @@ impl Workers {
                 self.config.liveness()
             );
             tracing::warn!(worker = %worker.name, tasks = worker.tasks.len(), "worker declared dead");
+            self.forget_reports(&worker.name);
             self.lost(worker.tasks.iter().copied(), &reason);
             self.capacity.worker_lost(&worker.name);
         }

@@ -5,15 +5,19 @@
 //! |---|---|---|---|
 //! | worker | `register {worker, capacity, secret?}` | on start, after `reregister`, after losing the dispatcher | `welcome` |
 //! | worker | `ask {worker, free, results}` | pull: it has room for `free` tasks (idle executors plus its prefetch); carries finished results | `tasks` (parked until work arrives, or empty after a heartbeat interval as a keep-alive) |
-//! | worker | `results {worker, results}` | finished tasks (push; pull's second socket while its ask is parked) | `ack` |
+//! | worker | `results {worker, results}` | finished tasks (push; pull's second socket while its ask is parked) | `ack` once they are recorded (pull: or a heartbeat interval later, with those recorded by then) |
 //! | worker | `heartbeat {worker}` | nothing else sent for a heartbeat interval | pull: `ack`; push: none |
 //! | dispatcher | `welcome {heartbeat_ms, misses}` | after `register` | — |
-//! | dispatcher | `tasks {tasks}` | work for the worker | — |
-//! | dispatcher | `ack {tasks, cancel?}` | results received (the worker forgets them); pull: tasks to stop ride along | — |
+//! | dispatcher | `tasks {tasks, acked?}` | work for the worker; pull: results recorded since the last answer ride along | — |
+//! | dispatcher | `ack {tasks, cancel?}` | results recorded in Redis (only then the worker forgets them); pull: tasks to stop ride along | — |
 //! | dispatcher | `cancel {tasks}` | push: tasks cancelled through the API (the worker stops them and reports them as usual) | — |
 //! | dispatcher | `heartbeat` | push: nothing else sent for a heartbeat interval | — |
 //! | dispatcher | `reregister {reason}` | a message from a worker it does not know | `register` |
 //! | dispatcher | `rejected {reason}` | a `register` without the right secret | — (the worker stops) |
+//!
+//! A worker keeps each result until an `ack` (or pull's `acked`) names it, and sends what it
+//! still keeps again after registering anew: a dispatcher that dies with a result it has not
+//! recorded gets it again from the worker, so the task is not run a second time.
 //!
 //! Each task carries its function body only the first time the dispatcher sends that function
 //! to that worker registration; the worker caches bodies by function id.
@@ -70,7 +74,12 @@ pub enum ToWorker {
     },
     Tasks {
         tasks: Vec<WireTask>,
+        /// Pull: results now recorded, which the worker may forget (a REQ worker hears only
+        /// answers, so acknowledgements ride on whichever it gets next).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        acked: Vec<TaskId>,
     },
+    /// Results recorded: the worker may forget them.
     Ack {
         tasks: Vec<TaskId>,
         /// Pull: tasks cancelled through the API, to stop (a REQ worker hears only answers).
@@ -152,7 +161,10 @@ mod tests {
         let frame = encode(&ask);
         assert!(String::from_utf8_lossy(&frame).contains("\"type\":\"ask\""));
         assert_eq!(decode::<ToDispatcher>(&frame).unwrap(), ask);
-        let tasks = ToWorker::Tasks { tasks: vec![] };
+        let tasks = ToWorker::Tasks {
+            tasks: vec![],
+            acked: vec![TaskId::new_random()],
+        };
         assert_eq!(decode::<ToWorker>(&encode(&tasks)).unwrap(), tasks);
     }
 

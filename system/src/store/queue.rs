@@ -189,19 +189,31 @@ impl Store {
 
     /// Every entry delivered to `consumer` and not yet acknowledged, oldest first.
     pub async fn pending_entries(&self, consumer: &str) -> Result<Vec<OrphanedEntry>, StoreError> {
+        self.pending_entries_idle(consumer, Duration::ZERO).await
+    }
+
+    /// The entries delivered to `consumer`, not yet acknowledged, and not delivered again for
+    /// at least `min_idle`, oldest first.
+    pub async fn pending_entries_idle(
+        &self,
+        consumer: &str,
+        min_idle: Duration,
+    ) -> Result<Vec<OrphanedEntry>, StoreError> {
         let mut conn = self.conn.clone();
         let mut start = "-".to_owned();
         let mut orphans = Vec::new();
+        let min_idle_ms = u64::try_from(min_idle.as_millis()).unwrap_or(u64::MAX);
         loop {
-            let pending: StreamPendingCountReply = conn
-                .xpending_consumer_count(
-                    keys::QUEUE,
-                    keys::QUEUE_GROUP,
-                    &start,
-                    "+",
-                    PENDING_PAGE,
-                    consumer,
-                )
+            let pending: StreamPendingCountReply = redis::cmd("XPENDING")
+                .arg(keys::QUEUE)
+                .arg(keys::QUEUE_GROUP)
+                .arg("IDLE")
+                .arg(min_idle_ms)
+                .arg(&start)
+                .arg("+")
+                .arg(PENDING_PAGE)
+                .arg(consumer)
+                .query_async(&mut conn)
                 .await?;
             let ids: Vec<String> = pending.ids.into_iter().map(|p| p.id).collect();
             let Some(last) = ids.last().cloned() else {

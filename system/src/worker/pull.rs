@@ -11,7 +11,6 @@ use super::runner::Runner;
 use super::{SessionEnd, WorkerConfig, WorkerError, await_welcome, decode};
 use crate::bridge::{Bridge, Inbound};
 use crate::protocol::{self, ToDispatcher, ToWorker};
-use crate::task::TaskId;
 
 const WORK: usize = 0;
 const RESULTS: usize = 1;
@@ -48,8 +47,8 @@ pub(super) async fn session(
     tracing::info!(%worker, endpoint = %config.endpoint, executors = runner.capacity(), "registered with the dispatcher");
     crate::readiness::notify(crate::readiness::Ready::WorkerRegistered);
 
-    // The ask in flight, with the results it carries (acknowledged by its answer).
-    let mut ask: Option<(Instant, Vec<TaskId>)> = None;
+    // When the ask in flight was sent.
+    let mut ask: Option<Instant> = None;
     let mut report: Option<Instant> = None;
     let mut last_sent = Instant::now();
     loop {
@@ -58,17 +57,15 @@ pub(super) async fn session(
             return Ok(SessionEnd::Shutdown);
         }
         if ask.is_none() && !runner.draining() && runner.free() > 0 {
-            let carried = runner.take_pending();
-            let ids = carried.iter().map(|c| c.task_id).collect();
             send(
                 WORK,
                 &ToDispatcher::Ask {
                     worker: worker.clone(),
                     free: runner.free(),
-                    results: carried,
+                    results: runner.take_pending(),
                 },
             );
-            ask = Some((now, ids));
+            ask = Some(now);
             last_sent = now;
         }
         if report.is_none() && runner.has_pending() {
@@ -95,8 +92,8 @@ pub(super) async fn session(
 
         // A parked ask is answered within 1.5 heartbeats; anything slower means trouble.
         let mut wake = last_sent + heartbeat;
-        if let Some((sent, _)) = &ask {
-            wake = wake.min(*sent + heartbeat + liveness);
+        if let Some(sent) = ask {
+            wake = wake.min(sent + heartbeat + liveness);
         }
         if let Some(sent) = report {
             wake = wake.min(sent + liveness);
@@ -118,10 +115,9 @@ pub(super) async fn session(
                     }
                 };
                 match decode(&event) {
-                    Some(ToWorker::Tasks { tasks }) if socket == WORK => {
-                        if let Some((_, carried)) = ask.take() {
-                            runner.acknowledged(carried);
-                        }
+                    Some(ToWorker::Tasks { tasks, acked }) if socket == WORK => {
+                        ask = None;
+                        runner.acknowledged(acked);
                         runner.accept(tasks).await;
                     }
                     Some(ToWorker::Ack { tasks, cancel }) if socket == RESULTS => {
@@ -137,7 +133,7 @@ pub(super) async fn session(
             Some(done) = runner.completions.recv() => runner.finished(done).await,
             () = tokio::time::sleep_until(wake.into()) => {
                 let now = Instant::now();
-                let ask_overdue = ask.as_ref().is_some_and(|(sent, _)| now >= *sent + heartbeat + liveness);
+                let ask_overdue = ask.is_some_and(|sent| now >= sent + heartbeat + liveness);
                 let report_overdue = report.is_some_and(|sent| now >= sent + liveness);
                 if ask_overdue || report_overdue {
                     return Ok(SessionEnd::Reconnect(format!("the dispatcher did not answer within {liveness:?}")));

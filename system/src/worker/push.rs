@@ -74,7 +74,7 @@ pub(super) async fn session(
                 last_heard = Instant::now();
                 match decode(&event) {
                     // While draining, new tasks are left to the dispatcher to requeue.
-                    Some(ToWorker::Tasks { tasks }) if !runner.draining() => runner.accept(tasks).await,
+                    Some(ToWorker::Tasks { tasks, .. }) if !runner.draining() => runner.accept(tasks).await,
                     Some(ToWorker::Ack { tasks, cancel }) => {
                         runner.acknowledged(tasks);
                         runner.cancel(cancel);

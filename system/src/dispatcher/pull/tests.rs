@@ -21,6 +21,8 @@ fn pull() -> (
         backlog: VecDeque::new(),
         parked: VecDeque::new(),
         cancels: HashMap::new(),
+        acks: HashMap::new(),
+        reports: HashMap::new(),
     };
     (pull, capacity, completions)
 }
@@ -62,7 +64,7 @@ fn a_parked_ask_gets_work_the_moment_it_arrives_and_keeps_its_room() {
     pull.backlog.push_back(fetch(&capacity, f));
     pull.assign(t0);
     let sent = pull.bridge.take();
-    let [(identity, ToWorker::Tasks { tasks })] = &sent[..] else {
+    let [(identity, ToWorker::Tasks { tasks, .. })] = &sent[..] else {
         panic!("{sent:?}")
     };
     assert_eq!(identity, b"w-ask");
@@ -83,7 +85,7 @@ fn a_parked_ask_gets_work_the_moment_it_arrives_and_keeps_its_room() {
     pull.backlog.push_back(fetch(&capacity, f));
     pull.assign(t0);
     let sent = pull.bridge.take();
-    let [(_, ToWorker::Tasks { tasks })] = &sent[..] else {
+    let [(_, ToWorker::Tasks { tasks, .. })] = &sent[..] else {
         panic!("{sent:?}")
     };
     assert_eq!(tasks[0].function, None, "the worker already has the body");
@@ -113,7 +115,7 @@ fn a_cancelled_task_is_dropped_from_the_backlog_or_named_in_its_workers_next_ack
     pull.on_inbound(inbound(b"w-ask", true, &ask("w", 1)), t0);
     pull.backlog.push_back(fetch(&capacity, f));
     pull.assign(t0);
-    let [(_, ToWorker::Tasks { tasks })] = &pull.bridge.take()[..] else {
+    let [(_, ToWorker::Tasks { tasks, .. })] = &pull.bridge.take()[..] else {
         panic!("the task was not handed out")
     };
     let held = tasks[0].task_id;
@@ -157,7 +159,7 @@ fn a_worker_with_idle_executors_is_served_before_an_older_prefetch_ask() {
     pull.assign(t0);
     let sent = pull.bridge.take();
     assert!(
-        matches!(&sent[..], [(identity, ToWorker::Tasks { tasks })] if identity == b"idle-ask" && tasks.len() == 1),
+        matches!(&sent[..], [(identity, ToWorker::Tasks { tasks, .. })] if identity == b"idle-ask" && tasks.len() == 1),
         "{sent:?}"
     );
 }
@@ -173,7 +175,7 @@ fn parked_asks_are_kept_alive_once_per_heartbeat() {
     pull.on_tick(t0 + HEARTBEAT);
     let sent = pull.bridge.take();
     assert!(
-        matches!(&sent[..], [(_, ToWorker::Tasks { tasks })] if tasks.is_empty()),
+        matches!(&sent[..], [(_, ToWorker::Tasks { tasks, .. })] if tasks.is_empty()),
         "{sent:?}"
     );
     assert_eq!(capacity.available(), 2, "the grant outlives the keep-alive");
@@ -245,4 +247,65 @@ fn a_silent_worker_dies_with_its_tasks_and_parked_asks() {
     assert!(matches!(&lost.outcome, TaskOutcome::Lost(why) if why.contains("worker w")));
     assert!(pull.parked.is_empty());
     assert_eq!(capacity.available(), 0);
+}
+
+#[test]
+fn results_are_acknowledged_only_once_recorded() {
+    let t0 = Instant::now();
+    let (mut pull, _, mut completions) = pull();
+    register(&mut pull, "w", t0);
+    let result = |task_id| crate::protocol::Completion {
+        task_id,
+        outcome: TaskOutcome::Completed("R".into()),
+        started_at: Some(1),
+        finished_at: 2,
+        executor: Some("w/0".into()),
+    };
+    let (reported, carried) = (TaskId::new_random(), TaskId::new_random());
+
+    // A report is answered once what it carried is recorded.
+    let report = ToDispatcher::Results {
+        worker: "w".into(),
+        results: vec![result(reported)],
+    };
+    pull.on_inbound(inbound(b"w-results", true, &report), t0);
+    assert_eq!(completions.try_recv().unwrap().task_id, reported);
+    assert!(pull.bridge.take().is_empty(), "not recorded yet");
+    pull.recorded(vec![reported]);
+    let sent = pull.bridge.take();
+    assert!(
+        matches!(&sent[..], [(_, ToWorker::Ack { tasks, .. })] if tasks == &vec![reported]),
+        "{sent:?}"
+    );
+
+    // A result carried by an ask is acknowledged in the worker's next answer.
+    let ask = ToDispatcher::Ask {
+        worker: "w".into(),
+        free: 1,
+        results: vec![result(carried)],
+    };
+    pull.on_inbound(inbound(b"w-ask", true, &ask), t0);
+    pull.recorded(vec![carried]);
+    assert!(pull.bridge.take().is_empty(), "the ask stays parked");
+    pull.on_tick(t0 + HEARTBEAT);
+    let sent = pull.bridge.take();
+    assert!(
+        matches!(&sent[..], [(_, ToWorker::Tasks { tasks, acked })] if tasks.is_empty() && acked == &vec![carried]),
+        "{sent:?}"
+    );
+
+    // A report whose results stay unrecorded is answered after a heartbeat, acknowledging
+    // nothing: the worker keeps them.
+    let late = TaskId::new_random();
+    let report = ToDispatcher::Results {
+        worker: "w".into(),
+        results: vec![result(late)],
+    };
+    pull.on_inbound(inbound(b"w-results", true, &report), t0 + HEARTBEAT);
+    pull.on_tick(t0 + HEARTBEAT * 2);
+    let sent = pull.bridge.take();
+    assert!(
+        matches!(&sent[..], [(_, ToWorker::Ack { tasks, .. })] if tasks.is_empty()),
+        "{sent:?}"
+    );
 }

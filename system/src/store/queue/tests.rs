@@ -212,3 +212,42 @@ async fn a_dispatcher_is_alive_until_retired() {
         .unwrap();
     assert!(info.consumers.is_empty());
 }
+
+#[tokio::test]
+async fn pending_entries_can_be_filtered_by_idle_time() {
+    let redis = TestRedis::start().await;
+    let store = redis.store().await;
+    let mut reader = redis.reader().await;
+    let function = registered_function(&store).await;
+    store.ensure_queue_group().await.unwrap();
+    submit(&store, function, 2).await;
+    let entries = Store::read_queue(&mut reader, "d1", 2, BLOCK)
+        .await
+        .unwrap();
+    let idle = Duration::from_secs(60);
+    assert!(
+        store
+            .pending_entries_idle("d1", idle)
+            .await
+            .unwrap()
+            .is_empty(),
+        "both were just delivered"
+    );
+    // The first has been idle for a minute (XCLAIM can say so without the wait).
+    let _: redis::Value = redis::cmd("XCLAIM")
+        .arg(keys::QUEUE)
+        .arg(keys::QUEUE_GROUP)
+        .arg("d1")
+        .arg(0)
+        .arg(&entries[0].entry_id)
+        .arg("IDLE")
+        .arg(61_000)
+        .query_async(&mut redis.conn().await)
+        .await
+        .unwrap();
+    let stale = store.pending_entries_idle("d1", idle).await.unwrap();
+    assert_eq!(
+        stale.into_iter().map(|p| p.entry).collect::<Vec<_>>(),
+        vec![entries[0].clone()]
+    );
+}
