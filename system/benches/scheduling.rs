@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use faas::dispatcher::registry::WorkerRegistry;
+use faas::dispatcher::registry::{Deadline, WorkerRegistry};
 use faas::task::{FunctionId, TaskId};
 use std::hint::black_box;
 
@@ -12,7 +12,10 @@ fn bench(c: &mut Criterion) {
     let mut group = c.benchmark_group("push_pick_and_assign");
     for workers in [1usize, 8, 64] {
         let now = Instant::now();
-        let far = now + Duration::from_secs(3600);
+        let far = Deadline {
+            at: now + Duration::from_secs(3600),
+            run: Duration::from_secs(3600),
+        };
         let function = FunctionId::new_random();
         group.bench_with_input(BenchmarkId::from_parameter(workers), &workers, |b, &n| {
             let mut registry = WorkerRegistry::new(Duration::from_secs(3));

@@ -111,6 +111,7 @@ fn ask() -> ToDispatcher {
             finished_at: now_micros(),
             executor: Some("bench-worker/0".to_owned()),
         }],
+        started: Vec::new(),
     }
 }
 

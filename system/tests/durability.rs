@@ -384,3 +384,36 @@ async fn a_result_is_kept_by_its_worker_until_recorded(#[case] mode: &str) {
     let attempts = system.task_field(&tasks[0], "attempts").await;
     assert_eq!(attempts.as_deref(), Some("1"), "the task ran once");
 }
+
+/// A task's deadline runs from when an executor starts it, not from when the dispatcher hands
+/// it to a worker: with one executor and two tasks prefetched behind the first, each using
+/// most of its own 3 s deadline, the last waits 5 s before it starts and still completes, once.
+#[rstest]
+#[case::pull("pull")]
+#[case::push("push")]
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deadline_runs_from_the_start_of_execution(#[case] mode: &str) {
+    let dispatcher_args = [
+        "--task-timeout",
+        "3",
+        "--heartbeat",
+        "0.2",
+        "--max-retries",
+        "0",
+        "--prefetch",
+        "2",
+    ];
+    let system = TestSystem::from_spec(faas::cluster::ClusterSpec {
+        dispatcher_args: dispatcher_args.map(str::to_owned).to_vec(),
+        worker_args: vec!["--prefetch".into(), "2".into()],
+        ..common::spec(common::mode(mode), &[1])
+    })
+    .await;
+    let fifo = Fifo::new();
+    let (_, tasks) = submit_marked(&system, &fifo, &[2.5; 3]).await;
+    each_returns_its_tag(&system, &tasks, Duration::from_secs(60)).await;
+    for task in &tasks {
+        let attempts = system.task_field(task, "attempts").await;
+        assert_eq!(attempts.as_deref(), Some("1"), "task {task} ran once");
+    }
+}

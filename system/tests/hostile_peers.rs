@@ -61,6 +61,7 @@ fn ask(worker: &str) -> Vec<u8> {
         worker: worker.into(),
         free: 100,
         results: Vec::new(),
+        started: Vec::new(),
     })
 }
 
@@ -75,6 +76,7 @@ fn forged(worker: &str, task: &str) -> Vec<u8> {
             finished_at: 1,
             executor: Some(format!("{worker}/0")),
         }],
+        started: Vec::new(),
     })
 }
 

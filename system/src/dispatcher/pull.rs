@@ -100,6 +100,8 @@ impl<O: Outbox + Send + 'static> RemoteMode for Pull<O> {
         if !self.workers.accepts(&message, peer.as_deref()) {
             return;
         }
+        self.workers
+            .started(message.worker(), message.started(), now);
         match message {
             ToDispatcher::Register {
                 worker,
@@ -124,6 +126,7 @@ impl<O: Outbox + Send + 'static> RemoteMode for Pull<O> {
                 worker,
                 free,
                 results,
+                ..
             } => {
                 if !self.workers.registry.heard_from(&worker, now) {
                     self.reregister(identity, &worker);
@@ -144,7 +147,9 @@ impl<O: Outbox + Send + 'static> RemoteMode for Pull<O> {
                 });
                 self.assign(now);
             }
-            ToDispatcher::Results { worker, results } => {
+            ToDispatcher::Results {
+                worker, results, ..
+            } => {
                 if self.workers.registry.heard_from(&worker, now) {
                     let unrecorded: HashSet<TaskId> = results.iter().map(|r| r.task_id).collect();
                     let dropped = self.workers.accept_results(&worker, results);
@@ -166,7 +171,7 @@ impl<O: Outbox + Send + 'static> RemoteMode for Pull<O> {
                     self.reregister(identity, &worker);
                 }
             }
-            ToDispatcher::Heartbeat { worker } => {
+            ToDispatcher::Heartbeat { worker, .. } => {
                 if self.workers.registry.heard_from(&worker, now) {
                     self.answer_report(&worker, identity);
                 } else {

@@ -72,6 +72,8 @@ impl<O: Outbox + Send + 'static> RemoteMode for Push<O> {
         if !self.workers.accepts(&message, peer.as_deref()) {
             return;
         }
+        self.workers
+            .started(message.worker(), message.started(), now);
         match message {
             ToDispatcher::Register {
                 worker,
@@ -91,7 +93,9 @@ impl<O: Outbox + Send + 'static> RemoteMode for Push<O> {
                 }
                 Err(rejection) => self.send(identity, &rejection),
             },
-            ToDispatcher::Results { worker, results } => {
+            ToDispatcher::Results {
+                worker, results, ..
+            } => {
                 if self.workers.registry.heard_from(&worker, now) {
                     let dropped = self.workers.accept_results(&worker, results);
                     if !dropped.is_empty() {
@@ -102,7 +106,7 @@ impl<O: Outbox + Send + 'static> RemoteMode for Push<O> {
                     self.reregister(identity, &worker);
                 }
             }
-            ToDispatcher::Heartbeat { worker } => {
+            ToDispatcher::Heartbeat { worker, .. } => {
                 if !self.workers.registry.heard_from(&worker, now) {
                     self.reregister(identity, &worker);
                 }
@@ -273,6 +277,7 @@ mod tests {
         let message = ToDispatcher::Results {
             worker: "w".into(),
             results: vec![done],
+            started: Vec::new(),
         };
         push.on_inbound(inbound(b"w", false, &message), t0);
         assert!(
@@ -330,7 +335,10 @@ mod tests {
         let lost = completions.try_recv().expect("its task is reported lost");
         assert!(matches!(&lost.outcome, TaskOutcome::Lost(why) if why.contains("worker w")));
         assert_eq!(capacity.available(), 0, "no credits for a dead worker");
-        let message = ToDispatcher::Heartbeat { worker: "w".into() };
+        let message = ToDispatcher::Heartbeat {
+            worker: "w".into(),
+            started: Vec::new(),
+        };
         push.on_inbound(inbound(b"w", false, &message), t0 + Duration::from_secs(4));
         assert!(matches!(
             push.bridge.take()[..],

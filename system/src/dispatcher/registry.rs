@@ -20,7 +20,7 @@ pub struct WorkerEntry {
     /// When it was last heard from.
     pub last_seen: Instant,
     /// Tasks handed to it and not reported, with the time past which they count as lost.
-    in_flight: HashMap<TaskId, Instant>,
+    in_flight: HashMap<TaskId, Deadline>,
     /// Functions whose bodies this registration has been sent.
     functions: HashSet<FunctionId>,
 }
@@ -37,6 +37,27 @@ impl WorkerEntry {
     #[must_use]
     pub fn in_flight(&self) -> usize {
         self.in_flight.len()
+    }
+}
+
+/// When a task handed to a worker counts as lost.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deadline {
+    /// Past this the task is overdue.
+    pub at: Instant,
+    /// How long it may take once an executor starts it: [`WorkerRegistry::started`] moves
+    /// `at` to then plus this, once.
+    pub run: Duration,
+}
+
+impl Deadline {
+    /// A deadline `run` after its task's start, which is at most `wait` from `now`.
+    #[must_use]
+    pub fn new(now: Instant, wait: Duration, run: Duration) -> Self {
+        Self {
+            at: now + wait + run,
+            run,
+        }
     }
 }
 
@@ -128,7 +149,7 @@ impl WorkerRegistry {
         name: &str,
         task: TaskId,
         function: FunctionId,
-        deadline: Instant,
+        deadline: Deadline,
     ) -> bool {
         let Some(worker) = self.workers.get_mut(name) else {
             return true;
@@ -136,6 +157,20 @@ impl WorkerRegistry {
         worker.in_flight.insert(task, deadline);
         self.holders.insert(task, name.to_owned());
         worker.functions.insert(function)
+    }
+
+    /// `name` says an executor started `task` at `now`: its deadline runs from then. Only
+    /// the first report counts, so a worker cannot postpone a deadline by saying it again.
+    pub fn started(&mut self, name: &str, task: TaskId, now: Instant) {
+        if let Some(deadline) = self
+            .workers
+            .get_mut(name)
+            .and_then(|w| w.in_flight.get_mut(&task))
+            .filter(|d| !d.run.is_zero())
+        {
+            deadline.at = now + deadline.run;
+            deadline.run = Duration::ZERO;
+        }
     }
 
     /// The worker holding `task`, if any.
@@ -187,7 +222,7 @@ impl WorkerRegistry {
         let mut late = Vec::new();
         for (name, worker) in &mut self.workers {
             worker.in_flight.retain(|task, deadline| {
-                let keep = *deadline > now;
+                let keep = deadline.at > now;
                 if !keep {
                     late.push((name.clone(), *task));
                 }
@@ -235,6 +270,14 @@ mod tests {
 
     const LIVENESS: Duration = Duration::from_secs(3);
 
+    /// A deadline at `at` for a task allowed a minute once started.
+    fn by(at: Instant) -> Deadline {
+        Deadline {
+            at,
+            run: Duration::from_secs(60),
+        }
+    }
+
     fn registry_with(workers: &[(&str, u32)], now: Instant) -> WorkerRegistry {
         let mut r = WorkerRegistry::new(LIVENESS);
         for (name, capacity) in workers {
@@ -247,7 +290,7 @@ mod tests {
     fn pushes_go_to_the_worker_with_most_free_executors_in_proportion() {
         let t0 = Instant::now();
         let mut r = registry_with(&[("big", 4), ("small", 1)], t0);
-        let far = t0 + Duration::from_secs(60);
+        let far = by(t0 + Duration::from_secs(60));
         let mut sent = HashMap::<String, u32>::new();
         // Fill every executor: 5 tasks, no prefetch.
         for _ in 0..5 {
@@ -269,7 +312,7 @@ mod tests {
     fn prefetch_is_bounded() {
         let t0 = Instant::now();
         let mut r = registry_with(&[("w", 2)], t0);
-        let far = t0 + Duration::from_secs(60);
+        let far = by(t0 + Duration::from_secs(60));
         for _ in 0..4 {
             let name = r.pick(1).unwrap().to_owned();
             r.assign(&name, TaskId::new_random(), FunctionId::new_random(), far);
@@ -282,7 +325,7 @@ mod tests {
         let t0 = Instant::now();
         let mut r = registry_with(&[("w", 2)], t0);
         let f = FunctionId::new_random();
-        let far = t0 + Duration::from_secs(60);
+        let far = by(t0 + Duration::from_secs(60));
         assert!(r.assign("w", TaskId::new_random(), f, far));
         assert!(!r.assign("w", TaskId::new_random(), f, far));
         r.register("w", 2, b"w2".to_vec(), None, t0);
@@ -301,7 +344,7 @@ mod tests {
             "quiet",
             task,
             FunctionId::new_random(),
-            t0 + Duration::from_secs(60),
+            by(t0 + Duration::from_secs(60)),
         );
         assert!(
             r.expire(t0 + LIVENESS).is_empty(),
@@ -333,7 +376,7 @@ mod tests {
             "w",
             task,
             FunctionId::new_random(),
-            t0 + Duration::from_secs(60),
+            by(t0 + Duration::from_secs(60)),
         );
         let previous = r
             .register("w", 1, b"new".to_vec(), None, t0)
@@ -351,13 +394,13 @@ mod tests {
             "w",
             soon,
             FunctionId::new_random(),
-            t0 + Duration::from_secs(5),
+            by(t0 + Duration::from_secs(5)),
         );
         r.assign(
             "w",
             later,
             FunctionId::new_random(),
-            t0 + Duration::from_secs(50),
+            by(t0 + Duration::from_secs(50)),
         );
         assert!(r.overdue(t0 + Duration::from_secs(4)).is_empty());
         assert_eq!(
@@ -367,5 +410,28 @@ mod tests {
         assert_eq!(r.get("w").unwrap().in_flight(), 1);
         assert_eq!(r.complete(later).as_deref(), Some("w"));
         assert_eq!(r.complete(soon), None);
+    }
+
+    #[test]
+    fn a_deadline_runs_from_the_reported_start() {
+        let t0 = Instant::now();
+        let mut r = registry_with(&[("w", 1)], t0);
+        let task = TaskId::new_random();
+        r.assign(
+            "w",
+            task,
+            FunctionId::new_random(),
+            by(t0 + Duration::from_secs(5)),
+        );
+        r.started("w", task, t0 + Duration::from_secs(4));
+        r.started("w", task, t0 + Duration::from_secs(30));
+        assert!(
+            r.overdue(t0 + Duration::from_secs(63)).is_empty(),
+            "a minute from its start"
+        );
+        assert_eq!(
+            r.overdue(t0 + Duration::from_secs(64)),
+            vec![("w".to_owned(), task)]
+        );
     }
 }

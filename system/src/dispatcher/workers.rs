@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 
 use super::DispatcherMetrics;
 use super::capacity::Capacity;
-use super::registry::WorkerRegistry;
+use super::registry::{Deadline, WorkerRegistry};
 use super::remote::RemoteConfig;
 use crate::executor::Job;
 use crate::protocol::{Completion, ToDispatcher, ToWorker, WireTask};
@@ -257,12 +257,27 @@ impl Workers {
         self.registry.holder(task).map(str::to_owned)
     }
 
-    /// The wire form of `job` for `worker`, recording the assignment.
+    /// `worker` says an executor began `tasks` just now: their deadlines run from now.
+    pub fn started(&mut self, worker: &str, tasks: &[TaskId], now: Instant) {
+        for task in tasks {
+            self.registry.started(worker, *task, now);
+        }
+    }
+
+    /// The wire form of `job` for `worker`, recording the assignment. Until the worker says
+    /// the task started, its deadline allows for the tasks ahead of it in the worker's queue
+    /// to use their whole deadlines first.
     pub fn assign(&mut self, worker: &str, job: &Job, now: Instant) -> WireTask {
-        let deadline = now
-            + job.timeout.unwrap_or(Duration::from_secs(365 * 24 * 3600))
-            + self.config.liveness()
-            + self.report_grace;
+        // Far enough to never pass, near enough to never overflow an `Instant`.
+        const NEVER: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
+        let timeout = job.timeout.unwrap_or(NEVER);
+        let run = (timeout + self.config.liveness() + self.report_grace).min(NEVER);
+        let rounds_ahead = self.registry.get(worker).map_or(0, |w| {
+            let per_executor = w.in_flight().div_ceil(w.capacity.max(1) as usize);
+            u32::try_from(per_executor).unwrap_or(u32::MAX)
+        });
+        let wait = timeout.saturating_mul(rounds_ahead).min(NEVER);
+        let deadline = Deadline::new(now, wait, run);
         let send_body = self
             .registry
             .assign(worker, job.task_id, job.function_id, deadline);

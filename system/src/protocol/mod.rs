@@ -4,9 +4,9 @@
 //! | from | message | when | answer |
 //! |---|---|---|---|
 //! | worker | `register {worker, capacity, secret?}` | on start, after `reregister`, after losing the dispatcher | `welcome` |
-//! | worker | `ask {worker, free, results}` | pull: it has room for `free` tasks (idle executors plus its prefetch); carries finished results | `tasks` (parked until work arrives, or empty after a heartbeat interval as a keep-alive) |
-//! | worker | `results {worker, results}` | finished tasks (push; pull's second socket while its ask is parked) | `ack` once they are recorded (pull: or a heartbeat interval later, with those recorded by then) |
-//! | worker | `heartbeat {worker}` | nothing else sent for a heartbeat interval | pull: `ack`; push: none |
+//! | worker | `ask {worker, free, results, started?}` | pull: it has room for `free` tasks (idle executors plus its prefetch); carries finished results | `tasks` (parked until work arrives, or empty after a heartbeat interval as a keep-alive) |
+//! | worker | `results {worker, results, started?}` | finished tasks (push; pull's second socket while its ask is parked) | `ack` once they are recorded (pull: or a heartbeat interval later, with those recorded by then) |
+//! | worker | `heartbeat {worker, started?}` | nothing else sent for a heartbeat interval; push: also as soon as a task starts | pull: `ack`; push: none |
 //! | dispatcher | `welcome {heartbeat_ms, misses}` | after `register` | — |
 //! | dispatcher | `tasks {tasks, acked?}` | work for the worker; pull: results recorded since the last answer ride along | — |
 //! | dispatcher | `ack {tasks, cancel?}` | results recorded in Redis (only then the worker forgets them); pull: tasks to stop ride along | — |
@@ -14,6 +14,10 @@
 //! | dispatcher | `heartbeat` | push: nothing else sent for a heartbeat interval | — |
 //! | dispatcher | `reregister {reason}` | a message from a worker it does not know | `register` |
 //! | dispatcher | `rejected {reason}` | a `register` without the right secret | — (the worker stops) |
+//!
+//! `started` names the tasks an executor began since the worker's last message: a task's
+//! deadline runs from then, not from when it was handed out (it may wait behind others in the
+//! worker's queue).
 //!
 //! A worker keeps each result until an `ack` (or pull's `acked`) names it, and sends what it
 //! still keeps again after registering anew: a dispatcher that dies with a result it has not
@@ -41,17 +45,34 @@ pub enum ToDispatcher {
         worker: String,
         free: u32,
         results: Vec<Completion>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        started: Vec<TaskId>,
     },
     Results {
         worker: String,
         results: Vec<Completion>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        started: Vec<TaskId>,
     },
     Heartbeat {
         worker: String,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        started: Vec<TaskId>,
     },
 }
 
 impl ToDispatcher {
+    /// The tasks the message says an executor began.
+    #[must_use]
+    pub fn started(&self) -> &[TaskId] {
+        match self {
+            Self::Register { .. } => &[],
+            Self::Ask { started, .. }
+            | Self::Results { started, .. }
+            | Self::Heartbeat { started, .. } => started,
+        }
+    }
+
     /// The sending worker's name.
     #[must_use]
     pub fn worker(&self) -> &str {
@@ -59,7 +80,7 @@ impl ToDispatcher {
             Self::Register { worker, .. }
             | Self::Ask { worker, .. }
             | Self::Results { worker, .. }
-            | Self::Heartbeat { worker } => worker,
+            | Self::Heartbeat { worker, .. } => worker,
         }
     }
 }
@@ -157,6 +178,7 @@ mod tests {
                 finished_at: 2,
                 executor: Some("w1/0".into()),
             }],
+            started: vec![TaskId::new_random()],
         };
         let frame = encode(&ask);
         assert!(String::from_utf8_lossy(&frame).contains("\"type\":\"ask\""));

@@ -63,18 +63,19 @@ pub(super) async fn session(
                     worker: worker.clone(),
                     free: runner.free(),
                     results: runner.take_pending(),
+                    started: runner.take_started(),
                 },
             );
             ask = Some(now);
             last_sent = now;
         }
         if report.is_none() && runner.has_pending() {
-            let results = runner.take_pending();
             send(
                 RESULTS,
                 &ToDispatcher::Results {
                     worker: worker.clone(),
-                    results,
+                    results: runner.take_pending(),
+                    started: runner.take_started(),
                 },
             );
             report = Some(now);
@@ -84,6 +85,7 @@ pub(super) async fn session(
                 RESULTS,
                 &ToDispatcher::Heartbeat {
                     worker: worker.clone(),
+                    started: runner.take_started(),
                 },
             );
             report = Some(now);

@@ -45,15 +45,16 @@ pub(super) async fn session(
             return Ok(SessionEnd::Shutdown);
         }
         if runner.has_pending() {
-            let results = runner.take_pending();
             send(&ToDispatcher::Results {
                 worker: worker.clone(),
-                results,
+                results: runner.take_pending(),
+                started: runner.take_started(),
             });
             last_sent = now;
-        } else if now >= last_sent + heartbeat {
+        } else if runner.has_started() || now >= last_sent + heartbeat {
             send(&ToDispatcher::Heartbeat {
                 worker: worker.clone(),
+                started: runner.take_started(),
             });
             last_sent = now;
         }

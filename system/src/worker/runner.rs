@@ -2,7 +2,7 @@
 //! the pool (queued locally when every executor is busy), results are kept until the
 //! dispatcher acknowledges them, and survive reconnections.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::Arc;
 
 use std::time::Instant;
@@ -23,6 +23,8 @@ pub(super) struct Runner {
     waiting: VecDeque<Job>,
     /// Tasks on executors.
     running: usize,
+    /// Tasks started on an executor since the dispatcher was last told.
+    started: Vec<TaskId>,
     /// Results not yet sent.
     pending: Vec<Completion>,
     /// Results sent and not yet acknowledged.
@@ -50,6 +52,7 @@ impl Runner {
             functions: HashMap::new(),
             waiting: VecDeque::new(),
             running: 0,
+            started: Vec::new(),
             pending: Vec::new(),
             sent: HashMap::new(),
             drain_deadline: None,
@@ -88,8 +91,11 @@ impl Runner {
         self.pending.extend(unacknowledged);
     }
 
-    /// Takes tasks from the dispatcher and starts what executors are free for.
+    /// Takes tasks from the dispatcher and starts what executors are free for. Only tasks
+    /// that waited here are reported as started: the deadline of one that starts as it
+    /// arrives already runs from its assignment.
     pub async fn accept(&mut self, tasks: Vec<WireTask>) {
+        let arrived: HashSet<TaskId> = tasks.iter().map(|t| t.task_id).collect();
         for task in tasks {
             if let Some(body) = task.function {
                 self.functions.insert(task.function_id, body.into());
@@ -117,6 +123,7 @@ impl Runner {
             });
         }
         self.start_waiting().await;
+        self.started.retain(|task| !arrived.contains(task));
     }
 
     /// Stops tasks cancelled through the API: one still waiting here is dropped and reported
@@ -151,11 +158,22 @@ impl Runner {
                 return;
             };
             // Never waits: the pool's queue has room for `size` jobs and fewer are running.
+            let task = job.task_id;
             if self.pool.submit(job).await.is_err() {
                 return;
             }
             self.running += 1;
+            self.started.push(task);
         }
+    }
+
+    /// Tasks started since the last call, for the dispatcher: their deadlines run from now.
+    pub fn take_started(&mut self) -> Vec<TaskId> {
+        std::mem::take(&mut self.started)
+    }
+
+    pub fn has_started(&self) -> bool {
+        !self.started.is_empty()
     }
 
     pub fn has_pending(&self) -> bool {

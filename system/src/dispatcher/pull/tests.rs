@@ -45,6 +45,7 @@ fn ask(worker: &str, free: u32) -> ToDispatcher {
         worker: worker.into(),
         free,
         results: Vec::new(),
+        started: Vec::new(),
     }
 }
 
@@ -124,7 +125,10 @@ fn a_cancelled_task_is_dropped_from_the_backlog_or_named_in_its_workers_next_ack
         pull.bridge.take().is_empty(),
         "a REQ worker hears only answers"
     );
-    let heartbeat = ToDispatcher::Heartbeat { worker: "w".into() };
+    let heartbeat = ToDispatcher::Heartbeat {
+        worker: "w".into(),
+        started: Vec::new(),
+    };
     pull.on_inbound(inbound(b"w-results", true, &heartbeat), t0);
     let sent = pull.bridge.take();
     assert!(
@@ -210,6 +214,7 @@ fn an_unknown_worker_is_told_to_register_and_its_results_wait_for_it() {
         worker: "ghost".into(),
         free: 1,
         results: vec![done.clone()],
+        started: Vec::new(),
     };
     pull.on_inbound(inbound(b"g", true, &message), t0);
     assert!(matches!(
@@ -267,6 +272,7 @@ fn results_are_acknowledged_only_once_recorded() {
     let report = ToDispatcher::Results {
         worker: "w".into(),
         results: vec![result(reported)],
+        started: Vec::new(),
     };
     pull.on_inbound(inbound(b"w-results", true, &report), t0);
     assert_eq!(completions.try_recv().unwrap().task_id, reported);
@@ -283,6 +289,7 @@ fn results_are_acknowledged_only_once_recorded() {
         worker: "w".into(),
         free: 1,
         results: vec![result(carried)],
+        started: Vec::new(),
     };
     pull.on_inbound(inbound(b"w-ask", true, &ask), t0);
     pull.recorded(vec![carried]);
@@ -300,6 +307,7 @@ fn results_are_acknowledged_only_once_recorded() {
     let report = ToDispatcher::Results {
         worker: "w".into(),
         results: vec![result(late)],
+        started: Vec::new(),
     };
     pull.on_inbound(inbound(b"w-results", true, &report), t0 + HEARTBEAT);
     pull.on_tick(t0 + HEARTBEAT * 2);
