@@ -6,6 +6,26 @@ use crate::executor::ExecutorSpec;
 use crate::executor::python_env::{self, PythonEnvError};
 use crate::executor::sandbox::SandboxSpec;
 
+/// How long final tasks are kept: the gateway (cancellations) and the dispatchers (results,
+/// failures) make tasks final, so both take it.
+#[derive(Debug, Clone, clap::Args)]
+pub struct RetentionArgs {
+    /// Seconds a task is kept once final (COMPLETED or FAILED); then it expires, and its
+    /// status and result answer 404. 0 keeps tasks forever.
+    #[arg(long, env = "FAAS_RETENTION", default_value_t = crate::store::DEFAULT_RETENTION.as_secs_f64())]
+    pub retention: f64,
+}
+
+impl RetentionArgs {
+    /// The retention; `None` for forever.
+    pub fn retention(
+        &self,
+    ) -> Result<Option<std::time::Duration>, std::time::TryFromFloatSecsError> {
+        let retention = std::time::Duration::try_from_secs_f64(self.retention)?;
+        Ok((!retention.is_zero()).then_some(retention))
+    }
+}
+
 /// How executors are started: shared by the dispatcher (local mode) and the workers.
 #[derive(Debug, Clone, clap::Args)]
 pub struct ExecutorArgs {

@@ -36,8 +36,12 @@ fn router_routes() -> BTreeSet<(String, String)> {
         }
         let source = std::fs::read_to_string(&path).expect("read source");
         let mut rest = source.as_str();
-        while let Some(at) = rest.find(".route(\"") {
-            rest = &rest[at + ".route(\"".len()..];
+        while let Some(at) = rest.find(".route(") {
+            rest = rest[at + ".route(".len()..].trim_start();
+            let Some(quoted) = rest.strip_prefix('"') else {
+                continue;
+            };
+            rest = quoted;
             let end = rest.find('"').expect("closing quote of a route path");
             let route = rest[..end].to_owned();
             // The method routers up to the `.route(` call's closing parenthesis.
@@ -180,6 +184,7 @@ fn check_api_type(path: &str, status: u16, body: &Value) {
             "/result/{task_id}" => round_trip::<api::ResultResponse>,
             "/task/{task_id}" => round_trip::<api::TimelineResponse>,
             "/cancel/{task_id}" => round_trip::<api::CancelResponse>,
+            "/functions/{function_id}" => round_trip::<api::DeleteFunctionResponse>,
             "/health" => round_trip::<api::Health>,
             other => panic!("no faas::api type is known for the answers of {other}"),
         }
@@ -193,6 +198,7 @@ async fn call(system: &TestSystem, method: &str, path: &str, body: Option<Value>
     let request = match method {
         "get" => system.http.get(url),
         "post" => system.http.post(url),
+        "delete" => system.http.delete(url),
         other => panic!("no {other} here"),
     };
     let request = match body {
@@ -246,6 +252,7 @@ async fn openapi_json_documents_every_route_with_its_models_and_errors() {
     expected.insert(("post", "/results"), &[200, 400, 413]);
     expected.insert(("get", "/task/{task_id}"), &[200, 400, 404]);
     expected.insert(("post", "/cancel/{task_id}"), &[200, 400, 404, 409]);
+    expected.insert(("delete", "/functions/{function_id}"), &[200, 400, 404]);
     expected.insert(("get", "/health"), &[200]);
     for (method, path) in &documented {
         let own = expected
@@ -471,6 +478,18 @@ async fn openapi_json_documents_every_route_with_its_models_and_errors() {
     for (id, want) in [("x", 400), (absent, 404), (&task_id, 200), (&task_id, 409)] {
         let (s, body) = probe("post", "/cancel/{task_id}", &cancel(id), None).await;
         assert_eq!(s, want, "cancel {id}: {body}");
+    }
+
+    let delete = |id: &str| format!("/functions/{id}");
+    for (id, want) in [
+        ("x", 400),
+        (absent, 404),
+        (&function_id, 200),
+        (&function_id, 404),
+    ] {
+        let path = "/functions/{function_id}";
+        let (s, body) = probe("delete", path, &delete(id), None).await;
+        assert_eq!(s, want, "delete {id}: {body}");
     }
 
     let (s, _) = probe("get", "/health", "/health", None).await;

@@ -1,4 +1,4 @@
-//! `POST /register_function`.
+//! `POST /register_function` and `DELETE /functions/{function_id}`.
 
 use serde::{Deserialize, Serialize};
 
@@ -26,4 +26,13 @@ pub struct RegisterRequest {
 pub struct RegisterResponse {
     /// The id to execute the function by.
     pub function_id: FunctionId,
+}
+
+/// A function deleted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DeleteFunctionResponse {
+    /// The function deleted.
+    pub function_id: FunctionId,
+    /// Always `true`: the function can no longer be executed.
+    pub deleted: bool,
 }

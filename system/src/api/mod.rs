@@ -18,7 +18,7 @@ pub mod tasks;
 
 use std::time::Duration;
 
-pub use functions::{RegisterRequest, RegisterResponse};
+pub use functions::{DeleteFunctionResponse, RegisterRequest, RegisterResponse};
 pub use results::{ResultLine, ResultsRequest};
 pub use service::{ErrorBody, Health};
 pub use tasks::{

@@ -38,6 +38,8 @@ struct Cli {
     /// Requests waiting for results at once; more are answered 503.
     #[arg(long, env = "FAAS_MAX_WAITING", default_value_t = GatewayConfig::default().max_waiting)]
     max_waiting: usize,
+    #[command(flatten)]
+    retention: faas::cli::RetentionArgs,
 }
 
 /// `seconds` as a duration, for a flag named `flag`.
@@ -61,6 +63,10 @@ async fn main() -> anyhow::Result<()> {
         body_read_timeout: seconds("body-timeout", cli.body_timeout)?,
         max_connections: cli.max_connections,
         max_waiting: cli.max_waiting,
+        retention: cli
+            .retention
+            .retention()
+            .context("--retention must be a number of seconds, 0 or more")?,
     };
     let state = AppState::connect(&cli.redis_url, &config, &shutdown)
         .await

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use faas::cli::{ExecutorArgs, ServerCurveArgs};
+use faas::cli::{ExecutorArgs, RetentionArgs, ServerCurveArgs};
 use faas::dispatcher::remote::{
     DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MISSES, DEFAULT_PREFETCH, RemoteConfig,
 };
@@ -75,6 +75,8 @@ struct Cli {
     #[arg(long, env = "FAAS_MAX_MESSAGE_MB", default_value_t = DEFAULT_MAX_MESSAGE_BYTES >> 20)]
     max_message_mb: usize,
     #[command(flatten)]
+    retention: RetentionArgs,
+    #[command(flatten)]
     executor: ExecutorArgs,
 }
 
@@ -109,6 +111,10 @@ async fn main() -> anyhow::Result<()> {
     let mut config = DispatcherConfig::new(cli.redis_url);
     config.max_retries = cli.max_retries;
     config.reclaim_after = reclaim_after;
+    config.retention = cli
+        .retention
+        .retention()
+        .context("--retention must be a number of seconds, 0 or more")?;
     config.http = cli.http;
     config.task_timeout = (!task_timeout.is_zero()).then_some(task_timeout);
     let remote = RemoteConfig {

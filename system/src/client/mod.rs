@@ -32,9 +32,9 @@ use reqwest::header::{AUTHORIZATION, HeaderValue};
 use serde::de::DeserializeOwned;
 
 use crate::api::{
-    BatchRequest, BatchResponse, CancelResponse, ErrorBody, ExecuteRequest, ExecuteResponse,
-    Health, MAX_WAIT, RegisterRequest, RegisterResponse, ResultQuery, ResultResponse,
-    ResultsRequest, StatusResponse, TimelineResponse,
+    BatchRequest, BatchResponse, CancelResponse, DeleteFunctionResponse, ErrorBody, ExecuteRequest,
+    ExecuteResponse, Health, MAX_WAIT, RegisterRequest, RegisterResponse, ResultQuery,
+    ResultResponse, ResultsRequest, StatusResponse, TimelineResponse,
 };
 use crate::task::{FunctionId, TaskId};
 
@@ -188,6 +188,16 @@ impl Client {
         let path = format!("/cancel/{task_id}");
         let request = self.http.post(self.url(&path));
         self.call("POST", path, request).await
+    }
+
+    /// `DELETE /functions/{function_id}`: the function can no longer be executed.
+    pub async fn delete_function(
+        &self,
+        function_id: FunctionId,
+    ) -> Result<DeleteFunctionResponse, ClientError> {
+        let path = format!("/functions/{function_id}");
+        let request = self.http.delete(self.url(&path));
+        self.call("DELETE", path, request).await
     }
 
     /// `GET /health`: `ok` when the gateway is up and reaches Redis.

@@ -66,6 +66,8 @@ pub struct DispatcherConfig {
     pub liveness_ttl: Duration,
     /// See [`DEFAULT_RECLAIM_AFTER`].
     pub reclaim_after: Duration,
+    /// How long a task this dispatcher makes final is kept; `None`: forever.
+    pub retention: Option<Duration>,
     /// Per-task deadline on the executor; `None` for none.
     pub task_timeout: Option<Duration>,
     /// This dispatcher's consumer name in the queue's group; unique per process.
@@ -85,6 +87,7 @@ impl DispatcherConfig {
             shutdown_grace: DEFAULT_SHUTDOWN_GRACE,
             liveness_ttl: DEFAULT_LIVENESS_TTL,
             reclaim_after: DEFAULT_RECLAIM_AFTER,
+            retention: Some(crate::store::DEFAULT_RETENTION),
             task_timeout: Some(DEFAULT_TASK_TIMEOUT),
             consumer: format!(
                 "{host}:{}:{}",

@@ -2,10 +2,11 @@
 //! transport, completions are recorded (see [`super::record`]), cancellations are passed on,
 //! and at shutdown what is in hand gets a grace period before it is requeued.
 
-use std::collections::HashMap;
+use std::num::NonZeroUsize;
 use std::sync::Arc;
 use std::time::Duration;
 
+use lru::LruCache;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
@@ -20,9 +21,8 @@ use crate::protocol::Completion;
 use crate::store::{QueueEntry, StartOutcome, Store, StoreError};
 use crate::task::{FunctionId, TaskOutcome, now_micros};
 
-/// Function bodies kept in memory; past this the cache starts over (bodies are immutable, so
-/// refetching is always correct).
-const FUNCTION_CACHE_SIZE: usize = 1024;
+/// Function bodies kept in memory.
+const FUNCTION_CACHE_SIZE: NonZeroUsize = NonZeroUsize::new(1024).expect("not zero");
 
 /// The state of one running dispatcher.
 pub(super) struct Core {
@@ -33,7 +33,9 @@ pub(super) struct Core {
     pub capacity: Arc<Capacity>,
     pub in_flight: InFlightTable,
     pub metrics: Arc<DispatcherMetrics>,
-    functions: HashMap<FunctionId, Arc<str>>,
+    /// Function bodies, most recently used kept (bodies are immutable, so refetching one
+    /// is always correct).
+    functions: LruCache<FunctionId, Arc<str>>,
     /// Cancelled once the shutdown grace has passed: Redis retries stop.
     give_up: CancellationToken,
 }
@@ -117,7 +119,7 @@ pub(super) async fn run_core<T: Transport>(
         capacity,
         in_flight: InFlightTable::new(metrics.clone()),
         metrics,
-        functions: HashMap::new(),
+        functions: LruCache::new(FUNCTION_CACHE_SIZE),
         give_up: CancellationToken::new(),
     };
     loop {
@@ -187,9 +189,18 @@ impl Core {
                     params,
                     attempt,
                     submitted_at,
+                    registered,
                 } => {
-                    let Some(function) = self.function(function_id).await else {
-                        let message = format!("function {function_id} is not registered");
+                    let function = if registered {
+                        self.function(function_id).await
+                    } else {
+                        self.functions.pop(&function_id);
+                        None
+                    };
+                    let Some(function) = function else {
+                        let message = format!(
+                            "function {function_id} was deleted before the task could start"
+                        );
                         self.finish_now(entry.task_id, TaskOutcome::WorkerFailure(message))
                             .await;
                         continue;
@@ -234,10 +245,7 @@ impl Core {
             .retry("load function", || store.function_body(id))
             .await??
             .into();
-        if self.functions.len() >= FUNCTION_CACHE_SIZE {
-            self.functions.clear();
-        }
-        self.functions.insert(id, body.clone());
+        self.functions.put(id, body.clone());
         Some(body)
     }
 

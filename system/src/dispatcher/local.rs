@@ -47,7 +47,9 @@ pub async fn run(
     prefetch: usize,
     shutdown: CancellationToken,
 ) -> Result<(), DispatcherError> {
-    let store = Store::connect(&config.redis_url).await?;
+    let store = Store::connect(&config.redis_url)
+        .await?
+        .with_retention(config.retention);
     let (pool_tx, mut pool_rx) = mpsc::unbounded_channel::<Completion>();
     let places = executors * (1 + prefetch);
     let pool = ExecutorPool::start(spec, executors, places, "local", pool_tx).await?;

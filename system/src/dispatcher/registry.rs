@@ -2,9 +2,12 @@
 //! sent, and liveness. Pure decisions: every method that depends on time takes `now`, so the
 //! tests drive a clock instead of sleeping.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
+use lru::LruCache;
+
+use crate::protocol::WORKER_FUNCTION_CACHE;
 use crate::task::{FunctionId, TaskId};
 
 /// One registered worker.
@@ -21,8 +24,9 @@ pub struct WorkerEntry {
     pub last_seen: Instant,
     /// Tasks handed to it and not reported, with the time past which they count as lost.
     in_flight: HashMap<TaskId, Deadline>,
-    /// Functions whose bodies this registration has been sent.
-    functions: HashSet<FunctionId>,
+    /// Functions whose bodies this registration has, as the worker's own cache has them
+    /// (the same LRU, touched in the same order).
+    functions: LruCache<FunctionId, ()>,
 }
 
 impl WorkerEntry {
@@ -120,7 +124,7 @@ impl WorkerRegistry {
                 key,
                 last_seen: now,
                 in_flight: HashMap::new(),
-                functions: HashSet::new(),
+                functions: LruCache::new(WORKER_FUNCTION_CACHE),
             },
         );
         previous
@@ -143,7 +147,8 @@ impl WorkerRegistry {
     }
 
     /// Records that `task` went to `name`, to be reported before `deadline`. Returns whether
-    /// the function's body must be sent with it (the first time for this registration).
+    /// the function's body must be sent with it (this registration does not have it: never
+    /// sent, or evicted from its cache since).
     pub fn assign(
         &mut self,
         name: &str,
@@ -156,7 +161,7 @@ impl WorkerRegistry {
         };
         worker.in_flight.insert(task, deadline);
         self.holders.insert(task, name.to_owned());
-        worker.functions.insert(function)
+        worker.functions.put(function, ()).is_none()
     }
 
     /// `name` says an executor started `task` at `now`: its deadline runs from then. Only
@@ -333,6 +338,26 @@ mod tests {
             r.assign("w", TaskId::new_random(), f, far),
             "a new registration has an empty cache"
         );
+    }
+
+    #[test]
+    fn the_workers_cache_is_mirrored_least_recently_used_first() {
+        let t0 = Instant::now();
+        let mut r = registry_with(&[("w", 1)], t0);
+        let far = by(t0 + Duration::from_secs(60));
+        let first = FunctionId::new_random();
+        assert!(r.assign("w", TaskId::new_random(), first, far));
+        for _ in 1..WORKER_FUNCTION_CACHE.get() {
+            assert!(r.assign("w", TaskId::new_random(), FunctionId::new_random(), far));
+        }
+        assert!(
+            !r.assign("w", TaskId::new_random(), first, far),
+            "a full cache still has the first, which is now the most recent"
+        );
+        let newest = FunctionId::new_random();
+        assert!(r.assign("w", TaskId::new_random(), newest, far));
+        assert!(!r.assign("w", TaskId::new_random(), first, far));
+        assert!(!r.assign("w", TaskId::new_random(), newest, far));
     }
 
     #[test]

@@ -119,7 +119,9 @@ pub(super) async fn run<M: RemoteMode>(
     shutdown: CancellationToken,
     make: impl FnOnce(Bridge, Workers) -> M,
 ) -> Result<(), DispatcherError> {
-    let store = crate::store::Store::connect(&config.redis_url).await?;
+    let store = crate::store::Store::connect(&config.redis_url)
+        .await?
+        .with_retention(config.retention);
     let (bridge, inbox) = listen(&remote)?;
     let capacity = Arc::new(capacity);
     let (completions_tx, completions) = mpsc::unbounded_channel();

@@ -26,7 +26,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use tokio_util::sync::CancellationToken;
 
 use crate::store::Store;
@@ -57,7 +57,9 @@ impl AppState {
         config: &GatewayConfig,
         shutdown: &CancellationToken,
     ) -> Result<Self, crate::store::StoreError> {
-        let store = Store::connect(redis_url).await?;
+        let store = Store::connect(redis_url)
+            .await?
+            .with_retention(config.retention);
         let waiters = waiters::Waiters::new(config.max_waiting);
         tokio::spawn(
             waiters
@@ -89,6 +91,8 @@ pub struct GatewayConfig {
     /// Requests waiting for results at once (`?wait=`, `POST /results` with a wait); one
     /// more is answered 503.
     pub max_waiting: usize,
+    /// How long a task cancelled here is kept; `None`: forever.
+    pub retention: Option<Duration>,
 }
 
 impl Default for GatewayConfig {
@@ -100,6 +104,7 @@ impl Default for GatewayConfig {
             body_read_timeout: Duration::from_secs(60),
             max_connections: 4096,
             max_waiting: 2048,
+            retention: Some(crate::store::DEFAULT_RETENTION),
         }
     }
 }
@@ -108,6 +113,10 @@ impl Default for GatewayConfig {
 pub fn router(state: AppState, config: &GatewayConfig) -> Router {
     Router::new()
         .route("/register_function", post(functions::register_function))
+        .route(
+            "/functions/{function_id}",
+            delete(functions::delete_function),
+        )
         .route("/execute_function", post(tasks::execute_function))
         .route("/execute_batch", post(tasks::execute_batch))
         .route("/status/{task_id}", get(tasks::status))

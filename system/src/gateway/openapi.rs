@@ -42,6 +42,7 @@ Redis is unavailable and the request may be retried.";
     info(title = "FaaS gateway API", description = DESCRIPTION),
     paths(
         functions::register_function,
+        functions::delete_function,
         tasks::execute_function,
         tasks::execute_batch,
         tasks::status,

@@ -23,12 +23,19 @@
 //! still keeps again after registering anew: a dispatcher that dies with a result it has not
 //! recorded gets it again from the worker, so the task is not run a second time.
 //!
-//! Each task carries its function body only the first time the dispatcher sends that function
-//! to that worker registration; the worker caches bodies by function id.
+//! Each task carries its function body only when the worker does not have it: both sides keep
+//! the same least-recently-used cache of [`WORKER_FUNCTION_CACHE`] function ids per worker
+//! registration, touched in the same order (the order tasks are sent), so the dispatcher knows
+//! what the worker evicted without being told.
+
+use std::num::NonZeroUsize;
 
 use serde::{Deserialize, Serialize};
 
 use crate::task::{FunctionId, TaskId, TaskOutcome};
+
+/// Function bodies a worker keeps per registration (see the module's description).
+pub const WORKER_FUNCTION_CACHE: NonZeroUsize = NonZeroUsize::new(256).expect("not zero");
 
 /// Worker → dispatcher.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

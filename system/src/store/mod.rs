@@ -35,18 +35,43 @@ pub use transitions::{FinalOutcome, RequeueOutcome, StartOutcome};
 /// because a 10 MB payload on a loaded machine is slow, and blocking reads add their own wait.
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 
+/// How long a final task (its status, result and timeline) is kept by default: a day, as
+/// Celery keeps results.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(24 * 3600);
+
 /// A handle on the store. Cheap to clone; clones share one multiplexed, self-reconnecting
 /// connection.
 #[derive(Clone)]
 pub struct Store {
     conn: ConnectionManager,
+    /// How long a task is kept once final; `None`: forever.
+    retention: Option<Duration>,
 }
 
 impl Store {
-    /// Connects (and later reconnects by itself) to the Redis at `url`.
+    /// Connects (and later reconnects by itself) to the Redis at `url`. Final tasks are kept
+    /// for [`DEFAULT_RETENTION`].
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
         let conn = connect(url, RESPONSE_TIMEOUT).await?;
-        Ok(Self { conn })
+        Ok(Self {
+            conn,
+            retention: Some(DEFAULT_RETENTION),
+        })
+    }
+
+    /// Keeps the tasks this handle makes final for `retention` (`None`: forever); each
+    /// expires that long after it became final.
+    #[must_use]
+    pub fn with_retention(mut self, retention: Option<Duration>) -> Self {
+        self.retention = retention;
+        self
+    }
+
+    /// The retention as the scripts take it: milliseconds, 0 for forever.
+    fn retention_ms(&self) -> u64 {
+        self.retention.map_or(0, |r| {
+            u64::try_from(r.as_millis()).unwrap_or(u64::MAX).max(1)
+        })
     }
 
     /// Answers whether Redis is reachable.

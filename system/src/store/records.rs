@@ -76,6 +76,14 @@ impl Store {
         Ok(())
     }
 
+    /// Deletes a function: it can no longer be executed, and its tasks that have not started
+    /// fail when a dispatcher takes them. Returns `false` if it was not registered.
+    pub async fn delete_function(&self, id: FunctionId) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        let deleted: i64 = conn.del(keys::function(id)).await?;
+        Ok(deleted == 1)
+    }
+
     /// The serialized body of a function, or `None` if it is not registered.
     pub async fn function_body(&self, id: FunctionId) -> Result<Option<String>, StoreError> {
         let mut conn = self.conn.clone();

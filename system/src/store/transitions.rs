@@ -13,13 +13,15 @@ use crate::task::{FunctionId, TaskId, TaskStatus, now_micros};
 /// What `start_task` decided about a received entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum StartOutcome {
-    /// The task is now RUNNING; run it.
+    /// The task is now RUNNING; run it (or fail it, if its function was deleted).
     Started {
         function_id: FunctionId,
         params: String,
         attempt: u32,
         /// When the task was submitted (µs), for the queue-wait metric.
         submitted_at: Option<u64>,
+        /// `false` once the function has been deleted: the task must not run.
+        registered: bool,
     },
     /// Nothing to run: the task is gone, already final, or the entry was superseded.
     Dropped(&'static str),
@@ -71,7 +73,12 @@ impl Store {
         let mut call = ScriptCall::new(
             Transition::Start,
             &[keys::QUEUE],
-            (keys::QUEUE_GROUP, now_micros(), dispatcher),
+            (
+                keys::QUEUE_GROUP,
+                now_micros(),
+                dispatcher,
+                keys::FUNCTION_PREFIX,
+            ),
         );
         for entry in entries {
             call.task(keys::task(entry.task_id), &entry.entry_id);
@@ -90,7 +97,7 @@ impl Store {
         let mut call = ScriptCall::new(
             Transition::Finish,
             &[keys::QUEUE],
-            (keys::QUEUE_GROUP, keys::DONE_CHANNEL),
+            (keys::QUEUE_GROUP, keys::DONE_CHANNEL, self.retention_ms()),
         );
         for outcome in outcomes {
             let started = outcome
@@ -129,6 +136,7 @@ impl Store {
                 now_micros(),
                 keys::DONE_CHANNEL,
                 keys::CANCEL_CHANNEL,
+                self.retention_ms(),
             ),
         );
         call.task(keys::task(id), (failure, id.to_string()));
@@ -156,6 +164,7 @@ impl Store {
                 max_attempts,
                 now_micros(),
                 keys::DONE_CHANNEL,
+                self.retention_ms(),
             ),
         );
         call.task(
@@ -191,11 +200,12 @@ fn parse_start(entry: &QueueEntry, reply: Value) -> Result<StartOutcome, StoreEr
             &String::from_utf8_lossy(&b),
         ))),
         Value::Array(items) => {
-            let (function_id, params, attempt, submitted_at): (
+            let (function_id, params, attempt, submitted_at, registered): (
                 Option<String>,
                 Option<String>,
                 u32,
                 Option<String>,
+                i64,
             ) = redis::from_redis_value(Value::Array(items))
                 .map_err(|e| corrupt(format!("start_task reply: {e}")))?;
             let function_id = function_id
@@ -208,6 +218,7 @@ fn parse_start(entry: &QueueEntry, reply: Value) -> Result<StartOutcome, StoreEr
                 params,
                 attempt,
                 submitted_at: submitted_at.and_then(|t| t.parse().ok()),
+                registered: registered == 1,
             })
         }
         other => Err(corrupt(format!("unexpected start_task reply {other:?}"))),

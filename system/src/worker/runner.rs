@@ -7,18 +7,20 @@ use std::sync::Arc;
 
 use std::time::Instant;
 
+use lru::LruCache;
 use tokio::sync::mpsc;
 
 use super::{SHUTDOWN_GRACE, WorkerConfig};
 use crate::executor::{CANCELLED, ExecutorPool, Job};
-use crate::protocol::{Completion, WireTask};
+use crate::protocol::{Completion, WORKER_FUNCTION_CACHE, WireTask};
 use crate::task::{FunctionId, TaskId, TaskOutcome, now_micros};
 
 pub(super) struct Runner {
     pool: ExecutorPool,
     pub completions: mpsc::UnboundedReceiver<Completion>,
-    /// Function bodies this registration was sent.
-    functions: HashMap<FunctionId, Arc<str>>,
+    /// Function bodies this registration was sent, least recently used evicted first, as
+    /// the dispatcher's mirror of this cache expects.
+    functions: LruCache<FunctionId, Arc<str>>,
     /// Received tasks waiting for an executor.
     waiting: VecDeque<Job>,
     /// Tasks on executors.
@@ -49,7 +51,7 @@ impl Runner {
         Ok(Self {
             pool,
             completions,
-            functions: HashMap::new(),
+            functions: LruCache::new(WORKER_FUNCTION_CACHE),
             waiting: VecDeque::new(),
             running: 0,
             started: Vec::new(),
@@ -97,10 +99,15 @@ impl Runner {
     pub async fn accept(&mut self, tasks: Vec<WireTask>) {
         let arrived: HashSet<TaskId> = tasks.iter().map(|t| t.task_id).collect();
         for task in tasks {
-            if let Some(body) = task.function {
-                self.functions.insert(task.function_id, body.into());
-            }
-            let Some(function) = self.functions.get(&task.function_id).cloned() else {
+            let function = match task.function {
+                Some(body) => {
+                    let body: Arc<str> = body.into();
+                    self.functions.put(task.function_id, body.clone());
+                    Some(body)
+                }
+                None => self.functions.get(&task.function_id).cloned(),
+            };
+            let Some(function) = function else {
                 // The dispatcher believed this registration had the body: a protocol bug.
                 self.pending.push(Completion {
                     task_id: task.task_id,

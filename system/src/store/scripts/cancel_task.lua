@@ -3,14 +3,15 @@
 -- and the dispatchers are told, so whoever runs it stops its executor. Final tasks stay as
 -- they are (first write wins here too).
 -- KEYS[1] queue stream, KEYS[1 + i] task hash of task i
--- ARGV[1] group, ARGV[2] finished_at (µs), ARGV[3] done channel, ARGV[4] cancel channel, then
--- two per task i, from ARGV[5 + 2(i-1)]: result, task id
+-- ARGV[1] group, ARGV[2] finished_at (µs), ARGV[3] done channel, ARGV[4] cancel channel,
+-- ARGV[5] retention of final tasks (ms, 0: forever), then two per task i, from
+-- ARGV[6 + 2(i-1)]: result, task id
 -- Returns, per task, the status it had: 'QUEUED' | 'RUNNING' (now cancelled), 'COMPLETED' |
 -- 'FAILED' (unchanged), or 'missing'.
 local out = {}
 for i = 2, #KEYS do
   local task = KEYS[i]
-  local a = 5 + 2 * (i - 2)
+  local a = 6 + 2 * (i - 2)
   local status = redis.call('HGET', task, 'status')
   if not status then
     out[i - 1] = 'missing'
@@ -20,6 +21,9 @@ for i = 2, #KEYS do
     redis.call('HSET', task, 'status', 'FAILED', 'result', ARGV[a], 'finished_at', ARGV[2],
       'cancelled_at', ARGV[2])
     redis.call('HDEL', task, 'params')
+    if ARGV[5] ~= '0' then
+      redis.call('PEXPIRE', task, ARGV[5])
+    end
     local entry = redis.call('HGET', task, 'queue_entry')
     if entry then
       redis.call('XACK', KEYS[1], ARGV[1], entry)

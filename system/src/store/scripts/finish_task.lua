@@ -1,9 +1,11 @@
 -- finish_tasks: record final outcomes, first write wins: a late or duplicate result never
--- overwrites COMPLETED/FAILED. Each outcome it records also acknowledges the task's queue entry
--- and announces the task as done (a final or missing task is left as it is).
+-- overwrites COMPLETED/FAILED. Each outcome it records also acknowledges and deletes the task's
+-- queue entry, starts the task's retention clock and announces the task as done (a final or
+-- missing task is left as it is).
 -- One call records a whole batch: the per-call cost of a script is paid once.
 -- KEYS[1] queue stream, KEYS[1 + i] task hash of outcome i
--- ARGV[1] group, ARGV[2] done channel, then six per outcome i, from ARGV[3 + 6(i-1)]:
+-- ARGV[1] group, ARGV[2] done channel, ARGV[3] retention of final tasks (ms, 0: forever), then
+-- six per outcome i, from ARGV[4 + 6(i-1)]:
 -- status (COMPLETED|FAILED), result, finished_at (µs), started_at (µs, or '' when the executor
 -- never started it), task id, executor that ran it (or '')
 -- Returns, per outcome, 1 when recorded, 0 when the task was already final, -1 when it does
@@ -11,7 +13,7 @@
 local out = {}
 for i = 2, #KEYS do
   local task = KEYS[i]
-  local a = 3 + 6 * (i - 2)
+  local a = 4 + 6 * (i - 2)
   local status = redis.call('HGET', task, 'status')
   if not status then
     out[i - 1] = -1
@@ -26,6 +28,9 @@ for i = 2, #KEYS do
       redis.call('HSET', task, 'executor', ARGV[a + 5])
     end
     redis.call('HDEL', task, 'params')
+    if ARGV[3] ~= '0' then
+      redis.call('PEXPIRE', task, ARGV[3])
+    end
     local entry = redis.call('HGET', task, 'queue_entry')
     if entry then
       redis.call('XACK', KEYS[1], ARGV[1], entry)

@@ -3,12 +3,13 @@
 -- dropped. One call starts a whole batch: the per-call cost of a script is paid once.
 -- KEYS[1] queue stream, KEYS[1 + i] task hash of entry i
 -- ARGV[1] group, ARGV[2] dispatched_at (µs), ARGV[3] the dispatcher starting them (its consumer
--- name), ARGV[3 + i] entry id i
--- Returns, per entry, {function_id, params, attempts, submitted_at} to run, or a status string:
+-- name), ARGV[4] the prefix of function keys, ARGV[4 + i] entry id i
+-- Returns, per entry, {function_id, params, attempts, submitted_at, registered} to run
+-- (registered: 1, or 0 when the function was deleted since), or a status string:
 -- 'missing' | 'final' | 'stale'.
 local out = {}
 for i = 2, #KEYS do
-  local task, entry = KEYS[i], ARGV[i + 2]
+  local task, entry = KEYS[i], ARGV[i + 3]
   local function drop(outcome)
     redis.call('XACK', KEYS[1], ARGV[1], entry)
     redis.call('XDEL', KEYS[1], entry)
@@ -27,7 +28,10 @@ for i = 2, #KEYS do
     redis.call('HDEL', task, 'worker')
     local attempts = redis.call('HINCRBY', task, 'attempts', 1)
     local fields = redis.call('HMGET', task, 'function_id', 'params', 'submitted_at')
-    out[i - 1] = {fields[1], fields[2], attempts, fields[3]}
+    -- The function's key is derived, not declared: the queue and the tasks name it, and a
+    -- deleted function must not run even from a dispatcher's cache.
+    local registered = redis.call('EXISTS', ARGV[4] .. (fields[1] or ''))
+    out[i - 1] = {fields[1], fields[2], attempts, fields[3], registered}
   end
 end
 return out

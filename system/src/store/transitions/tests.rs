@@ -75,13 +75,14 @@ async fn a_started_task_is_running_with_its_params() {
         params,
         attempt,
         submitted_at,
+        registered,
     } = outcome
     else {
         panic!("not started: {outcome:?}");
     };
     assert_eq!(
-        (function_id, params.as_str(), attempt),
-        (f.function, "params", 1)
+        (function_id, params.as_str(), attempt, registered),
+        (f.function, "params", 1, true)
     );
     assert!(submitted_at.is_some());
     let hash = f.redis.task_hash(f.task).await;
@@ -270,4 +271,61 @@ async fn a_lost_task_is_requeued_until_it_runs_out_of_attempts() {
     let final_task = f.store.requeue_task(&second, 5, "lost").await.unwrap();
     assert_eq!(final_task, RequeueOutcome::Skipped);
     assert_eq!(RequeueOutcome::Skipped.as_str(), "skipped");
+}
+
+/// The task's time to live in ms (-1: none).
+async fn ttl(f: &Fixture, task: TaskId) -> i64 {
+    f.redis.conn().await.pttl(keys::task(task)).await.unwrap()
+}
+
+#[tokio::test]
+async fn final_tasks_expire_after_the_retention_and_live_ones_never() {
+    let day = 24 * 3600 * 1000;
+    let mut f = Fixture::new().await;
+    let (entry, _) = f.start().await;
+    assert_eq!(ttl(&f, f.task).await, -1, "a running task does not expire");
+    f.store
+        .finish_tasks(&[f.outcome(TaskStatus::Completed, "R")])
+        .await
+        .unwrap();
+    let left = ttl(&f, f.task).await;
+    assert!(
+        (day - 60_000..=day).contains(&left),
+        "a day by default: {left} ms"
+    );
+    assert_eq!(
+        f.store.requeue_task(&entry, 1, "lost").await.unwrap(),
+        RequeueOutcome::Skipped
+    );
+
+    // Cancelled, and failed out of attempts, with a retention of a minute; kept forever
+    // without one.
+    let minute = f
+        .store
+        .clone()
+        .with_retention(Some(Duration::from_secs(60)));
+    let cancelled = TaskId::new_random();
+    assert!(
+        f.store
+            .submit_task(cancelled, f.function, "p")
+            .await
+            .unwrap()
+    );
+    minute.cancel_task(cancelled, "cancelled").await.unwrap();
+    assert!((1..=60_000).contains(&ttl(&f, cancelled).await));
+
+    let lost = TaskId::new_random();
+    assert!(f.store.submit_task(lost, f.function, "p").await.unwrap());
+    let entries = Store::read_queue(&mut f.reader, "d1", 1, Duration::from_secs(5))
+        .await
+        .unwrap();
+    f.store.start_tasks(&entries, "d1").await.unwrap();
+    minute.requeue_task(&entries[0], 1, "lost").await.unwrap();
+    assert!((1..=60_000).contains(&ttl(&f, lost).await));
+
+    let forever = f.store.clone().with_retention(None);
+    let kept = TaskId::new_random();
+    assert!(f.store.submit_task(kept, f.function, "p").await.unwrap());
+    forever.cancel_task(kept, "cancelled").await.unwrap();
+    assert_eq!(ttl(&f, kept).await, -1);
 }
