@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use faas::cluster::{Output, Persistence, RedisServer};
-use faas::store::{FinalOutcome, QueueReader, StartOutcome, Store};
+use faas::store::{FinalOutcome, FinishOutcome, QueueReader, StartOutcome, Store};
 use faas::task::{FunctionId, TaskId, TaskStatus, now_micros};
 
 /// `((), {})` as dill writes it.
@@ -116,10 +116,11 @@ impl Bench {
                 started_at: Some(now_micros()),
                 finished_at: now_micros(),
                 executor: Some("bench/0".to_owned()),
+                claim: None,
             }])
             .await
             .expect("finish_tasks");
-        assert_eq!(recorded, [true]);
+        assert_eq!(recorded, [FinishOutcome::Recorded]);
     }
 }
 

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use common::{TestSystem, serialize_function, serialize_params};
 use faas::cluster::MemberId;
-use faas::store::{FinalOutcome, Store};
+use faas::store::{FinalOutcome, FinishOutcome, Store};
 use faas::task::{FunctionId, TaskId, TaskStatus, now_micros};
 
 #[tokio::test(flavor = "multi_thread")]
@@ -233,6 +233,7 @@ async fn final_writes_are_first_wins() {
         started_at: None,
         finished_at: now_micros(),
         executor: None,
+        claim: None,
     };
     let first = store
         .finish_tasks(&[outcome(TaskStatus::Completed, "first")])
@@ -242,7 +243,13 @@ async fn final_writes_are_first_wins() {
         .finish_tasks(&[outcome(TaskStatus::Failed, "late")])
         .await
         .unwrap();
-    assert_eq!((first, late), (vec![true], vec![false]));
+    assert_eq!(
+        (first, late),
+        (
+            vec![FinishOutcome::Recorded],
+            vec![FinishOutcome::AlreadyFinal]
+        )
+    );
     let recorded = store.task_result(task_id).await.unwrap().unwrap();
     assert_eq!(
         (recorded.status, recorded.result.as_deref()),

@@ -417,3 +417,49 @@ async fn a_deadline_runs_from_the_start_of_execution(#[case] mode: &str) {
         assert_eq!(attempts.as_deref(), Some("1"), "task {task} ran once");
     }
 }
+
+/// Signals `"start {token}"`, sleeps `seconds`, signals `"end {token}"` and returns the token,
+/// drawn afresh by each execution: which execution a result came from.
+const WHICH: &str = "import time, uuid\n\ndef which(fifo, seconds):\n    token = uuid.uuid4().hex\n    signal(fifo, 'start %s' % token)\n    time.sleep(seconds)\n    signal(fifo, 'end %s' % token)\n    return token\n";
+
+/// A dispatcher that lost its claim on a task cannot record it. Dispatcher A runs the task and
+/// is paused past its liveness; B requeues the task and runs it again. A resumes with the
+/// first execution's result while B's is still running: A's write is fenced off, and the
+/// result recorded is B's.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_dispatcher_that_lost_its_claim_cannot_record() {
+    let ttl = ["--liveness-ttl", "1", "--prefetch", "0"];
+    let mut system = TestSystem::with_mode("local", &[1], &ttl).await;
+    let mut fifo = Fifo::new();
+    let f = system.register(&common::signalling(WHICH), "which").await;
+    let task = system
+        .execute(&f, &format!("(({:?}, 3), {{}})", fifo.path()))
+        .await;
+    let first = fifo.next(START).await;
+    assert!(first.starts_with("start "), "{first}");
+    system.add_dispatcher(&[], &[]).await;
+    system
+        .cluster
+        .pause(MemberId::Dispatcher(0))
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    // B takes the task over once A's liveness lapses, and runs it again.
+    let second = fifo.next(START).await;
+    assert!(second.starts_with("start "), "{second}");
+    assert_ne!(first, second, "another execution");
+    // The first execution ends while B's still runs; A records it as soon as it resumes.
+    assert_eq!(fifo.next(START).await, first.replace("start", "end"));
+    system
+        .cluster
+        .resume(MemberId::Dispatcher(0))
+        .unwrap_or_else(|e| panic!("{e}"));
+
+    let (status, result) = system.wait_final(&task, Duration::from_secs(30)).await;
+    assert_eq!(status, "COMPLETED");
+    let token = second.trim_start_matches("start ");
+    assert_eq!(
+        common::describe(&result).1,
+        token,
+        "the result is the execution of the dispatcher holding the claim"
+    );
+}

@@ -10,7 +10,8 @@ use faas::dispatcher::remote::{
     DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MISSES, DEFAULT_PREFETCH, RemoteConfig,
 };
 use faas::dispatcher::{
-    self, DEFAULT_MAX_RETRIES, DEFAULT_RECLAIM_AFTER, DispatcherConfig, Mode, local,
+    self, DEFAULT_LIVENESS_TTL, DEFAULT_MAX_RETRIES, DEFAULT_RECLAIM_AFTER, DispatcherConfig, Mode,
+    local,
 };
 
 #[derive(Parser)]
@@ -47,6 +48,10 @@ struct Cli {
     /// with WorkerFailure at once.
     #[arg(long, default_value_t = DEFAULT_MAX_RETRIES)]
     max_retries: u32,
+    /// Seconds this dispatcher's liveness marker lives unless refreshed (three times per
+    /// period): once it lapses, the other dispatchers requeue the tasks it held.
+    #[arg(long, default_value_t = DEFAULT_LIVENESS_TTL.as_secs_f64())]
+    liveness_ttl: f64,
     /// Seconds an entry may stay pending for this dispatcher without it holding the task
     /// (a read whose reply was lost, a start or record that failed for good) before it is
     /// put back on the queue.
@@ -106,11 +111,17 @@ async fn main() -> anyhow::Result<()> {
         reclaim_after >= Duration::from_millis(100),
         "--reclaim-after must be at least 0.1 s"
     );
+    let liveness_ttl = seconds("--liveness-ttl", cli.liveness_ttl)?;
+    anyhow::ensure!(
+        liveness_ttl >= Duration::from_millis(300),
+        "--liveness-ttl must be at least 0.3 s"
+    );
     let shutdown = faas::shutdown::on_signal();
 
     let mut config = DispatcherConfig::new(cli.redis_url);
     config.max_retries = cli.max_retries;
     config.reclaim_after = reclaim_after;
+    config.liveness_ttl = liveness_ttl;
     config.retention = cli
         .retention
         .retention()

@@ -201,7 +201,8 @@ impl Core {
                         let message = format!(
                             "function {function_id} was deleted before the task could start"
                         );
-                        self.finish_now(entry.task_id, TaskOutcome::WorkerFailure(message))
+                        let outcome = TaskOutcome::WorkerFailure(message);
+                        self.finish_now(entry.task_id, &entry.entry_id, outcome)
                             .await;
                         continue;
                     };

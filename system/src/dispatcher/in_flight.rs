@@ -44,6 +44,13 @@ impl InFlightTable {
         Some(held)
     }
 
+    /// The queue entry `task` was started from, if this dispatcher holds it: its claim.
+    pub fn claim(&self, task: TaskId) -> Option<String> {
+        self.tasks
+            .get(&task)
+            .map(|held| held.entry.entry_id.clone())
+    }
+
     pub fn contains(&self, task: TaskId) -> bool {
         self.tasks.contains_key(&task)
     }

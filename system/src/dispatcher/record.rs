@@ -8,7 +8,7 @@ use super::in_flight::InFlight;
 use super::metrics::Timeline;
 use super::{Transport, worker_failure_result};
 use crate::protocol::Completion;
-use crate::store::FinalOutcome;
+use crate::store::{FinalOutcome, FinishOutcome};
 use crate::task::{TaskId, TaskOutcome, TaskStatus, now_micros};
 
 /// Most completions recorded in one Redis round trip.
@@ -35,7 +35,10 @@ impl Core {
         for done in batch {
             match done.outcome {
                 TaskOutcome::Lost(reason) => self.requeue_lost(done.task_id, &reason).await,
-                _ => outcomes.push(final_outcome(done)),
+                _ => {
+                    let claim = self.in_flight.claim(done.task_id);
+                    outcomes.push(final_outcome(done, claim));
+                }
             }
         }
         if outcomes.is_empty() {
@@ -54,10 +57,13 @@ impl Core {
         for (i, outcome) in outcomes.iter().enumerate() {
             let held = self.in_flight.remove(outcome.task_id);
             match recorded.as_ref().map(|r| r[i]) {
-                Some(false) => {
-                    tracing::debug!(task_id = %outcome.task_id, "late result dropped: task already final");
+                Some(FinishOutcome::AlreadyFinal | FinishOutcome::Missing) => {
+                    tracing::debug!(task_id = %outcome.task_id, "late result dropped: task already final or gone");
                 }
-                Some(true) => self.metrics.finished(
+                Some(FinishOutcome::ClaimLost) => {
+                    tracing::warn!(task_id = %outcome.task_id, "result dropped: this dispatcher lost the task (it was requeued while this dispatcher was away)");
+                }
+                Some(FinishOutcome::Recorded) => self.metrics.finished(
                     outcome.status,
                     &Timeline {
                         submitted: held.as_ref().and_then(|h| h.submitted_at),
@@ -95,8 +101,8 @@ impl Core {
         }
     }
 
-    /// Fails a started task that never reached the transport.
-    pub async fn finish_now(&mut self, task_id: TaskId, outcome: TaskOutcome) {
+    /// Fails a started task that never reached the transport (started from `entry_id`).
+    pub async fn finish_now(&mut self, task_id: TaskId, entry_id: &str, outcome: TaskOutcome) {
         let done = Completion {
             task_id,
             outcome,
@@ -105,7 +111,8 @@ impl Core {
             executor: None,
         };
         let store = self.store.clone();
-        let outcomes = [final_outcome(done)];
+        let claim = Some(entry_id.to_owned());
+        let outcomes = [final_outcome(done, claim)];
         self.retry("record results", || store.finish_tasks(&outcomes))
             .await;
         // The transport never saw this task: its place is free again.
@@ -113,9 +120,10 @@ impl Core {
     }
 }
 
-/// The record a completion becomes: the one place task outcomes map to statuses. (`Lost` only
-/// gets here if it is final; the core requeues it instead while attempts remain.)
-fn final_outcome(done: Completion) -> FinalOutcome {
+/// The record a completion becomes, under `claim` (see [`FinalOutcome::claim`]): the one place
+/// task outcomes map to statuses. (`Lost` only gets here if it is final; the core requeues it
+/// instead while attempts remain.)
+fn final_outcome(done: Completion, claim: Option<String>) -> FinalOutcome {
     let (status, result) = match done.outcome {
         TaskOutcome::Completed(value) => (TaskStatus::Completed, value),
         TaskOutcome::Raised(exception) => (TaskStatus::Failed, exception),
@@ -130,5 +138,6 @@ fn final_outcome(done: Completion) -> FinalOutcome {
         started_at: done.started_at,
         finished_at: done.finished_at,
         executor: done.executor,
+        claim,
     }
 }

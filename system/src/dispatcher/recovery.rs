@@ -10,11 +10,19 @@ use crate::store::{RequeueOutcome, Store};
 pub async fn run(store: Store, config: DispatcherConfig, stop: CancellationToken) {
     let interval = config.liveness_ttl / 3;
     loop {
-        if let Err(e) = store
-            .mark_dispatcher_alive(&config.consumer, config.liveness_ttl)
+        match store
+            .refresh_dispatcher_liveness(&config.consumer, config.liveness_ttl)
             .await
         {
-            tracing::warn!(error = %e, "cannot refresh dispatcher liveness");
+            Ok(true) => {}
+            // Its results for tasks peers requeued meanwhile are fenced off (their claims are
+            // lost); the rest it keeps running and recording.
+            Ok(false) => tracing::warn!(
+                ttl = ?config.liveness_ttl,
+                "this dispatcher's liveness lapsed (paused, or cut off from Redis): its peers \
+                 may have requeued the tasks it held, and its results for those will be dropped"
+            ),
+            Err(e) => tracing::warn!(error = %e, "cannot refresh dispatcher liveness"),
         }
         if let Err(e) = requeue_orphans(&store, &config).await {
             tracing::warn!(error = %e, "cannot scan for orphaned tasks");

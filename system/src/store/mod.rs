@@ -29,7 +29,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 pub use error::StoreError;
 pub use queue::{OrphanedEntry, QueueEntry, QueueReader, QueueStats};
 pub use records::{TaskResult, TaskTimeline};
-pub use transitions::{FinalOutcome, RequeueOutcome, StartOutcome};
+pub use transitions::{FinalOutcome, FinishOutcome, RequeueOutcome, StartOutcome};
 
 /// How long one command may take before the connection is considered broken. Generous,
 /// because a 10 MB payload on a loaded machine is slow, and blocking reads add their own wait.

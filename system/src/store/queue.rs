@@ -113,6 +113,31 @@ impl Store {
         Ok(())
     }
 
+    /// Refreshes the liveness marker of the dispatcher `consumer` for `ttl`, creating it if it
+    /// had lapsed. Returns whether it was still there: `false` means the dispatcher was away
+    /// (paused, cut off from Redis) long enough for its peers to take its tasks over.
+    pub async fn refresh_dispatcher_liveness(
+        &self,
+        consumer: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.conn.clone();
+        let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
+        let refreshed: Option<String> = redis::cmd("SET")
+            .arg(keys::dispatcher(consumer))
+            .arg(now_micros())
+            .arg("PX")
+            .arg(ttl_ms)
+            .arg("XX")
+            .query_async(&mut conn)
+            .await?;
+        if refreshed.is_some() {
+            return Ok(true);
+        }
+        self.mark_dispatcher_alive(consumer, ttl).await?;
+        Ok(false)
+    }
+
     /// Removes a dispatcher's liveness marker alone, keeping its consumer and the entries
     /// still pending for it: the next recovery scan (of a peer or a successor) takes them.
     pub async fn end_liveness(&self, consumer: &str) -> Result<(), StoreError> {

@@ -38,6 +38,23 @@ pub struct FinalOutcome {
     pub finished_at: u64,
     /// The executor that ran it (`worker/slot`), if one did.
     pub executor: Option<String>,
+    /// The queue entry the recording dispatcher started the task from: its claim, which fences
+    /// the write (see [`Store::finish_tasks`]). `None` for a result of a task it does not hold.
+    pub claim: Option<String>,
+}
+
+/// What `finish_tasks` did with an outcome.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FinishOutcome {
+    /// Recorded: the task is final with this outcome.
+    Recorded,
+    /// Not recorded: the task was already final (first write wins).
+    AlreadyFinal,
+    /// Not recorded: there is no such task.
+    Missing,
+    /// Not recorded: the claim was lost (the task was requeued and belongs to another
+    /// attempt now).
+    ClaimLost,
 }
 
 /// What `requeue_task` did with a lost task.
@@ -91,9 +108,13 @@ impl Store {
             .collect()
     }
 
-    /// Records final outcomes, first write wins, in one round trip. Returns, per outcome,
-    /// whether it was recorded (`false`: the task was already final or is unknown).
-    pub async fn finish_tasks(&self, outcomes: &[FinalOutcome]) -> Result<Vec<bool>, StoreError> {
+    /// Records final outcomes, first write wins, in one round trip; an outcome with a claim is
+    /// recorded only while the claim holds (the task was not requeued since), so a dispatcher
+    /// that lost a task cannot write it. Returns what happened to each.
+    pub async fn finish_tasks(
+        &self,
+        outcomes: &[FinalOutcome],
+    ) -> Result<Vec<FinishOutcome>, StoreError> {
         let mut call = ScriptCall::new(
             Transition::Finish,
             &[keys::QUEUE],
@@ -113,11 +134,20 @@ impl Store {
                     started,
                     outcome.task_id.to_string(),
                     outcome.executor.as_deref().unwrap_or_default(),
+                    outcome.claim.as_deref().unwrap_or_default(),
                 ),
             );
         }
         let replies: Vec<i64> = self.run_script(&call).await?;
-        Ok(replies.into_iter().map(|r| r == 1).collect())
+        Ok(replies
+            .into_iter()
+            .map(|r| match r {
+                1 => FinishOutcome::Recorded,
+                0 => FinishOutcome::AlreadyFinal,
+                -2 => FinishOutcome::ClaimLost,
+                _ => FinishOutcome::Missing,
+            })
+            .collect())
     }
 
     /// Cancels a task that is not final: it becomes FAILED with `failure` (a serialized

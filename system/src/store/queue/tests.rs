@@ -23,6 +23,7 @@ fn finished(task_id: TaskId) -> FinalOutcome {
         started_at: None,
         finished_at: now_micros(),
         executor: None,
+        claim: None,
     }
 }
 
@@ -250,4 +251,25 @@ async fn pending_entries_can_be_filtered_by_idle_time() {
         stale.into_iter().map(|p| p.entry).collect::<Vec<_>>(),
         vec![entries[0].clone()]
     );
+}
+
+#[tokio::test]
+async fn a_refresh_tells_whether_the_liveness_had_lapsed() {
+    let redis = TestRedis::start().await;
+    let store = redis.store().await;
+    let ttl = Duration::from_secs(60);
+    assert!(
+        !store.refresh_dispatcher_liveness("d1", ttl).await.unwrap(),
+        "never marked: lapsed"
+    );
+    assert!(store.refresh_dispatcher_liveness("d1", ttl).await.unwrap());
+    store.end_liveness("d1").await.unwrap();
+    assert!(!store.refresh_dispatcher_liveness("d1", ttl).await.unwrap());
+    let alive: bool = redis
+        .conn()
+        .await
+        .exists(keys::dispatcher("d1"))
+        .await
+        .unwrap();
+    assert!(alive, "marked again");
 }

@@ -108,6 +108,7 @@ async fn results_are_shown_once_final_in_the_order_asked() {
         started_at: None,
         finished_at: now_micros(),
         executor: None,
+        claim: None,
     };
     store.finish_tasks(&[outcome]).await.unwrap();
 
@@ -182,6 +183,7 @@ async fn the_timeline_follows_a_task_and_names_its_dispatcher() {
         started_at: Some(finished_at - 1),
         finished_at,
         executor: Some("worker-1/0".into()),
+        claim: None,
     };
     store.finish_tasks(&[outcome]).await.unwrap();
 

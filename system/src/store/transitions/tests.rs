@@ -62,6 +62,7 @@ impl Fixture {
             started_at: Some(now_micros()),
             finished_at: now_micros(),
             executor: Some("w1/0".into()),
+            claim: None,
         }
     }
 }
@@ -147,7 +148,7 @@ async fn the_first_final_write_wins() {
         .store
         .finish_tasks(&[f.outcome(TaskStatus::Completed, "first")])
         .await;
-    assert_eq!(first.unwrap(), [true]);
+    assert_eq!(first.unwrap(), [FinishOutcome::Recorded]);
     assert_eq!(done.next().await, f.task.to_string());
     let late = f.outcome(TaskStatus::Failed, "late");
     let unknown = FinalOutcome {
@@ -156,7 +157,7 @@ async fn the_first_final_write_wins() {
     };
     assert_eq!(
         f.store.finish_tasks(&[late, unknown]).await.unwrap(),
-        [false, false]
+        [FinishOutcome::AlreadyFinal, FinishOutcome::Missing]
     );
 
     let hash = f.redis.task_hash(f.task).await;
@@ -208,7 +209,7 @@ async fn a_running_task_is_cancelled_and_its_dispatcher_told() {
         .store
         .finish_tasks(&[f.outcome(TaskStatus::Completed, "r")])
         .await;
-    assert_eq!(late.unwrap(), [false]);
+    assert_eq!(late.unwrap(), [FinishOutcome::AlreadyFinal]);
     assert_eq!(f.redis.task_hash(f.task).await["result"], "cancelled");
 }
 
@@ -328,4 +329,49 @@ async fn final_tasks_expire_after_the_retention_and_live_ones_never() {
     assert!(f.store.submit_task(kept, f.function, "p").await.unwrap());
     forever.cancel_task(kept, "cancelled").await.unwrap();
     assert_eq!(ttl(&f, kept).await, -1);
+}
+
+#[tokio::test]
+async fn a_lost_claim_cannot_record_but_an_unclaimed_result_can() {
+    let mut f = Fixture::new().await;
+    let (first, _) = f.start().await;
+    assert_eq!(
+        f.store.requeue_task(&first, 3, "lost").await.unwrap(),
+        RequeueOutcome::Requeued
+    );
+    let (second, _) = f.start().await;
+
+    let under = |claim: &QueueEntry, result: &str| FinalOutcome {
+        claim: Some(claim.entry_id.clone()),
+        ..f.outcome(TaskStatus::Completed, result)
+    };
+    assert_eq!(
+        f.store
+            .finish_tasks(&[under(&first, "stale")])
+            .await
+            .unwrap(),
+        [FinishOutcome::ClaimLost]
+    );
+    assert_eq!(f.redis.task_hash(f.task).await["status"], "RUNNING");
+    assert_eq!(
+        f.store
+            .finish_tasks(&[under(&second, "fresh")])
+            .await
+            .unwrap(),
+        [FinishOutcome::Recorded]
+    );
+    assert_eq!(f.redis.task_hash(f.task).await["result"], "fresh");
+
+    // Without a claim (a worker's result for a task its dispatcher does not hold): recorded
+    // unless final.
+    let other = TaskId::new_random();
+    assert!(f.store.submit_task(other, f.function, "p").await.unwrap());
+    let unclaimed = FinalOutcome {
+        task_id: other,
+        ..f.outcome(TaskStatus::Completed, "late")
+    };
+    assert_eq!(
+        f.store.finish_tasks(&[unclaimed]).await.unwrap(),
+        [FinishOutcome::Recorded]
+    );
 }
