@@ -3,7 +3,7 @@
 //! | key | type | contents |
 //! |---|---|---|
 //! | `faas:function:{id}` | hash | `name`, `payload` (base64 dill of the function), `created_at` |
-//! | `faas:task:{id}` | hash (expires its retention after it became final) | `function_id`, `params` (base64 dill of `(args, kwargs)`, dropped once final), `status`, `result`, `attempts`, `dispatcher` (consumer name of the dispatcher that started it last), `executor` (`worker/slot` that ran it), `queue_entry` (id of the task's live stream entry), and the timestamps `cancelled_at` (when cancelled through the API), `submitted_at`, `dispatched_at`, `started_at`, `finished_at` (µs since the epoch) |
+//! | `faas:task:{id}` | hash (expires its retention after it became final) | `function_id`, `params` (base64 dill of `(args, kwargs)`, dropped once final), `status`, `result`, `attempts`, `dispatcher` (consumer name of the dispatcher that started it last), `executor` (`worker/slot` that ran it), `queue_entry` (id of the task's live stream entry, removed once final), and the timestamps `cancelled_at` (when cancelled through the API), `submitted_at`, `dispatched_at`, `started_at`, `finished_at` (µs since the epoch) |
 //! | `faas:queue` | stream | one entry `{task: id}` per task waiting for or held by a dispatcher (deleted once its task is final or requeued under a new entry); consumer group [`QUEUE_GROUP`] |
 //! | `faas:dispatcher:{consumer}` | string with TTL | present while the dispatcher that reads the queue as `consumer` is alive |
 //! | `tasks` | pub/sub channel | every new task id (public contract) |

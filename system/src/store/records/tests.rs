@@ -226,3 +226,70 @@ async fn a_record_from_before_the_rename_still_names_its_dispatcher() {
     let timeline = store.task_timeline(task).await.unwrap().unwrap();
     assert_eq!(timeline.dispatcher.as_deref(), Some("old-dispatcher"));
 }
+
+/// Redis's `used_memory`, in bytes.
+async fn used_memory(redis: &TestRedis) -> i64 {
+    let info: String = redis::cmd("INFO")
+        .arg("memory")
+        .query_async(&mut redis.conn().await)
+        .await
+        .unwrap();
+    info.lines()
+        .find_map(|l| l.strip_prefix("used_memory:"))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("used_memory in INFO memory")
+}
+
+/// What a task costs Redis, measured over 2,000 tasks with the arguments and result of a
+/// one-argument call (`f(1)` returning 2, as dill and base64 make them): a queued task (its
+/// hash, its stream entry) and a finished one (its hash; the entry is deleted). Printed for
+/// the report, and bounded so that a regression in the key schema shows.
+#[tokio::test]
+async fn bytes_per_task_in_redis() {
+    const TASKS: usize = 2000;
+    const PARAMS: &str = "gASVDAAAAAAAAABLAYWUfZSGlC4=\n";
+    const RESULT: &str = "gARLAi4=\n";
+    let redis = TestRedis::start().await;
+    let store = redis.store().await;
+    let mut reader = redis.reader().await;
+    let function = registered_function(&store).await;
+    store.ensure_queue_group().await.unwrap();
+    let before = used_memory(&redis).await;
+
+    let tasks: Vec<(TaskId, String)> = (0..TASKS)
+        .map(|_| (TaskId::new_random(), PARAMS.to_owned()))
+        .collect();
+    for chunk in tasks.chunks(500) {
+        assert!(store.submit_tasks(function, chunk).await.unwrap());
+    }
+    let queued = (used_memory(&redis).await - before) / TASKS as i64;
+
+    let mut entries = Vec::new();
+    while entries.len() < TASKS {
+        let batch = Store::read_queue(&mut reader, "d1", TASKS, Duration::from_secs(5))
+            .await
+            .unwrap();
+        entries.extend(batch);
+    }
+    for chunk in entries.chunks(500) {
+        store.start_tasks(chunk, "d1").await.unwrap();
+        let outcomes: Vec<FinalOutcome> = chunk
+            .iter()
+            .map(|entry| FinalOutcome {
+                task_id: entry.task_id,
+                status: TaskStatus::Completed,
+                result: RESULT.to_owned(),
+                started_at: Some(now_micros()),
+                finished_at: now_micros(),
+                executor: Some("worker-1/0".into()),
+                claim: Some(entry.entry_id.clone()),
+            })
+            .collect();
+        store.finish_tasks(&outcomes).await.unwrap();
+    }
+    let finished = (used_memory(&redis).await - before) / TASKS as i64;
+
+    eprintln!("bytes per task in Redis: queued {queued}, finished {finished}");
+    assert!(queued < 1024, "a queued task takes {queued} bytes");
+    assert!(finished < 1024, "a finished task takes {finished} bytes");
+}

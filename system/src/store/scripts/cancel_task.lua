@@ -20,11 +20,12 @@ for i = 2, #KEYS do
   else
     redis.call('HSET', task, 'status', 'FAILED', 'result', ARGV[a], 'finished_at', ARGV[2],
       'cancelled_at', ARGV[2])
-    redis.call('HDEL', task, 'params')
+    -- A final task has no live entry: what it no longer needs is not kept for its retention.
+    local entry = redis.call('HGET', task, 'queue_entry')
+    redis.call('HDEL', task, 'params', 'queue_entry')
     if ARGV[5] ~= '0' then
       redis.call('PEXPIRE', task, ARGV[5])
     end
-    local entry = redis.call('HGET', task, 'queue_entry')
     if entry then
       redis.call('XACK', KEYS[1], ARGV[1], entry)
       redis.call('XDEL', KEYS[1], entry)

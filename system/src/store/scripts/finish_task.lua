@@ -32,11 +32,12 @@ for i = 2, #KEYS do
     if ARGV[a + 5] ~= '' then
       redis.call('HSET', task, 'executor', ARGV[a + 5])
     end
-    redis.call('HDEL', task, 'params')
+    -- A final task has no live entry: what it no longer needs is not kept for its retention.
+    local entry = redis.call('HGET', task, 'queue_entry')
+    redis.call('HDEL', task, 'params', 'queue_entry')
     if ARGV[3] ~= '0' then
       redis.call('PEXPIRE', task, ARGV[3])
     end
-    local entry = redis.call('HGET', task, 'queue_entry')
     if entry then
       redis.call('XACK', KEYS[1], ARGV[1], entry)
       redis.call('XDEL', KEYS[1], entry)

@@ -21,7 +21,7 @@ for i = 2, #KEYS do
     out[i - 1] = 'stale'
   elseif tonumber(redis.call('HGET', task, 'attempts') or '0') >= tonumber(ARGV[2]) then
     redis.call('HSET', task, 'status', 'FAILED', 'result', ARGV[a + 1], 'finished_at', ARGV[3])
-    redis.call('HDEL', task, 'params')
+    redis.call('HDEL', task, 'params', 'queue_entry')
     if ARGV[5] ~= '0' then
       redis.call('PEXPIRE', task, ARGV[5])
     end
