@@ -65,6 +65,21 @@ impl Recipe {
         self
     }
 
+    /// The same command started under `wrapper` (its program and leading arguments), e.g.
+    /// `ip netns exec NAME`; unchanged for an empty wrapper.
+    #[must_use]
+    pub fn under(mut self, wrapper: &[OsString]) -> Self {
+        let Some((program, leading)) = wrapper.split_first() else {
+            return self;
+        };
+        let mut args = leading.to_vec();
+        args.push(std::mem::take(&mut self.program).into_os_string());
+        args.append(&mut self.args);
+        self.program = PathBuf::from(program);
+        self.args = args;
+        self
+    }
+
     #[must_use]
     pub fn env_remove(mut self, key: &str) -> Self {
         self.env_remove.push(key.to_owned());

@@ -42,6 +42,7 @@ pub use member::{Exit, Member, NotReady, Recipe};
 pub use output::Output;
 pub use redis::{Persistence, PrivateRedis, RedisServer};
 pub use spec::{ClusterSpec, RedisSpec};
+pub use start::WorkerPlace;
 pub use stop::Stopped;
 
 /// One process of the cluster. Indexes count from 0 in start order; a restarted member

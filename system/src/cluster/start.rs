@@ -140,12 +140,28 @@ impl Cluster {
         args: &[&str],
         env: &[(&str, &str)],
     ) -> Result<usize, ClusterError> {
+        self.spawn_worker_at(&WorkerPlace::default(), executors, args, env)
+    }
+
+    /// [`Self::spawn_worker_with`] at `place`: under a command of its own (another network
+    /// namespace, say), reaching the dispatcher at an address of its own.
+    pub fn spawn_worker_at(
+        &mut self,
+        place: &WorkerPlace,
+        executors: u32,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<usize, ClusterError> {
         let binary = self.spec.mode.worker_binary().unwrap_or("push_worker");
         let id = MemberId::Worker(self.workers.len());
+        let endpoint = place
+            .endpoint
+            .clone()
+            .unwrap_or_else(|| self.worker_endpoint());
         let mut recipe = self
             .executor_host_recipe(binary)?
             .arg(executors.to_string())
-            .arg(self.worker_endpoint())
+            .arg(endpoint)
             .args(["--name".to_owned(), id.to_string()])
             .args(&self.spec.worker_args)
             // Workers never touch Redis.
@@ -153,7 +169,7 @@ impl Cluster {
         if let Some(keys) = &self.keys {
             recipe = keys.worker(recipe)?;
         }
-        let member = self.spawn(id, with_extra(recipe, args, env))?;
+        let member = self.spawn(id, with_extra(recipe, args, env).under(&place.wrapper))?;
         self.workers.push(member);
         Ok(self.workers.len() - 1)
     }
@@ -185,6 +201,16 @@ impl Cluster {
         recipe.cwd.clone_from(&self.spec.workdir);
         Ok(recipe)
     }
+}
+
+/// Where a worker runs, when not beside the dispatcher.
+#[derive(Debug, Clone, Default)]
+pub struct WorkerPlace {
+    /// The command it is started under, e.g. `ip netns exec NAME` (none: started directly).
+    /// It must exec the worker, so that signals reach the worker itself.
+    pub wrapper: Vec<std::ffi::OsString>,
+    /// The dispatcher's endpoint as seen from there (default: the loopback one).
+    pub endpoint: Option<String>,
 }
 
 /// `recipe` with extra flags and environment.

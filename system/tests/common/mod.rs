@@ -8,9 +8,11 @@
 #![allow(dead_code, unused_imports)] // each test binary uses a different subset of the helpers
 
 mod fifo;
+mod netns;
 mod python;
 
 pub use fifo::{Fifo, NAP, SIGNAL, nap_args, signalling};
+pub use netns::NetNs;
 pub use python::{
     Described, describe, describe_full, describe_many, python, serialize_function,
     serialize_params, serialize_params_many,

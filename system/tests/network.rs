@@ -1,0 +1,142 @@
+//! Workers across a real network: each faulty worker runs in a network namespace of its own,
+//! joined by a veth pair, and faults are nftables rules inside it. A partition longer than the
+//! heartbeat window, then healed; random packet loss. Nothing is lost, stuck or wrong, and a
+//! worker cut off rejoins by itself.
+
+mod common;
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use common::{Fifo, NetNs, TestSystem, mode, spec};
+use faas::cluster::{ClusterSpec, MemberId};
+use rstest::rstest;
+
+const START: Duration = Duration::from_secs(30);
+
+/// A `mode` system with no worker yet, its dispatcher listening on the host's end of `net`'s
+/// link (which loopback workers reach too), with `args`.
+async fn system_across(net: &NetNs, mode_name: &str, args: &[&str]) -> TestSystem {
+    let mut dispatcher_args = vec!["--bind".to_owned(), net.host_ip.clone()];
+    dispatcher_args.extend(args.iter().map(|a| (*a).to_owned()));
+    TestSystem::from_spec(ClusterSpec {
+        dispatcher_args,
+        ..spec(mode(mode_name), &[])
+    })
+    .await
+}
+
+/// Starts a worker of `executors` in `net` when `inside`, else beside the dispatcher (reaching
+/// it at the same address); its id, once registered.
+async fn worker(system: &mut TestSystem, net: &NetNs, inside: bool, executors: u32) -> MemberId {
+    let port = system.cluster.worker_port();
+    let mut place = net.place(port);
+    if !inside {
+        place.wrapper.clear();
+    }
+    let i = system
+        .cluster
+        .spawn_worker_at(&place, executors, &[], &[])
+        .unwrap_or_else(|e| panic!("{e}"));
+    let id = MemberId::Worker(i);
+    system
+        .cluster
+        .wait_ready(id, 1, common::READY)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    id
+}
+
+/// One worker beside the dispatcher, one across the link; the link is cut while each runs a
+/// task, for longer than the heartbeat window. The cut-off worker is declared dead, its task
+/// runs again on the other, and once the link heals it registers again by itself (resending
+/// the result it kept: the first final write wins) and takes tasks again.
+#[rstest]
+#[case::pull("pull")]
+#[case::push("push")]
+#[tokio::test(flavor = "multi_thread")]
+async fn a_partitioned_worker_is_replaced_and_rejoins_when_healed(#[case] mode: &str) {
+    let Some(net) = NetNs::require() else {
+        return;
+    };
+    let args = ["--heartbeat", "0.3"];
+    let mut system = system_across(&net, mode, &args).await;
+    worker(&mut system, &net, false, 1).await;
+    let remote = worker(&mut system, &net, true, 1).await;
+    let mut fifo = Fifo::new();
+    let naps = system.submit_naps(&fifo, 2, 1.5).await;
+    fifo.take(2, START).await;
+
+    net.add_rule("drop");
+    // The cut-off worker's task starts again beside the dispatcher (after the nap there).
+    fifo.next(START).await;
+    net.heal();
+    system
+        .cluster
+        .wait_ready(remote, 2, Duration::from_secs(30))
+        .await
+        .unwrap_or_else(|e| panic!("the worker did not register again: {e}"));
+    for nap in &naps {
+        let (status, result) = system.wait_final(nap, START).await;
+        assert_eq!(
+            status,
+            "COMPLETED",
+            "{nap}: {}",
+            common::describe(&result).1
+        );
+    }
+
+    // Both workers take tasks again.
+    let more = system.submit_naps(&fifo, 2, 0.5).await;
+    let mut executors = HashSet::new();
+    for task in &more {
+        assert_eq!(system.wait_final(task, START).await.0, "COMPLETED");
+        let executor = system
+            .task_field(task, "executor")
+            .await
+            .unwrap_or_default();
+        executors.insert(executor.split('/').next().unwrap_or_default().to_owned());
+    }
+    assert!(
+        executors.contains(&remote.to_string()),
+        "the healed worker ran none of {executors:?}"
+    );
+}
+
+/// 5% of packets lost each way on the worker's link, for a whole run of 60 tasks: every one
+/// completes with its own result, none twice.
+#[rstest]
+#[case::pull("pull")]
+#[case::push("push")]
+#[tokio::test(flavor = "multi_thread")]
+async fn tasks_complete_under_packet_loss(#[case] mode: &str) {
+    let Some(net) = NetNs::require() else {
+        return;
+    };
+    let mut system = system_across(&net, mode, &[]).await;
+    worker(&mut system, &net, true, 2).await;
+    net.add_rule("numgen random mod 100 < 5 drop");
+    let f = system
+        .register("def double(x):\n    return x * 2\n", "double")
+        .await;
+    let exprs: Vec<String> = (0..60).map(|i| format!("(({i},), {{}})")).collect();
+    let mut tasks = Vec::new();
+    for params in common::serialize_params_many(&exprs) {
+        tasks.push(system.execute_serialized(&f, &params).await);
+    }
+    let results = system.results(&tasks, 60.0).await;
+    let mut seen = HashSet::new();
+    for line in &results {
+        let task = line["task_id"].as_str().expect("a task id").to_owned();
+        let i = tasks.iter().position(|t| *t == task).expect("one of ours");
+        assert_eq!(line["status"], "COMPLETED", "{line}");
+        let result = line["result"].as_str().expect("a result");
+        assert_eq!(common::describe(result).1, (2 * i).to_string(), "{task}");
+        assert!(seen.insert(task), "answered twice");
+    }
+    assert_eq!(seen.len(), tasks.len(), "every task answered");
+    for task in &tasks {
+        let attempts = system.task_field(task, "attempts").await;
+        assert_eq!(attempts.as_deref(), Some("1"), "task {task} ran once");
+    }
+}
