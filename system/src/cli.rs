@@ -143,7 +143,9 @@ impl WorkerCurveArgs {
 pub struct WorkerArgs {
     /// Executor processes this worker runs.
     pub executors: usize,
-    /// The dispatcher's address, e.g. tcp://127.0.0.1:5555.
+    /// The dispatcher's address, e.g. tcp://127.0.0.1:5555; several, comma-separated, for
+    /// dispatchers sharing one Redis: the worker serves one and moves to the next when it
+    /// loses it.
     pub endpoint: String,
     /// This worker's name in the dispatcher's logs and registry (default: host-pid-random).
     #[arg(long)]
@@ -166,16 +168,18 @@ impl WorkerArgs {
     /// The worker's configuration, with its Python environment ready.
     pub async fn into_config(self) -> anyhow::Result<crate::worker::WorkerConfig> {
         anyhow::ensure!(self.executors > 0, "N (executors) must be at least 1");
-        anyhow::ensure!(
-            self.endpoint.starts_with("tcp://"),
-            "the dispatcher address must look like tcp://HOST:PORT, got {:?}",
-            self.endpoint
-        );
+        let endpoints: Vec<String> = self.endpoint.split(',').map(str::to_owned).collect();
+        for endpoint in &endpoints {
+            anyhow::ensure!(
+                endpoint.starts_with("tcp://"),
+                "a dispatcher address must look like tcp://HOST:PORT, got {endpoint:?}"
+            );
+        }
         Ok(crate::worker::WorkerConfig {
             name: self
                 .name
                 .unwrap_or_else(crate::worker::WorkerConfig::default_name),
-            endpoint: self.endpoint,
+            endpoints,
             executors: self.executors,
             prefetch: self.prefetch,
             curve: self.curve.into_keys()?,

@@ -83,13 +83,24 @@ impl Cluster {
         args: &[&str],
         env: &[(&str, &str)],
     ) -> Result<usize, ClusterError> {
+        self.start_dispatcher_on(self.worker_port, args, env).await
+    }
+
+    /// [`Self::start_dispatcher_with`] listening for workers on `port` (pull and push): one
+    /// of several dispatchers sharing the cluster's Redis, each with a port of its own.
+    pub async fn start_dispatcher_on(
+        &mut self,
+        port: u16,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> Result<usize, ClusterError> {
         let mut recipe = self
             .executor_host_recipe("task_dispatcher")?
             .args(["-m", self.spec.mode.as_str()])
             .env("FAAS_REDIS_URL", &self.redis_url);
         recipe = match self.spec.mode {
             Mode::Local => recipe.args(["-w", &self.spec.local_executors().to_string()]),
-            Mode::Pull | Mode::Push => recipe.args(["-p", &self.worker_port.to_string()]),
+            Mode::Pull | Mode::Push => recipe.args(["-p", &port.to_string()]),
         };
         if let Some(keys) = &self.keys {
             recipe = keys.dispatcher(recipe);

@@ -30,8 +30,10 @@ const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 pub struct WorkerConfig {
     /// This worker's name in the dispatcher's registry and logs.
     pub name: String,
-    /// The dispatcher's `tcp://host:port`.
-    pub endpoint: String,
+    /// The dispatchers' `tcp://host:port`s, tried in turn: the worker serves one at a time
+    /// and moves to the next whenever it loses the one it serves (several dispatchers sharing
+    /// one Redis make workers highly available).
+    pub endpoints: Vec<String>,
     pub executors: usize,
     /// Pull mode: tasks asked for beyond the free executors, per executor, so the next task
     /// is at hand when one finishes (push mode: the dispatcher's --prefetch decides).
@@ -44,17 +46,19 @@ pub struct WorkerConfig {
 }
 
 impl WorkerConfig {
-    /// A socket of `kind` to the dispatcher: secured with the CURVE keys if any, connected.
+    /// A socket of `kind` to the dispatcher at `endpoint`: secured with the CURVE keys if
+    /// any, connected.
     pub(crate) fn connect(
         &self,
         ctx: &zmq::Context,
         kind: zmq::SocketType,
+        endpoint: &str,
     ) -> Result<zmq::Socket, WorkerError> {
         let socket = ctx.socket(kind)?;
         if let Some(keys) = &self.curve {
             keys.secure(&socket)?;
         }
-        socket.connect(&self.endpoint)?;
+        socket.connect(endpoint)?;
         Ok(socket)
     }
 
@@ -102,15 +106,22 @@ pub async fn run(
 ) -> Result<(), WorkerError> {
     let mut runner = runner::Runner::start(&config).await?;
     let ctx = zmq::Context::new();
-    loop {
+    for turn in 0.. {
+        let endpoint = &config.endpoints[turn % config.endpoints.len()];
+        let session = Session {
+            ctx: &ctx,
+            config: &config,
+            endpoint,
+        };
         let end = match kind {
-            Kind::Pull => pull::session(&ctx, &config, &mut runner, &shutdown).await?,
-            Kind::Push => push::session(&ctx, &config, &mut runner, &shutdown).await?,
+            Kind::Pull => pull::session(&session, &mut runner, &shutdown).await?,
+            Kind::Push => push::session(&session, &mut runner, &shutdown).await?,
         };
         match end {
             SessionEnd::Shutdown => break,
             SessionEnd::Reconnect(reason) => {
-                tracing::warn!(%reason, endpoint = %config.endpoint, "reconnecting to the dispatcher");
+                let next = &config.endpoints[(turn + 1) % config.endpoints.len()];
+                tracing::warn!(%reason, %endpoint, %next, "reconnecting to a dispatcher");
                 tokio::select! {
                     () = shutdown.cancelled() => break,
                     () = tokio::time::sleep(RECONNECT_PAUSE) => {}
@@ -120,6 +131,21 @@ pub async fn run(
     }
     runner.shutdown(SHUTDOWN_GRACE).await;
     Ok(())
+}
+
+/// What one connection to a dispatcher is made with.
+struct Session<'a> {
+    ctx: &'a zmq::Context,
+    config: &'a WorkerConfig,
+    /// The dispatcher this connection serves.
+    endpoint: &'a str,
+}
+
+impl Session<'_> {
+    /// A socket of `kind` to this session's dispatcher.
+    fn connect(&self, kind: zmq::SocketType) -> Result<zmq::Socket, WorkerError> {
+        self.config.connect(self.ctx, kind, self.endpoint)
+    }
 }
 
 /// How one connection to the dispatcher ended.

@@ -8,7 +8,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::runner::Runner;
-use super::{SessionEnd, WorkerConfig, WorkerError, await_welcome, decode};
+use super::{Session, SessionEnd, WorkerError, await_welcome, decode};
 use crate::bridge::{Bridge, Inbound};
 use crate::protocol::{self, ToDispatcher, ToWorker};
 
@@ -17,18 +17,18 @@ const RESULTS: usize = 1;
 
 /// One connection to the dispatcher, from registration until it is lost or shutdown.
 pub(super) async fn session(
-    ctx: &zmq::Context,
-    config: &WorkerConfig,
+    session: &Session<'_>,
     runner: &mut Runner,
     shutdown: &CancellationToken,
 ) -> Result<SessionEnd, WorkerError> {
-    let work = config.connect(ctx, zmq::REQ)?;
-    let results = config.connect(ctx, zmq::REQ)?;
+    let work = session.connect(zmq::REQ)?;
+    let results = session.connect(zmq::REQ)?;
     let (inbox_tx, mut inbox) = mpsc::unbounded_channel();
-    let bridge = Bridge::spawn(ctx, vec![work, results], inbox_tx)?;
+    let bridge = Bridge::spawn(session.ctx, vec![work, results], inbox_tx)?;
     let send = |socket: usize, message: &ToDispatcher| {
         bridge.send(socket, vec![protocol::encode(message)]);
     };
+    let config = session.config;
     let worker = config.name.clone();
 
     send(
@@ -44,7 +44,7 @@ pub(super) async fn session(
         Err(end) => return Ok(end),
     };
     runner.new_registration();
-    tracing::info!(%worker, endpoint = %config.endpoint, executors = runner.capacity(), "registered with the dispatcher");
+    tracing::info!(%worker, endpoint = %session.endpoint, executors = runner.capacity(), "registered with the dispatcher");
     crate::readiness::notify(crate::readiness::Ready::WorkerRegistered);
 
     // When the ask in flight was sent.

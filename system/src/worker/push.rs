@@ -7,21 +7,21 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use super::runner::Runner;
-use super::{SessionEnd, WorkerConfig, WorkerError, await_welcome, decode};
+use super::{Session, SessionEnd, WorkerError, await_welcome, decode};
 use crate::bridge::{Bridge, Inbound};
 use crate::protocol::{self, ToDispatcher, ToWorker};
 
 /// One connection to the dispatcher, from registration until it is lost or shutdown.
 pub(super) async fn session(
-    ctx: &zmq::Context,
-    config: &WorkerConfig,
+    session: &Session<'_>,
     runner: &mut Runner,
     shutdown: &CancellationToken,
 ) -> Result<SessionEnd, WorkerError> {
-    let dealer = config.connect(ctx, zmq::DEALER)?;
+    let dealer = session.connect(zmq::DEALER)?;
     let (inbox_tx, mut inbox) = mpsc::unbounded_channel();
-    let bridge = Bridge::spawn(ctx, vec![dealer], inbox_tx)?;
+    let bridge = Bridge::spawn(session.ctx, vec![dealer], inbox_tx)?;
     let send = |message: &ToDispatcher| bridge.send(0, vec![protocol::encode(message)]);
+    let config = session.config;
     let worker = config.name.clone();
 
     send(&ToDispatcher::Register {
@@ -34,7 +34,7 @@ pub(super) async fn session(
         Err(end) => return Ok(end),
     };
     runner.new_registration();
-    tracing::info!(%worker, endpoint = %config.endpoint, executors = runner.capacity(), "registered with the dispatcher");
+    tracing::info!(%worker, endpoint = %session.endpoint, executors = runner.capacity(), "registered with the dispatcher");
     crate::readiness::notify(crate::readiness::Ready::WorkerRegistered);
 
     let mut last_heard = Instant::now();
