@@ -11,7 +11,7 @@ mod fifo;
 mod netns;
 mod python;
 
-pub use fifo::{Fifo, NAP, SIGNAL, nap_args, signalling};
+pub use fifo::{Fifo, NAP, SIGNAL, nap_args, root as fifo_root, signalling};
 pub use netns::NetNs;
 pub use python::{
     Described, describe, describe_full, describe_many, python, serialize_function,
