@@ -2,8 +2,21 @@
 
 use std::net::{Ipv4Addr, TcpListener};
 
-/// A port nobody listens on now (bound on loopback, then released for a child to take).
+/// Where [`free_port`] looks: below Linux's default ephemeral range (32768-60999), so that no
+/// outgoing connection's source port takes a chosen port before its child binds it.
+const CHOSEN_PORTS: std::ops::Range<u16> = 20_000..32_768;
+
+/// A port nobody listens on now (checked on loopback, then left for a child to take), chosen at
+/// random below the ephemeral range; the kernel's choice when none is found there.
 pub fn free_port() -> std::io::Result<u16> {
+    let span = u32::from(CHOSEN_PORTS.end - CHOSEN_PORTS.start);
+    for _ in 0..64 {
+        let offset = uuid::Uuid::new_v4().as_u128() % u128::from(span);
+        let port = CHOSEN_PORTS.start + u16::try_from(offset).expect("below the span");
+        if check_free(port).is_ok() {
+            return Ok(port);
+        }
+    }
     Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
         .local_addr()?
         .port())
