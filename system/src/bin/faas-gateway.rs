@@ -40,6 +40,10 @@ struct Cli {
     max_waiting: usize,
     #[command(flatten)]
     retention: faas::cli::RetentionArgs,
+    /// Acknowledge a submission only once this many Redis replicas have it (Redis WAIT, up
+    /// to 2 s, else 503): a failover to a replica then loses no task that was accepted.
+    #[arg(long, env = "FAAS_REDIS_REPLICAS", default_value_t = 0)]
+    replicas: u32,
 }
 
 /// `seconds` as a duration, for a flag named `flag`.
@@ -67,6 +71,7 @@ async fn main() -> anyhow::Result<()> {
             .retention
             .retention()
             .context("--retention must be a number of seconds, 0 or more")?,
+        replicas: cli.replicas,
     };
     let state = AppState::connect(&cli.redis_url, &config, &shutdown)
         .await

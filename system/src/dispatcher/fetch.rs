@@ -27,17 +27,8 @@ pub async fn run(
     entries: mpsc::Sender<Vec<QueueEntry>>,
     stop: CancellationToken,
 ) {
-    let mut reader = loop {
-        match QueueReader::connect(&redis_url, READ_BLOCK).await {
-            Ok(reader) => break reader,
-            Err(e) => {
-                tracing::warn!(error = %e, "queue reader cannot connect; retrying");
-                tokio::select! {
-                    () = stop.cancelled() => return,
-                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
-                }
-            }
-        }
+    let Some(mut reader) = connect(&redis_url, &stop).await else {
+        return;
     };
     loop {
         let places = tokio::select! {
@@ -68,6 +59,28 @@ pub async fn run(
                 tokio::select! {
                     () = stop.cancelled() => return,
                     () = tokio::time::sleep(Duration::from_millis(200)) => {}
+                }
+                // Anew, so that a Sentinel address names the primary again (after a
+                // failover, the old one is gone or read-only).
+                match connect(&redis_url, &stop).await {
+                    Some(fresh) => reader = fresh,
+                    None => return,
+                }
+            }
+        }
+    }
+}
+
+/// A queue reader, retrying until it connects; `None` once `stop` is cancelled first.
+async fn connect(redis_url: &str, stop: &CancellationToken) -> Option<QueueReader> {
+    loop {
+        match QueueReader::connect(redis_url, READ_BLOCK).await {
+            Ok(reader) => return Some(reader),
+            Err(e) => {
+                tracing::warn!(error = %e, "queue reader cannot connect; retrying");
+                tokio::select! {
+                    () = stop.cancelled() => return None,
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
                 }
             }
         }

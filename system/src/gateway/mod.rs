@@ -59,7 +59,8 @@ impl AppState {
     ) -> Result<Self, crate::store::StoreError> {
         let store = Store::connect(redis_url)
             .await?
-            .with_retention(config.retention);
+            .with_retention(config.retention)
+            .with_replicas(config.replicas);
         let waiters = waiters::Waiters::new(config.max_waiting);
         tokio::spawn(
             waiters
@@ -93,6 +94,8 @@ pub struct GatewayConfig {
     pub max_waiting: usize,
     /// How long a task cancelled here is kept; `None`: forever.
     pub retention: Option<Duration>,
+    /// Replicas a submission must reach (Redis `WAIT`) before it is acknowledged.
+    pub replicas: u32,
 }
 
 impl Default for GatewayConfig {
@@ -105,6 +108,7 @@ impl Default for GatewayConfig {
             max_connections: 4096,
             max_waiting: 2048,
             retention: Some(crate::store::DEFAULT_RETENTION),
+            replicas: 0,
         }
     }
 }

@@ -42,8 +42,11 @@ async fn subscribe_once(
     channel: &str,
     stop: &CancellationToken,
     on: &mut impl FnMut(Heard) -> bool,
-) -> Result<(), redis::RedisError> {
-    let client = redis::Client::open(redis_url)?;
+) -> Result<(), super::StoreError> {
+    // A Sentinel address names the primary anew at each subscription: after a failover the
+    // old primary's connection drops and the next one goes to the new primary.
+    let url = super::RedisAddress::parse(redis_url)?.current().await?;
+    let client = redis::Client::open(url)?;
     let mut pubsub = client.get_async_pubsub().await?;
     pubsub.subscribe(channel).await?;
     if !on(Heard::Subscribed) {
@@ -55,7 +58,8 @@ async fn subscribe_once(
             () = stop.cancelled() => return Ok(()),
             message = messages.next() => {
                 let Some(message) = message else {
-                    return Err(redis::RedisError::from((redis::ErrorKind::Io, "subscription closed")));
+                    let closed = redis::RedisError::from((redis::ErrorKind::Io, "subscription closed"));
+                    return Err(closed.into());
                 };
                 if let Ok(Ok(task)) = message.get_payload::<String>().map(|p| p.parse::<TaskId>())
                     && !on(Heard::Task(task))

@@ -17,6 +17,16 @@ pub enum StoreError {
         script: &'static str,
         reason: String,
     },
+    /// A Redis address that cannot be used.
+    #[error("invalid Redis address: {0}")]
+    Address(String),
+    /// No Sentinel named the primary (none answered, or they are electing one).
+    #[error("no Sentinel names the primary of {service}: {reasons}")]
+    NoPrimary { service: String, reasons: String },
+    /// A write the primary took was not confirmed by as many replicas as asked in time: it
+    /// may be lost if the primary fails now.
+    #[error("the write was confirmed by {confirmed} of the {wanted} replica(s) asked for")]
+    NotReplicated { wanted: u32, confirmed: u32 },
 }
 
 impl StoreError {
@@ -33,7 +43,11 @@ impl StoreError {
                     || e.is_unrecoverable_error()
                     || e.kind() == ErrorKind::Server(ServerErrorKind::BusyLoading)
             }
-            Self::Corrupt { .. } | Self::Script { .. } => false,
+            Self::NoPrimary { .. } => true,
+            Self::Corrupt { .. }
+            | Self::Script { .. }
+            | Self::Address(_)
+            | Self::NotReplicated { .. } => false,
         }
     }
 
@@ -59,7 +73,8 @@ impl StoreError {
             Self::Redis(e) => {
                 self.is_unavailable() || e.code().is_some_and(|code| REFUSALS.contains(&code))
             }
-            Self::Corrupt { .. } | Self::Script { .. } => false,
+            Self::NoPrimary { .. } | Self::NotReplicated { .. } => true,
+            Self::Corrupt { .. } | Self::Script { .. } | Self::Address(_) => false,
         }
     }
 }

@@ -11,7 +11,9 @@
 //!   and the pending entries of dead dispatchers.
 //! - `scripts`: the one way to call a Lua script (`scripts/*.lua`).
 //! - [`channel`]: following the pub/sub channels of task ids.
+//! - [`address`]: where Redis is: a URL, or the primary Redis Sentinels name.
 
+pub mod address;
 pub mod channel;
 mod error;
 pub mod keys;
@@ -22,10 +24,12 @@ mod scripts;
 mod testing;
 mod transitions;
 
+use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
+pub use address::RedisAddress;
 pub use error::StoreError;
 pub use queue::{OrphanedEntry, QueueEntry, QueueReader, QueueStats};
 pub use records::{TaskResult, TaskTimeline};
@@ -39,24 +43,76 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Celery keeps results.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(24 * 3600);
 
+/// How long a submission waits for the replicas asked for (see [`Store::with_replicas`]).
+const REPLICA_WAIT: Duration = Duration::from_secs(2);
+
 /// A handle on the store. Cheap to clone; clones share one multiplexed, self-reconnecting
-/// connection.
+/// connection, which follows the primary when the address is a Sentinel one.
 #[derive(Clone)]
 pub struct Store {
-    conn: ConnectionManager,
+    primary: Arc<RwLock<ConnectionManager>>,
     /// How long a task is kept once final; `None`: forever.
     retention: Option<Duration>,
+    /// Replicas a submission must reach before it is acknowledged.
+    replicas: u32,
 }
 
 impl Store {
-    /// Connects (and later reconnects by itself) to the Redis at `url`. Final tasks are kept
-    /// for [`DEFAULT_RETENTION`].
+    /// Connects (and later reconnects by itself) to the Redis at `url` (see
+    /// [`RedisAddress::parse`]); with a Sentinel address it follows the primary the Sentinels
+    /// name for as long as any clone of the store lives. Final tasks are kept for
+    /// [`DEFAULT_RETENTION`].
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let conn = connect(url, RESPONSE_TIMEOUT).await?;
+        let address = RedisAddress::parse(url)?;
+        let serving = address.current().await?;
+        let primary = Arc::new(RwLock::new(connect(&serving, RESPONSE_TIMEOUT).await?));
+        if let Some(every) = address.watch_every() {
+            let lock = Arc::downgrade(&primary);
+            tokio::spawn(follow_primary(lock, address, serving, every));
+        }
         Ok(Self {
-            conn,
+            primary,
             retention: Some(DEFAULT_RETENTION),
+            replicas: 0,
         })
+    }
+
+    /// Acknowledges submissions only once `replicas` replicas have them (Redis's `WAIT`), so
+    /// that a failover to one of them loses no task the gateway accepted; a submission not
+    /// confirmed in time is an error ([`StoreError::NotReplicated`]).
+    #[must_use]
+    pub fn with_replicas(mut self, replicas: u32) -> Self {
+        self.replicas = replicas;
+        self
+    }
+
+    /// The connection to the current primary.
+    fn conn(&self) -> ConnectionManager {
+        self.primary
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Waits until the replicas asked for have every write made so far on this connection.
+    async fn wait_for_replicas(&self) -> Result<(), StoreError> {
+        if self.replicas == 0 {
+            return Ok(());
+        }
+        let mut conn = self.conn();
+        let timeout_ms = u64::try_from(REPLICA_WAIT.as_millis()).unwrap_or(u64::MAX);
+        let confirmed: u32 = redis::cmd("WAIT")
+            .arg(self.replicas)
+            .arg(timeout_ms)
+            .query_async(&mut conn)
+            .await?;
+        if confirmed < self.replicas {
+            return Err(StoreError::NotReplicated {
+                wanted: self.replicas,
+                confirmed,
+            });
+        }
+        Ok(())
     }
 
     /// Keeps the tasks this handle makes final for `retention` (`None`: forever); each
@@ -76,9 +132,49 @@ impl Store {
 
     /// Answers whether Redis is reachable.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let _: String = redis::cmd("PING").query_async(&mut conn).await?;
         Ok(())
+    }
+}
+
+/// Asks every `every` where the primary of `address` is, and moves `lock`'s connection there
+/// when it changed, until the store is dropped.
+async fn follow_primary(
+    lock: Weak<RwLock<ConnectionManager>>,
+    address: RedisAddress,
+    mut serving: String,
+    every: Duration,
+) {
+    loop {
+        tokio::time::sleep(every).await;
+        if lock.strong_count() == 0 {
+            return;
+        }
+        let now = match address.current().await {
+            Ok(now) if now != serving => now,
+            Ok(_) => continue,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot learn the Redis primary; keeping the last one");
+                continue;
+            }
+        };
+        match connect(&now, RESPONSE_TIMEOUT).await {
+            Ok(conn) => {
+                let Some(lock) = lock.upgrade() else {
+                    return;
+                };
+                *lock
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = conn;
+                tracing::warn!(
+                    primary = %crate::cluster::redis::redact(&now),
+                    "the Redis primary changed; following it"
+                );
+                serving = now;
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot connect to the new Redis primary yet"),
+        }
     }
 }
 

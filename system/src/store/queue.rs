@@ -48,10 +48,11 @@ pub struct QueueReader {
 }
 
 impl QueueReader {
-    /// Opens a connection whose response timeout leaves room for reads blocking up to
-    /// `max_block`.
+    /// Opens a connection (to the current primary, for a Sentinel address) whose response
+    /// timeout leaves room for reads blocking up to `max_block`.
     pub async fn connect(url: &str, max_block: Duration) -> Result<Self, StoreError> {
-        let conn = super::connect(url, RESPONSE_TIMEOUT + max_block).await?;
+        let url = super::RedisAddress::parse(url)?.current().await?;
+        let conn = super::connect(&url, RESPONSE_TIMEOUT + max_block).await?;
         Ok(Self { conn })
     }
 }
@@ -59,7 +60,7 @@ impl QueueReader {
 impl Store {
     /// How many tasks wait in the queue and how many dispatchers hold (delivered, not final).
     pub async fn queue_stats(&self) -> Result<QueueStats, StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let length: u64 = redis::cmd("XLEN")
             .arg(keys::QUEUE)
             .query_async(&mut conn)
@@ -89,7 +90,7 @@ impl Store {
     /// starts at the beginning of the stream so entries added before any dispatcher ran are
     /// delivered too; the stream only ever holds live tasks.
     pub async fn ensure_queue_group(&self) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let created: Result<(), _> = conn
             .xgroup_create_mkstream(keys::QUEUE, keys::QUEUE_GROUP, "0")
             .await;
@@ -105,7 +106,7 @@ impl Store {
         consumer: &str,
         ttl: Duration,
     ) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
         let () = conn
             .pset_ex(keys::dispatcher(consumer), now_micros(), ttl_ms)
@@ -121,7 +122,7 @@ impl Store {
         consumer: &str,
         ttl: Duration,
     ) -> Result<bool, StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let ttl_ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX);
         let refreshed: Option<String> = redis::cmd("SET")
             .arg(keys::dispatcher(consumer))
@@ -141,7 +142,7 @@ impl Store {
     /// Removes a dispatcher's liveness marker alone, keeping its consumer and the entries
     /// still pending for it: the next recovery scan (of a peer or a successor) takes them.
     pub async fn end_liveness(&self, consumer: &str) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let _: i64 = conn.del(keys::dispatcher(consumer)).await?;
         Ok(())
     }
@@ -150,7 +151,7 @@ impl Store {
     /// Deleting a consumer drops whatever is still pending for it: only call this once
     /// nothing is.
     pub async fn retire_dispatcher(&self, consumer: &str) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let ((), _): ((), i64) = redis::pipe()
             .del(keys::dispatcher(consumer))
             .xgroup_delconsumer(keys::QUEUE, keys::QUEUE_GROUP, consumer)
@@ -192,7 +193,7 @@ impl Store {
     /// expired: their dispatcher died (or was stopped) with these tasks in hand. Consumers found
     /// dead with nothing pending are removed from the group.
     pub async fn orphaned_entries(&self, me: &str) -> Result<Vec<OrphanedEntry>, StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let info: StreamInfoConsumersReply =
             conn.xinfo_consumers(keys::QUEUE, keys::QUEUE_GROUP).await?;
         let mut orphans = Vec::new();
@@ -224,7 +225,7 @@ impl Store {
         consumer: &str,
         min_idle: Duration,
     ) -> Result<Vec<OrphanedEntry>, StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let mut start = "-".to_owned();
         let mut orphans = Vec::new();
         let min_idle_ms = u64::try_from(min_idle.as_millis()).unwrap_or(u64::MAX);

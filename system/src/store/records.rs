@@ -62,7 +62,7 @@ impl Store {
         name: &str,
         payload: &str,
     ) -> Result<(), StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let () = conn
             .hset_multiple(
                 keys::function(id),
@@ -79,14 +79,14 @@ impl Store {
     /// Deletes a function: it can no longer be executed, and its tasks that have not started
     /// fail when a dispatcher takes them. Returns `false` if it was not registered.
     pub async fn delete_function(&self, id: FunctionId) -> Result<bool, StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let deleted: i64 = conn.del(keys::function(id)).await?;
         Ok(deleted == 1)
     }
 
     /// The serialized body of a function, or `None` if it is not registered.
     pub async fn function_body(&self, id: FunctionId) -> Result<Option<String>, StoreError> {
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         Ok(conn.hget(keys::function(id), "payload").await?)
     }
 
@@ -118,7 +118,7 @@ impl Store {
         tasks: &[(TaskId, &str)],
     ) -> Result<bool, StoreError> {
         if tasks.is_empty() {
-            let mut conn = self.conn.clone();
+            let mut conn = self.conn();
             return Ok(conn.exists(keys::function(function_id)).await?);
         }
         let mut call = ScriptCall::new(
@@ -130,13 +130,17 @@ impl Store {
             call.task(keys::task(*task_id), (task_id.to_string(), *params));
         }
         let created: Vec<i64> = self.run_script(&call).await?;
-        Ok(created.iter().all(|&c| c == 1))
+        let queued = created.iter().all(|&c| c == 1);
+        if queued {
+            self.wait_for_replicas().await?;
+        }
+        Ok(queued)
     }
 
     /// A task's status, or `None` if there is no such task.
     pub async fn task_status(&self, id: TaskId) -> Result<Option<TaskStatus>, StoreError> {
         let key = keys::task(id);
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let status: Option<String> = conn.hget(&key, "status").await?;
         status.map(|s| parse_status(&key, &s)).transpose()
     }
@@ -161,7 +165,7 @@ impl Store {
                 .arg("status")
                 .arg("result");
         }
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let rows: Vec<(Option<String>, Option<String>)> = pipe.query_async(&mut conn).await?;
         ids.iter()
             .zip(rows)
@@ -182,7 +186,7 @@ impl Store {
     /// (possibly large) params and result. `None` if there is no such task.
     pub async fn task_timeline(&self, id: TaskId) -> Result<Option<TaskTimeline>, StoreError> {
         let key = keys::task(id);
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let fields: Vec<Option<String>> = redis::cmd("HMGET")
             .arg(&key)
             .arg(&TaskTimeline::FIELDS[..])

@@ -94,7 +94,7 @@ impl Store {
         if call.tasks == 0 {
             return Ok(Vec::new());
         }
-        let mut conn = self.conn.clone();
+        let mut conn = self.conn();
         let replies: Vec<T> = call.invocation.invoke_async(&mut conn).await?;
         if replies.len() != call.tasks {
             return Err(StoreError::Script {

@@ -10,6 +10,7 @@
 mod fifo;
 mod netns;
 mod python;
+mod sentinel;
 
 pub use fifo::{Fifo, NAP, SIGNAL, nap_args, root as fifo_root, signalling};
 pub use netns::NetNs;
@@ -17,6 +18,7 @@ pub use python::{
     Described, describe, describe_full, describe_many, python, serialize_function,
     serialize_params, serialize_params_many,
 };
+pub use sentinel::SentinelSet;
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
