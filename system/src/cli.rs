@@ -18,13 +18,21 @@ pub struct RetentionArgs {
 
 impl RetentionArgs {
     /// The retention; `None` for forever.
-    pub fn retention(
-        &self,
-    ) -> Result<Option<std::time::Duration>, std::time::TryFromFloatSecsError> {
-        let retention = std::time::Duration::try_from_secs_f64(self.retention)?;
+    pub fn retention(&self) -> Result<Option<std::time::Duration>, BadRetention> {
+        // Redis takes no expiry much further out.
+        const MOST: std::time::Duration = std::time::Duration::from_secs(3650 * 24 * 3600);
+        let retention = std::time::Duration::try_from_secs_f64(self.retention)
+            .ok()
+            .filter(|r| *r <= MOST)
+            .ok_or(BadRetention(self.retention))?;
         Ok((!retention.is_zero()).then_some(retention))
     }
 }
+
+/// A `--retention` out of range.
+#[derive(Debug, thiserror::Error)]
+#[error("--retention must be a number of seconds from 0 to ten years, got {0}")]
+pub struct BadRetention(f64);
 
 /// How executors are started: shared by the dispatcher (local mode) and the workers.
 #[derive(Debug, Clone, clap::Args)]

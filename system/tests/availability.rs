@@ -6,7 +6,6 @@
 
 mod common;
 
-use std::collections::HashSet;
 use std::time::Duration;
 
 use common::{Fifo, TestSystem, free_port, mode, spec};
@@ -48,39 +47,16 @@ async fn dispatchers_share_one_redis_and_any_of_them_may_fail(#[case] mode_name:
     if mode_name != "local" {
         // Each worker knows every dispatcher, starting with a different one.
         for first in 0..DISPATCHERS {
-            let endpoints: Vec<String> = (0..DISPATCHERS)
-                .map(|i| format!("tcp://127.0.0.1:{}", ports[(first + i) % DISPATCHERS]))
-                .collect();
             let place = WorkerPlace {
-                endpoint: Some(endpoints.join(",")),
+                endpoint: Some(common::endpoints("127.0.0.1", &ports, first)),
                 ..WorkerPlace::default()
             };
-            let i = system
-                .cluster
-                .spawn_worker_at(&place, 1, &[], &[])
-                .unwrap_or_else(|e| panic!("{e}"));
-            system
-                .cluster
-                .wait_ready(MemberId::Worker(i), 1, common::READY)
-                .await
-                .unwrap_or_else(|e| panic!("{e}"));
+            system.add_worker_at(&place, 1).await;
         }
     }
 
     // Liveness keys expiring: the lost dispatchers, as their peers will see them.
-    let mut conn = system.redis().await;
-    let () = redis::cmd("CONFIG")
-        .arg(&["SET", "notify-keyspace-events", "Kx"])
-        .query_async(&mut conn)
-        .await
-        .expect("keyspace notifications");
-    let client = redis::Client::open(system.cluster.redis_url()).expect("redis url");
-    let mut pubsub = client.get_async_pubsub().await.expect("pub/sub");
-    pubsub
-        .psubscribe("__keyspace@0__:faas:dispatcher:*")
-        .await
-        .expect("psubscribe");
-    let mut expired = pubsub.on_message();
+    let mut expired = system.keyspace_events("Kx", "faas:dispatcher:*").await;
 
     let mut fifo = Fifo::new();
     let f = system.register(&common::signalling(TAGGED), "tagged").await;
@@ -122,26 +98,7 @@ async fn dispatchers_share_one_redis_and_any_of_them_may_fail(#[case] mode_name:
             .unwrap_or_else(|e| panic!("{orphan} did not fail over: {e}"));
     }
 
-    let results = system.results(&tasks, 120.0).await;
-    let mut seen = HashSet::new();
-    for line in &results {
-        let task = line["task_id"].as_str().expect("a task id").to_owned();
-        let i = tasks.iter().position(|t| *t == task).expect("one of ours");
-        assert_eq!(line["status"], "COMPLETED", "{line}");
-        let result = line["result"].as_str().expect("a result");
-        assert_eq!(common::describe(result).1, format!("task{i}"), "{task}");
-        seen.insert(task);
-    }
-    assert_eq!(seen.len(), TASKS, "every task answered");
-    for task in &tasks {
-        let attempts: u32 = system
-            .task_field(task, "attempts")
-            .await
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_default();
-        assert!(
-            (1..=3).contains(&attempts),
-            "task {task} ran {attempts} times, beyond --max-retries 2"
-        );
-    }
+    system
+        .each_completes(&tasks, 120.0, 2, |i| format!("task{i}"))
+        .await;
 }

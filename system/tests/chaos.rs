@@ -1,6 +1,7 @@
 //! Chaos: a mixed workload of 2,000 tasks through pull and push mode, with two dispatchers
 //! sharing one Redis and every fault of the platform's world on the workload's own clock:
-//! workers killed at random and replaced, every worker killed at once, a dispatcher killed and
+//! workers killed at random and replaced, a worker paused past the heartbeat window, every
+//! worker killed at once, a dispatcher killed and
 //! restarted, the other paused past its liveness, Redis restarted (append-only), Redis at
 //! `maxmemory` for two seconds, and a worker in a network namespace of its own behind 5%
 //! packet loss, partitioned for longer than the heartbeat window and healed.
@@ -58,6 +59,11 @@ def fail(i, log):
 
 const NAMES: [&str; 4] = ["noop", "nap", "crunch", "fail"];
 
+/// When (seconds into the run) each scheduled step happens: partition the namespaced worker;
+/// restart Redis; heal the partition; kill and restart dispatcher 0; pause a worker; resume
+/// it; pause dispatcher 1; resume it; kill every worker; fill Redis; free it.
+const SCHEDULE: [f64; 11] = [4.0, 5.0, 6.5, 7.0, 8.0, 9.8, 10.0, 12.0, 13.0, 15.0, 17.0];
+
 /// What a correct run of task `i` ends as: (status, type name, str of the value).
 fn expected(i: usize) -> (&'static str, &'static str, String) {
     match i % 4 {
@@ -95,6 +101,7 @@ fn rank(status: &str) -> u8 {
 #[derive(Debug, Default)]
 struct Faults {
     worker_kills: usize,
+    worker_pauses: usize,
     mass_kills: usize,
     dispatcher_kills: usize,
     dispatcher_pauses: usize,
@@ -137,37 +144,10 @@ impl Drop for SideEffects {
 /// Where worker number `n` runs: beside the dispatchers (`host` 127.0.0.1) or across `net`'s
 /// link, knowing every dispatcher, starting with a different one per worker.
 fn place(ports: &[u16], n: usize, host: &str, net: Option<&NetNs>) -> WorkerPlace {
-    let endpoints: Vec<String> = (0..ports.len())
-        .map(|k| format!("tcp://{host}:{}", ports[(n + k) % ports.len()]))
-        .collect();
-    let wrapper = net.map(|n| n.place(0).wrapper).unwrap_or_default();
     WorkerPlace {
-        wrapper,
-        endpoint: Some(endpoints.join(",")),
+        wrapper: net.map(|n| n.place(0).wrapper).unwrap_or_default(),
+        endpoint: Some(common::endpoints(host, ports, n)),
     }
-}
-
-async fn start_worker(system: &mut TestSystem, place: &WorkerPlace) -> MemberId {
-    let i = system
-        .cluster
-        .spawn_worker_at(place, EXECUTORS, &[], &[])
-        .unwrap_or_else(|e| panic!("{e}"));
-    let id = MemberId::Worker(i);
-    system
-        .cluster
-        .wait_ready(id, 1, common::READY)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    id
-}
-
-/// Runs one Redis admin command.
-async fn admin(system: &TestSystem, args: &[&str]) {
-    let () = redis::cmd(args[0])
-        .arg(&args[1..])
-        .query_async(&mut system.redis().await)
-        .await
-        .unwrap_or_else(|e| panic!("{args:?}: {e}"));
 }
 
 #[rstest]
@@ -212,12 +192,13 @@ async fn chaos(#[case] mode: &str) {
     let mut live = Vec::new();
     let mut spawned = 0;
     for _ in 0..WORKERS {
-        live.push(start_worker(&mut system, &place(&ports, spawned, "127.0.0.1", None)).await);
+        let at = place(&ports, spawned, "127.0.0.1", None);
+        live.push(system.add_worker_at(&at, EXECUTORS).await);
         spawned += 1;
     }
     if let Some(net) = &net {
         let across = place(&ports, spawned, &net.host_ip, Some(net));
-        start_worker(&mut system, &across).await;
+        system.add_worker_at(&across, EXECUTORS).await;
         net.add_rule("numgen random mod 100 < 5 drop");
         faults.lossy_links += 1;
     }
@@ -248,6 +229,7 @@ async fn chaos(#[case] mode: &str) {
     let mut next_worker_kill = Duration::from_secs(3);
     let mut backwards = 0;
     let mut step = 0;
+    let mut paused = None;
     // The workload's own clock: submissions, faults and status samples every 100 ms.
     let mut ticks = tokio::time::interval(Duration::from_millis(100));
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
@@ -276,11 +258,10 @@ async fn chaos(#[case] mode: &str) {
             faults.worker_kills += 1;
             let at = place(&ports, spawned, "127.0.0.1", None);
             spawned += 1;
-            live.push(start_worker(&mut system, &at).await);
+            live.push(system.add_worker_at(&at, EXECUTORS).await);
             next_worker_kill = now + Duration::from_secs(3);
         }
-        let schedule = [4.0, 5.0, 6.5, 7.0, 10.0, 12.0, 13.0, 15.0, 17.0];
-        if step < schedule.len() && now >= Duration::from_secs_f64(schedule[step]) {
+        if step < SCHEDULE.len() && now >= Duration::from_secs_f64(SCHEDULE[step]) {
             match step {
                 0 => {
                     if let Some(net) = &net {
@@ -308,17 +289,35 @@ async fn chaos(#[case] mode: &str) {
                     system.restart(MemberId::Dispatcher(0)).await;
                 }
                 4 => {
+                    // Out of the kill rotation while stopped.
+                    let worker = live.remove(rng.below(live.len()));
+                    system
+                        .cluster
+                        .pause(worker)
+                        .unwrap_or_else(|e| panic!("{e}"));
+                    paused = Some(worker);
+                    faults.worker_pauses += 1;
+                }
+                5 => {
+                    let worker = paused.take().expect("a paused worker");
+                    system
+                        .cluster
+                        .resume(worker)
+                        .unwrap_or_else(|e| panic!("{e}"));
+                    live.push(worker);
+                }
+                6 => {
                     system
                         .cluster
                         .pause(MemberId::Dispatcher(1))
                         .unwrap_or_else(|e| panic!("{e}"));
                     faults.dispatcher_pauses += 1;
                 }
-                5 => system
+                7 => system
                     .cluster
                     .resume(MemberId::Dispatcher(1))
                     .unwrap_or_else(|e| panic!("{e}")),
-                6 => {
+                8 => {
                     for &worker in &live {
                         system.kill(worker).await;
                     }
@@ -328,10 +327,10 @@ async fn chaos(#[case] mode: &str) {
                     for _ in 0..WORKERS {
                         let at = place(&ports, spawned, "127.0.0.1", None);
                         spawned += 1;
-                        live.push(start_worker(&mut system, &at).await);
+                        live.push(system.add_worker_at(&at, EXECUTORS).await);
                     }
                 }
-                7 => {
+                9 => {
                     let full = [
                         "CONFIG",
                         "SET",
@@ -340,10 +339,10 @@ async fn chaos(#[case] mode: &str) {
                         "maxmemory",
                         "1",
                     ];
-                    admin(&system, &full).await;
+                    system.admin(&full).await;
                     faults.redis_full += 1;
                 }
-                _ => admin(&system, &["CONFIG", "SET", "maxmemory", "0"]).await,
+                _ => system.admin(&["CONFIG", "SET", "maxmemory", "0"]).await,
             }
             step += 1;
         }
@@ -362,7 +361,7 @@ async fn chaos(#[case] mode: &str) {
         }
     }
     let run = started.elapsed();
-    assert_eq!(step, 9, "every scheduled fault ran");
+    assert_eq!(step, SCHEDULE.len(), "every scheduled fault ran");
 
     // Account for every task, each answered on the results stream the moment it is final.
     let index: HashMap<&str, usize> = tasks
@@ -468,6 +467,7 @@ async fn chaos(#[case] mode: &str) {
         faults.worker_kills >= 6
             && faults.dispatcher_kills == 1
             && faults.dispatcher_pauses == 1
+            && faults.worker_pauses == 1
             && faults.redis_restarts == 1
             && faults.redis_full == 1,
         "{summary}"

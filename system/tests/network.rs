@@ -26,25 +26,14 @@ async fn system_across(net: &NetNs, mode_name: &str, args: &[&str]) -> TestSyste
     .await
 }
 
-/// Starts a worker of `executors` in `net` when `inside`, else beside the dispatcher (reaching
-/// it at the same address); its id, once registered.
+/// A worker of `executors` in `net` when `inside`, else beside the dispatcher (reaching it
+/// at the same address); its id, once registered.
 async fn worker(system: &mut TestSystem, net: &NetNs, inside: bool, executors: u32) -> MemberId {
-    let port = system.cluster.worker_port();
-    let mut place = net.place(port);
+    let mut place = net.place(system.cluster.worker_port());
     if !inside {
         place.wrapper.clear();
     }
-    let i = system
-        .cluster
-        .spawn_worker_at(&place, executors, &[], &[])
-        .unwrap_or_else(|e| panic!("{e}"));
-    let id = MemberId::Worker(i);
-    system
-        .cluster
-        .wait_ready(id, 1, common::READY)
-        .await
-        .unwrap_or_else(|e| panic!("{e}"));
-    id
+    system.add_worker_at(&place, executors).await
 }
 
 /// One worker beside the dispatcher, one across the link; the link is cut while each runs a
@@ -124,19 +113,7 @@ async fn tasks_complete_under_packet_loss(#[case] mode: &str) {
     for params in common::serialize_params_many(&exprs) {
         tasks.push(system.execute_serialized(&f, &params).await);
     }
-    let results = system.results(&tasks, 60.0).await;
-    let mut seen = HashSet::new();
-    for line in &results {
-        let task = line["task_id"].as_str().expect("a task id").to_owned();
-        let i = tasks.iter().position(|t| *t == task).expect("one of ours");
-        assert_eq!(line["status"], "COMPLETED", "{line}");
-        let result = line["result"].as_str().expect("a result");
-        assert_eq!(common::describe(result).1, (2 * i).to_string(), "{task}");
-        assert!(seen.insert(task), "answered twice");
-    }
-    assert_eq!(seen.len(), tasks.len(), "every task answered");
-    for task in &tasks {
-        let attempts = system.task_field(task, "attempts").await;
-        assert_eq!(attempts.as_deref(), Some("1"), "task {task} ran once");
-    }
+    system
+        .each_completes(&tasks, 60.0, 0, |i| (2 * i).to_string())
+        .await;
 }

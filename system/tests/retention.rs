@@ -30,19 +30,9 @@ async fn system(retention: &str) -> TestSystem {
 
 /// Waits until the task's hash is gone from Redis, woken by keyspace notifications.
 async fn wait_expired(system: &TestSystem, task: &str) {
-    let mut conn = system.redis().await;
-    let () = redis::cmd("CONFIG")
-        .arg(&["SET", "notify-keyspace-events", "Kgx"])
-        .query_async(&mut conn)
-        .await
-        .expect("turn on keyspace notifications");
-    let client = redis::Client::open(system.cluster.redis_url()).expect("redis url");
-    let mut pubsub = client.get_async_pubsub().await.expect("pub/sub");
-    pubsub
-        .subscribe(format!("__keyspace@0__:faas:task:{task}"))
-        .await
-        .expect("subscribe");
-    let mut events = pubsub.on_message();
+    let mut events = system
+        .keyspace_events("Kgx", &format!("faas:task:{task}"))
+        .await;
     let gone = tokio::time::timeout(Duration::from_secs(30), async {
         while system.task_field(task, "status").await.is_some() {
             events.next().await.expect("the subscription stays open");

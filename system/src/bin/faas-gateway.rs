@@ -67,10 +67,7 @@ async fn main() -> anyhow::Result<()> {
         body_read_timeout: seconds("body-timeout", cli.body_timeout)?,
         max_connections: cli.max_connections,
         max_waiting: cli.max_waiting,
-        retention: cli
-            .retention
-            .retention()
-            .context("--retention must be a number of seconds, 0 or more")?,
+        retention: cli.retention.retention()?,
         replicas: cli.replicas,
     };
     let state = AppState::connect(&cli.redis_url, &config, &shutdown)

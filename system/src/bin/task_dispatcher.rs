@@ -85,6 +85,8 @@ struct Cli {
     executor: ExecutorArgs,
 }
 
+const DAY: Duration = Duration::from_secs(24 * 3600);
+
 fn seconds(name: &str, value: f64) -> anyhow::Result<Duration> {
     Duration::try_from_secs_f64(value)
         .with_context(|| format!("{name} must be a number of seconds, 0 or more"))
@@ -108,13 +110,17 @@ async fn main() -> anyhow::Result<()> {
     );
     let reclaim_after = seconds("--reclaim-after", cli.reclaim_after)?;
     anyhow::ensure!(
-        reclaim_after >= Duration::from_millis(100),
-        "--reclaim-after must be at least 0.1 s"
+        (Duration::from_millis(100)..=DAY).contains(&reclaim_after),
+        "--reclaim-after must be between 0.1 s and a day"
     );
     let liveness_ttl = seconds("--liveness-ttl", cli.liveness_ttl)?;
     anyhow::ensure!(
-        liveness_ttl >= Duration::from_millis(300),
-        "--liveness-ttl must be at least 0.3 s"
+        (Duration::from_millis(300)..=DAY).contains(&liveness_ttl),
+        "--liveness-ttl must be between 0.3 s and a day"
+    );
+    anyhow::ensure!(
+        task_timeout <= 3650 * DAY && heartbeat <= DAY,
+        "--task-timeout must be at most ten years, --heartbeat at most a day"
     );
     let shutdown = faas::shutdown::on_signal();
 
@@ -122,10 +128,7 @@ async fn main() -> anyhow::Result<()> {
     config.max_retries = cli.max_retries;
     config.reclaim_after = reclaim_after;
     config.liveness_ttl = liveness_ttl;
-    config.retention = cli
-        .retention
-        .retention()
-        .context("--retention must be a number of seconds, 0 or more")?;
+    config.retention = cli.retention.retention()?;
     config.http = cli.http;
     config.task_timeout = (!task_timeout.is_zero()).then_some(task_timeout);
     let remote = RemoteConfig {

@@ -191,6 +191,15 @@ impl Core {
                     submitted_at,
                     registered,
                 } => {
+                    if self.in_flight.contains(entry.task_id) {
+                        // A peer requeued a task this dispatcher still runs (it was away past
+                        // its liveness) and this dispatcher took the new entry: the execution
+                        // in hand answers for it, and no second one starts here.
+                        tracing::info!(task_id = %entry.task_id, "took back a task still in hand");
+                        self.in_flight.move_claim(entry);
+                        self.capacity.task_done();
+                        continue;
+                    }
                     let function = if registered {
                         self.function(function_id).await
                     } else {
@@ -355,8 +364,9 @@ impl Core {
                 Ok(value) => {
                     if failed {
                         tracing::info!(what, "redis serves again");
-                        self.metrics.set_degraded(None);
                     }
+                    // Whichever operation failed last, one that succeeds shows Redis serves.
+                    self.metrics.set_degraded(None);
                     return Some(value);
                 }
                 Err(e) if e.is_transient() && !self.give_up.is_cancelled() => {
@@ -372,6 +382,9 @@ impl Core {
                 }
                 Err(e) => {
                     tracing::error!(error = %e, what, "store operation failed");
+                    // Not retried: nothing is waiting on Redis any more (what it left pending
+                    // is reclaimed later).
+                    self.metrics.set_degraded(None);
                     return None;
                 }
             }

@@ -44,6 +44,14 @@ impl InFlightTable {
         Some(held)
     }
 
+    /// Moves the claim on a task this dispatcher holds to `entry` (the task was requeued
+    /// under it and this dispatcher took it again): the execution in hand answers for it.
+    pub fn move_claim(&mut self, entry: QueueEntry) {
+        if let Some(held) = self.tasks.get_mut(&entry.task_id) {
+            held.entry = entry;
+        }
+    }
+
     /// The queue entry `task` was started from, if this dispatcher holds it: its claim.
     pub fn claim(&self, task: TaskId) -> Option<String> {
         self.tasks

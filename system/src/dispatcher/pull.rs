@@ -133,7 +133,9 @@ impl<O: Outbox + Send + 'static> RemoteMode for Pull<O> {
                     return;
                 }
                 let dropped = self.workers.accept_results(&worker, results);
-                self.acks.entry(worker.clone()).or_default().extend(dropped);
+                if !dropped.is_empty() {
+                    self.acks.entry(worker.clone()).or_default().extend(dropped);
+                }
                 // A worker never has room for more than its executors: a larger ask (a
                 // buggy or hostile peer) would take places no executor can fill.
                 let capacity = self.workers.registry.get(&worker).map_or(0, |w| w.capacity);

@@ -32,26 +32,32 @@ impl Core {
             }
         }
         let mut outcomes = Vec::with_capacity(batch.len());
+        let mut settled = Vec::new();
         for done in batch {
             match done.outcome {
-                TaskOutcome::Lost(reason) => self.requeue_lost(done.task_id, &reason).await,
+                TaskOutcome::Lost(reason) => {
+                    if self.requeue_lost(done.task_id, &reason).await {
+                        settled.push(done.task_id);
+                    }
+                }
                 _ => {
                     let claim = self.in_flight.claim(done.task_id);
                     outcomes.push(final_outcome(done, claim));
                 }
             }
         }
-        if outcomes.is_empty() {
-            return;
-        }
         let store = self.store.clone();
-        let recorded = self
-            .retry("record results", || store.finish_tasks(&outcomes))
-            .await;
+        let recorded = if outcomes.is_empty() {
+            Some(Vec::new())
+        } else {
+            self.retry("record results", || store.finish_tasks(&outcomes))
+                .await
+        };
         if recorded.is_some() {
-            transport
-                .recorded(outcomes.iter().map(|o| o.task_id).collect())
-                .await;
+            settled.extend(outcomes.iter().map(|o| o.task_id));
+        }
+        if !settled.is_empty() {
+            transport.recorded(settled).await;
         }
         let now = now_micros();
         for (i, outcome) in outcomes.iter().enumerate() {
@@ -79,9 +85,10 @@ impl Core {
     }
 
     /// A task whose worker was lost goes back on the queue, or fails once out of attempts.
-    async fn requeue_lost(&mut self, task_id: TaskId, reason: &str) {
+    /// Returns whether that is settled (done, or not this dispatcher's to do).
+    async fn requeue_lost(&mut self, task_id: TaskId, reason: &str) -> bool {
         let Some(InFlight { entry, .. }) = self.in_flight.remove(task_id) else {
-            return; // not ours (any more): whoever holds it decides
+            return true; // not ours (any more): whoever holds it decides
         };
         let failure = worker_failure_result(&format!(
             "{reason}; the task has now been attempted {} time(s), the limit (--max-retries {})",
@@ -99,6 +106,7 @@ impl Core {
         if let Some(outcome) = outcome {
             self.metrics.requeued(outcome.as_str());
         }
+        outcome.is_some()
     }
 
     /// Fails a started task that never reached the transport (started from `entry_id`).

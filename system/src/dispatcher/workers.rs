@@ -270,8 +270,11 @@ impl Workers {
     pub fn assign(&mut self, worker: &str, job: &Job, now: Instant) -> WireTask {
         // Far enough to never pass, near enough to never overflow an `Instant`.
         const NEVER: Duration = Duration::from_secs(10 * 365 * 24 * 3600);
-        let timeout = job.timeout.unwrap_or(NEVER);
-        let run = (timeout + self.config.liveness() + self.report_grace).min(NEVER);
+        let timeout = job.timeout.unwrap_or(NEVER).min(NEVER);
+        let run = timeout
+            .saturating_add(self.config.liveness())
+            .saturating_add(self.report_grace)
+            .min(NEVER);
         let rounds_ahead = self.registry.get(worker).map_or(0, |w| {
             let per_executor = w.in_flight().div_ceil(w.capacity.max(1) as usize);
             u32::try_from(per_executor).unwrap_or(u32::MAX)

@@ -19,6 +19,7 @@ mod error;
 pub mod keys;
 mod queue;
 mod records;
+mod replicated;
 mod scripts;
 #[cfg(test)]
 mod testing;
@@ -33,6 +34,7 @@ pub use address::RedisAddress;
 pub use error::StoreError;
 pub use queue::{OrphanedEntry, QueueEntry, QueueReader, QueueStats};
 pub use records::{TaskResult, TaskTimeline};
+use replicated::Replicated;
 pub use transitions::{FinalOutcome, FinishOutcome, RequeueOutcome, StartOutcome};
 
 /// How long one command may take before the connection is considered broken. Generous,
@@ -43,9 +45,6 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Celery keeps results.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(24 * 3600);
 
-/// How long a submission waits for the replicas asked for (see [`Store::with_replicas`]).
-const REPLICA_WAIT: Duration = Duration::from_secs(2);
-
 /// A handle on the store. Cheap to clone; clones share one multiplexed, self-reconnecting
 /// connection, which follows the primary when the address is a Sentinel one.
 #[derive(Clone)]
@@ -53,8 +52,10 @@ pub struct Store {
     primary: Arc<RwLock<ConnectionManager>>,
     /// How long a task is kept once final; `None`: forever.
     retention: Option<Duration>,
-    /// Replicas a submission must reach before it is acknowledged.
-    replicas: u32,
+    /// Where Redis is.
+    address: Arc<RedisAddress>,
+    /// Set when submissions must reach replicas before they are acknowledged.
+    replicated: Option<Arc<Replicated>>,
 }
 
 impl Store {
@@ -68,51 +69,25 @@ impl Store {
         let primary = Arc::new(RwLock::new(connect(&serving, RESPONSE_TIMEOUT).await?));
         if let Some(every) = address.watch_every() {
             let lock = Arc::downgrade(&primary);
-            tokio::spawn(follow_primary(lock, address, serving, every));
+            tokio::spawn(follow_primary(lock, address.clone(), serving, every));
         }
         Ok(Self {
             primary,
             retention: Some(DEFAULT_RETENTION),
-            replicas: 0,
+            address: Arc::new(address),
+            replicated: None,
         })
     }
 
     /// Acknowledges submissions only once `replicas` replicas have them (Redis's `WAIT`), so
     /// that a failover to one of them loses no task the gateway accepted; a submission not
-    /// confirmed in time is an error ([`StoreError::NotReplicated`]).
+    /// confirmed in time is an error ([`StoreError::NotReplicated`]). Such submissions go
+    /// through a connection of their own, one at a time.
     #[must_use]
     pub fn with_replicas(mut self, replicas: u32) -> Self {
-        self.replicas = replicas;
+        self.replicated =
+            (replicas > 0).then(|| Arc::new(Replicated::new((*self.address).clone(), replicas)));
         self
-    }
-
-    /// The connection to the current primary.
-    fn conn(&self) -> ConnectionManager {
-        self.primary
-            .read()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
-    }
-
-    /// Waits until the replicas asked for have every write made so far on this connection.
-    async fn wait_for_replicas(&self) -> Result<(), StoreError> {
-        if self.replicas == 0 {
-            return Ok(());
-        }
-        let mut conn = self.conn();
-        let timeout_ms = u64::try_from(REPLICA_WAIT.as_millis()).unwrap_or(u64::MAX);
-        let confirmed: u32 = redis::cmd("WAIT")
-            .arg(self.replicas)
-            .arg(timeout_ms)
-            .query_async(&mut conn)
-            .await?;
-        if confirmed < self.replicas {
-            return Err(StoreError::NotReplicated {
-                wanted: self.replicas,
-                confirmed,
-            });
-        }
-        Ok(())
     }
 
     /// Keeps the tasks this handle makes final for `retention` (`None`: forever); each
@@ -128,6 +103,14 @@ impl Store {
         self.retention.map_or(0, |r| {
             u64::try_from(r.as_millis()).unwrap_or(u64::MAX).max(1)
         })
+    }
+
+    /// The connection to the current primary.
+    fn conn(&self) -> ConnectionManager {
+        self.primary
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// Answers whether Redis is reachable.

@@ -12,6 +12,7 @@ use redis::streams::{
 };
 use redis::{AsyncCommands, Value};
 
+use super::scripts::{ScriptCall, Transition};
 use super::{RESPONSE_TIMEOUT, Store, StoreError, keys};
 use crate::task::{TaskId, now_micros};
 
@@ -197,19 +198,21 @@ impl Store {
         let info: StreamInfoConsumersReply =
             conn.xinfo_consumers(keys::QUEUE, keys::QUEUE_GROUP).await?;
         let mut orphans = Vec::new();
+        let mut empty =
+            ScriptCall::new(Transition::DropConsumers, &[keys::QUEUE], keys::QUEUE_GROUP);
         for consumer in info.consumers.into_iter().filter(|c| c.name != me) {
             let alive: bool = conn.exists(keys::dispatcher(&consumer.name)).await?;
             if alive {
                 continue;
             }
             if consumer.pending == 0 {
-                let _: i64 = conn
-                    .xgroup_delconsumer(keys::QUEUE, keys::QUEUE_GROUP, &consumer.name)
-                    .await?;
+                // Checked again in the script, atomically with the removal.
+                empty.task(keys::dispatcher(&consumer.name), &consumer.name);
                 continue;
             }
             orphans.extend(self.pending_entries(&consumer.name).await?);
         }
+        let _: Vec<i64> = self.run_script(&empty).await?;
         Ok(orphans)
     }
 

@@ -129,12 +129,11 @@ impl Store {
         for (task_id, params) in tasks {
             call.task(keys::task(*task_id), (task_id.to_string(), *params));
         }
-        let created: Vec<i64> = self.run_script(&call).await?;
-        let queued = created.iter().all(|&c| c == 1);
-        if queued {
-            self.wait_for_replicas().await?;
-        }
-        Ok(queued)
+        let created: Vec<i64> = match &self.replicated {
+            Some(replicated) => replicated.run(&call).await?,
+            None => self.run_script(&call).await?,
+        };
+        Ok(created.iter().all(|&c| c == 1))
     }
 
     /// A task's status, or `None` if there is no such task.

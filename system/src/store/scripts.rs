@@ -17,6 +17,9 @@ pub(super) enum Transition {
     Finish,
     Cancel,
     Requeue,
+    /// Not a task's transition: removing dead dispatchers' empty consumers, batched the same
+    /// way (one consumer per "task").
+    DropConsumers,
 }
 
 impl Transition {
@@ -31,12 +34,15 @@ impl Transition {
             LazyLock::new(|| Script::new(include_str!("scripts/cancel_task.lua")));
         static REQUEUE: LazyLock<Script> =
             LazyLock::new(|| Script::new(include_str!("scripts/requeue_task.lua")));
+        static DROP_CONSUMERS: LazyLock<Script> =
+            LazyLock::new(|| Script::new(include_str!("scripts/drop_consumers.lua")));
         match self {
             Self::Submit => &SUBMIT,
             Self::Start => &START,
             Self::Finish => &FINISH,
             Self::Cancel => &CANCEL,
             Self::Requeue => &REQUEUE,
+            Self::DropConsumers => &DROP_CONSUMERS,
         }
     }
 
@@ -47,6 +53,7 @@ impl Transition {
             Self::Finish => "finish_task",
             Self::Cancel => "cancel_task",
             Self::Requeue => "requeue_task",
+            Self::DropConsumers => "drop_consumers",
         }
     }
 }
@@ -91,19 +98,26 @@ impl Store {
         &self,
         call: &ScriptCall,
     ) -> Result<Vec<T>, StoreError> {
-        if call.tasks == 0 {
-            return Ok(Vec::new());
-        }
-        let mut conn = self.conn();
-        let replies: Vec<T> = call.invocation.invoke_async(&mut conn).await?;
-        if replies.len() != call.tasks {
-            return Err(StoreError::Script {
-                script: call.transition.name(),
-                reason: format!("answered {} of {} tasks", replies.len(), call.tasks),
-            });
-        }
-        Ok(replies)
+        invoke(&mut self.conn(), call).await
     }
+}
+
+/// Runs `call` on `conn`: see [`Store::run_script`].
+pub(super) async fn invoke<T: FromRedisValue>(
+    conn: &mut impl redis::aio::ConnectionLike,
+    call: &ScriptCall,
+) -> Result<Vec<T>, StoreError> {
+    if call.tasks == 0 {
+        return Ok(Vec::new());
+    }
+    let replies: Vec<T> = call.invocation.invoke_async(conn).await?;
+    if replies.len() != call.tasks {
+        return Err(StoreError::Script {
+            script: call.transition.name(),
+            reason: format!("answered {} of {} tasks", replies.len(), call.tasks),
+        });
+    }
+    Ok(replies)
 }
 
 #[cfg(test)]
@@ -118,13 +132,13 @@ mod tests {
         let mut call = ScriptCall::new(
             Transition::Finish,
             &[keys::QUEUE],
-            (keys::QUEUE_GROUP, keys::DONE_CHANNEL),
+            (keys::QUEUE_GROUP, keys::DONE_CHANNEL, 0),
         );
         for _ in 0..tasks {
             let id = TaskId::new_random();
             call.task(
                 keys::task(id),
-                ("COMPLETED", "r", now_micros(), "", id.to_string(), ""),
+                ("COMPLETED", "r", now_micros(), "", id.to_string(), "", ""),
             );
         }
         call

@@ -108,10 +108,11 @@ impl Runner {
                 None => self.functions.get(&task.function_id).cloned(),
             };
             let Some(function) = function else {
-                // The dispatcher believed this registration had the body: a protocol bug.
+                // The dispatcher believed this registration had the body (its mirror of this
+                // cache disagrees): the task is handed back, to run again.
                 self.pending.push(Completion {
                     task_id: task.task_id,
-                    outcome: TaskOutcome::WorkerFailure(format!(
+                    outcome: TaskOutcome::Lost(format!(
                         "worker received task {} without the body of function {}",
                         task.task_id, task.function_id
                     )),

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use faas::client::Client;
 use faas::cluster::{
-    Binaries, Cluster, ClusterSpec, MemberId, Output, Persistence, RedisSpec, output,
+    Binaries, Cluster, ClusterSpec, MemberId, Output, Persistence, RedisSpec, WorkerPlace, output,
 };
 use faas::dispatcher::Mode;
 use faas::task::{FunctionId, TaskId};
@@ -420,6 +420,79 @@ impl TestSystem {
         }
     }
 
+    /// Runs one Redis admin command (`CONFIG SET ...`, `ACL SETUSER ...`) on the test's Redis.
+    pub async fn admin(&self, args: &[&str]) {
+        let () = redis::cmd(args[0])
+            .arg(&args[1..])
+            .query_async(&mut self.redis().await)
+            .await
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    }
+
+    /// Keyspace notifications of the `events` classes (as `notify-keyspace-events` takes them,
+    /// turned on here) for the keys matching `pattern`, from now on.
+    pub async fn keyspace_events(&self, events: &str, pattern: &str) -> redis::aio::PubSubStream {
+        self.admin(&["CONFIG", "SET", "notify-keyspace-events", events])
+            .await;
+        let client = redis::Client::open(self.cluster.redis_url()).expect("redis url");
+        let mut pubsub = client
+            .get_async_pubsub()
+            .await
+            .expect("a pub/sub connection");
+        pubsub
+            .psubscribe(format!("__keyspace@0__:{pattern}"))
+            .await
+            .expect("subscribe to keyspace notifications");
+        pubsub.into_on_message()
+    }
+
+    /// A worker of `executors` at `place`; its id, once it has registered.
+    pub async fn add_worker_at(&mut self, place: &WorkerPlace, executors: u32) -> MemberId {
+        let i = self
+            .cluster
+            .spawn_worker_at(place, executors, &[], &[])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let id = MemberId::Worker(i);
+        self.cluster
+            .wait_ready(id, 1, READY)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        id
+    }
+
+    /// Follows `tasks` on the results stream (for up to `wait` seconds) and checks that each
+    /// is answered once, COMPLETED with the value `want(i)` for the `i`th (as `str()` shows
+    /// it), and ran once unless `reruns` are allowed (then at most 1 + `reruns` attempts).
+    pub async fn each_completes(
+        &self,
+        tasks: &[String],
+        wait: f64,
+        reruns: u32,
+        want: impl Fn(usize) -> String,
+    ) {
+        let mut seen = std::collections::HashSet::new();
+        for line in self.results(tasks, wait).await {
+            let task = line["task_id"].as_str().expect("a task id").to_owned();
+            let i = tasks.iter().position(|t| *t == task).expect("one of ours");
+            assert_eq!(line["status"], "COMPLETED", "{line}");
+            let result = line["result"].as_str().expect("a result");
+            assert_eq!(describe(result).1, want(i), "task {i} ({task})");
+            assert!(seen.insert(task), "answered twice: {line}");
+        }
+        assert_eq!(seen.len(), tasks.len(), "every task answered");
+        for task in tasks {
+            let attempts: u32 = self
+                .task_field(task, "attempts")
+                .await
+                .and_then(|a| a.parse().ok())
+                .unwrap_or_default();
+            assert!(
+                (1..=1 + reruns).contains(&attempts),
+                "task {task} ran {attempts} times"
+            );
+        }
+    }
+
     /// A field of the task's Redis hash.
     pub async fn task_field(&self, task_id: &str, field: &str) -> Option<String> {
         let mut conn = self.redis().await;
@@ -430,6 +503,15 @@ impl TestSystem {
             .await
             .expect("HGET")
     }
+}
+
+/// The endpoints of dispatchers at `host` on `ports`, comma-separated as workers take them,
+/// starting with the `first`th: workers told different firsts spread over the dispatchers.
+pub fn endpoints(host: &str, ports: &[u16], first: usize) -> String {
+    (0..ports.len())
+        .map(|k| format!("tcp://{host}:{}", ports[(first + k) % ports.len()]))
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// The value of the sample `series` (name with labels, exactly as exposed) on a metrics page.

@@ -55,7 +55,7 @@ impl NetNs {
     fn create() -> Result<Self, String> {
         static NEXT: AtomicU32 = AtomicU32::new(0);
         let n = NEXT.fetch_add(1, Ordering::Relaxed);
-        let tag = format!("{}{n}", std::process::id() % 100_000);
+        let tag = format!("{}x{n}", std::process::id());
         // A /30 per namespace, spread over 10.201.0.0/16 by process and counter.
         let block = (std::process::id() * 7 + n * 4) % 16_384 * 4;
         let ip = |last: u32| format!("10.201.{}.{}", block / 256, block % 256 + last);

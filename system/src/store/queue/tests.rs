@@ -273,3 +273,44 @@ async fn a_refresh_tells_whether_the_liveness_had_lapsed() {
         .unwrap();
     assert!(alive, "marked again");
 }
+
+#[tokio::test]
+async fn a_consumer_is_dropped_only_if_dead_and_empty_when_dropped() {
+    let redis = TestRedis::start().await;
+    let store = redis.store().await;
+    let mut reader = redis.reader().await;
+    let function = registered_function(&store).await;
+    store.ensure_queue_group().await.unwrap();
+    submit(&store, function, 1).await;
+    // "back" was seen dead and empty, then came back and read an entry before the removal;
+    // "gone" is dead and empty; "alive" is empty but alive.
+    Store::read_queue(&mut reader, "back", 1, BLOCK)
+        .await
+        .unwrap();
+    for empty in ["gone", "alive"] {
+        let _: i64 = redis::cmd("XGROUP")
+            .arg(&["CREATECONSUMER", keys::QUEUE, keys::QUEUE_GROUP, empty])
+            .query_async(&mut redis.conn().await)
+            .await
+            .unwrap();
+    }
+    store
+        .mark_dispatcher_alive("alive", Duration::from_secs(60))
+        .await
+        .unwrap();
+    let mut call = ScriptCall::new(Transition::DropConsumers, &[keys::QUEUE], keys::QUEUE_GROUP);
+    for consumer in ["back", "gone", "alive"] {
+        call.task(keys::dispatcher(consumer), consumer);
+    }
+    let dropped: Vec<i64> = store.run_script(&call).await.unwrap();
+    assert_eq!(dropped, [0, 1, 0]);
+    let info: StreamInfoConsumersReply = redis
+        .conn()
+        .await
+        .xinfo_consumers(keys::QUEUE, keys::QUEUE_GROUP)
+        .await
+        .unwrap();
+    let mut left: Vec<String> = info.consumers.into_iter().map(|c| c.name).collect();
+    left.sort();
+    assert_eq!(left, ["alive", "back"]);
+}
