@@ -1,6 +1,7 @@
 //! Workers across a real network: each faulty worker runs in a network namespace of its own,
-//! joined by a veth pair, and faults are nftables rules inside it. A partition longer than the
-//! heartbeat window, then healed; random packet loss. Nothing is lost, stuck or wrong, and a
+//! joined by a veth pair, and faults are nftables rules inside it (a partition longer than the
+//! heartbeat window, then healed; random packet loss), or behind a Toxiproxy-style proxy
+//! (latency with jitter, connections reset mid-message). Nothing is lost, stuck or wrong, and a
 //! worker cut off rejoins by itself.
 
 mod common;
@@ -8,8 +9,8 @@ mod common;
 use std::collections::HashSet;
 use std::time::Duration;
 
-use common::{Fifo, NetNs, TestSystem, mode, spec};
-use faas::cluster::{ClusterSpec, MemberId};
+use common::{Fifo, NetNs, Proxy, TestSystem, Toxics, mode, spec};
+use faas::cluster::{ClusterSpec, MemberId, WorkerPlace};
 use rstest::rstest;
 
 const START: Duration = Duration::from_secs(30);
@@ -116,4 +117,39 @@ async fn tasks_complete_under_packet_loss(#[case] mode: &str) {
     system
         .each_completes(&tasks, 60.0, 0, |i| (2 * i).to_string())
         .await;
+}
+
+/// The worker's link to the dispatcher runs through a proxy adding 100 ms (up to 140 ms) each
+/// way; once the first task is done every connection is reset mid-stream. The worker
+/// reconnects by itself, and every task completes with its own result, within the retries.
+#[rstest]
+#[case::pull("pull")]
+#[case::push("push")]
+#[tokio::test(flavor = "multi_thread")]
+async fn tasks_complete_over_a_slow_link_whose_connections_are_reset(#[case] mode_name: &str) {
+    let mut system = TestSystem::from_spec(spec(mode(mode_name), &[])).await;
+    let toxics = Toxics {
+        latency: Duration::from_millis(100),
+        jitter: Duration::from_millis(40),
+    };
+    let proxy = Proxy::start(system.cluster.worker_port(), toxics).await;
+    let place = WorkerPlace {
+        endpoint: Some(format!("tcp://127.0.0.1:{}", proxy.port)),
+        ..WorkerPlace::default()
+    };
+    system.add_worker_at(&place, 2).await;
+    let f = system
+        .register("def double(x):\n    return x * 2\n", "double")
+        .await;
+    let exprs: Vec<String> = (0..30).map(|i| format!("(({i},), {{}})")).collect();
+    let mut tasks = Vec::new();
+    for params in common::serialize_params_many(&exprs) {
+        tasks.push(system.execute_serialized(&f, &params).await);
+    }
+    system.wait_final(&tasks[0], START).await;
+    proxy.reset_all();
+    system
+        .each_completes(&tasks, 60.0, 2, |i| (2 * i).to_string())
+        .await;
+    assert!(proxy.resets() > 0, "no connection was reset");
 }

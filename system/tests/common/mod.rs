@@ -9,11 +9,13 @@
 
 mod fifo;
 mod netns;
+mod proxy;
 mod python;
 mod sentinel;
 
 pub use fifo::{Fifo, NAP, SIGNAL, nap_args, root as fifo_root, signalling};
 pub use netns::NetNs;
+pub use proxy::{Proxy, Toxics};
 pub use python::{
     Described, describe, describe_full, describe_many, python, serialize_function,
     serialize_params, serialize_params_many,
