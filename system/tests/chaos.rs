@@ -331,18 +331,10 @@ async fn chaos(#[case] mode: &str) {
                     }
                 }
                 9 => {
-                    let full = [
-                        "CONFIG",
-                        "SET",
-                        "maxmemory-policy",
-                        "noeviction",
-                        "maxmemory",
-                        "1",
-                    ];
-                    system.admin(&full).await;
+                    system.redis_full(true).await;
                     faults.redis_full += 1;
                 }
-                _ => system.admin(&["CONFIG", "SET", "maxmemory", "0"]).await,
+                _ => system.redis_full(false).await,
             }
             step += 1;
         }

@@ -234,15 +234,7 @@ async fn redis_out_of_memory_strands_nothing() {
     assert_eq!(fifo.next(START).await, "task0 start");
 
     // Full: every write is refused from now on.
-    let full = [
-        "CONFIG",
-        "SET",
-        "maxmemory-policy",
-        "noeviction",
-        "maxmemory",
-        "1",
-    ];
-    system.admin(&full).await;
+    system.redis_full(true).await;
     let (status, body) = system
         .post(
             "/execute_function",
@@ -263,7 +255,7 @@ async fn redis_out_of_memory_strands_nothing() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 
-    system.admin(&["CONFIG", "SET", "maxmemory", "0"]).await;
+    system.redis_full(false).await;
     each_returns_its_tag(&system, &tasks, Duration::from_secs(30)).await;
 }
 

@@ -340,24 +340,9 @@ impl TestSystem {
     /// Waits until the task has the status `want`, woken by Redis's keyspace notifications
     /// on the task's hash (turned on here), never by a timer.
     pub async fn wait_status(&self, task_id: &str, want: &str, timeout: Duration) {
-        let mut conn = self.redis().await;
-        let () = redis::cmd("CONFIG")
-            .arg("SET")
-            .arg("notify-keyspace-events")
-            .arg("Kh")
-            .query_async(&mut conn)
-            .await
-            .expect("turn on keyspace notifications");
-        let client = redis::Client::open(self.cluster.redis_url()).expect("redis url");
-        let mut pubsub = client
-            .get_async_pubsub()
-            .await
-            .expect("a pub/sub connection");
-        pubsub
-            .subscribe(format!("__keyspace@0__:faas:task:{task_id}"))
-            .await
-            .expect("subscribe to the task's changes");
-        let mut changes = pubsub.on_message();
+        let mut changes = self
+            .keyspace_events("Kh", &format!("faas:task:{task_id}"))
+            .await;
         // Subscribed before the first read: a change after any read is heard, never missed.
         let seen = tokio::time::timeout(timeout, async {
             while self.task_field(task_id, "status").await.as_deref() != Some(want) {
@@ -429,6 +414,21 @@ impl TestSystem {
             .query_async(&mut self.redis().await)
             .await
             .unwrap_or_else(|e| panic!("{args:?}: {e}"));
+    }
+
+    /// Puts Redis at `maxmemory` with no eviction, so that it refuses every write (OOM), or
+    /// (`full == false`) lifts the limit again.
+    pub async fn redis_full(&self, full: bool) {
+        let limit = if full { "1" } else { "0" };
+        self.admin(&[
+            "CONFIG",
+            "SET",
+            "maxmemory-policy",
+            "noeviction",
+            "maxmemory",
+            limit,
+        ])
+        .await;
     }
 
     /// Keyspace notifications of the `events` classes (as `notify-keyspace-events` takes them,
