@@ -15,6 +15,17 @@ async fn submit(store: &Store, function: FunctionId, n: usize) -> Vec<TaskId> {
     tasks.into_iter().map(|(id, _)| id).collect()
 }
 
+/// A store whose queue group exists and holds `n` submitted tasks, and a reader of it.
+async fn queue_of(n: usize) -> (TestRedis, Store, QueueReader) {
+    let redis = TestRedis::start().await;
+    let store = redis.store().await;
+    let reader = redis.reader().await;
+    let function = registered_function(&store).await;
+    store.ensure_queue_group().await.unwrap();
+    submit(&store, function, n).await;
+    (redis, store, reader)
+}
+
 fn finished(task_id: TaskId) -> FinalOutcome {
     FinalOutcome {
         task_id,
@@ -133,12 +144,7 @@ async fn pending_entries_are_listed_across_pages_and_deleted_ones_acknowledged()
 
 #[tokio::test]
 async fn orphans_are_the_entries_of_dead_dispatchers() {
-    let redis = TestRedis::start().await;
-    let store = redis.store().await;
-    let mut reader = redis.reader().await;
-    let function = registered_function(&store).await;
-    store.ensure_queue_group().await.unwrap();
-    submit(&store, function, 5).await;
+    let (redis, store, mut reader) = queue_of(5).await;
     let mut read = async |consumer: &str, count: usize| {
         Store::read_queue(&mut reader, consumer, count, BLOCK)
             .await
@@ -216,12 +222,7 @@ async fn a_dispatcher_is_alive_until_retired() {
 
 #[tokio::test]
 async fn pending_entries_can_be_filtered_by_idle_time() {
-    let redis = TestRedis::start().await;
-    let store = redis.store().await;
-    let mut reader = redis.reader().await;
-    let function = registered_function(&store).await;
-    store.ensure_queue_group().await.unwrap();
-    submit(&store, function, 2).await;
+    let (redis, store, mut reader) = queue_of(2).await;
     let entries = Store::read_queue(&mut reader, "d1", 2, BLOCK)
         .await
         .unwrap();
@@ -276,12 +277,7 @@ async fn a_refresh_tells_whether_the_liveness_had_lapsed() {
 
 #[tokio::test]
 async fn a_consumer_is_dropped_only_if_dead_and_empty_when_dropped() {
-    let redis = TestRedis::start().await;
-    let store = redis.store().await;
-    let mut reader = redis.reader().await;
-    let function = registered_function(&store).await;
-    store.ensure_queue_group().await.unwrap();
-    submit(&store, function, 1).await;
+    let (redis, store, mut reader) = queue_of(1).await;
     // "back" was seen dead and empty, then came back and read an entry before the removal;
     // "gone" is dead and empty; "alive" is empty but alive.
     Store::read_queue(&mut reader, "back", 1, BLOCK)
