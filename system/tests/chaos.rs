@@ -1,10 +1,11 @@
 //! Chaos: a mixed workload of 2,000 tasks through pull and push mode, with two dispatchers
-//! sharing one Redis and every fault of the platform's world on the workload's own clock:
-//! workers killed at random and replaced, a worker paused past the heartbeat window, every
-//! worker killed at once, a dispatcher killed and
-//! restarted, the other paused past its liveness, Redis restarted (append-only), Redis at
-//! `maxmemory` for two seconds, and a worker in a network namespace of its own behind 5%
-//! packet loss, partitioned for longer than the heartbeat window and healed.
+//! sharing one Redis (a primary, two replicas and three Sentinels; submissions acknowledged
+//! once a replica has them) and every fault of the platform's world on the workload's own
+//! clock: workers killed at random and replaced, a worker paused past the heartbeat window,
+//! every worker killed at once, a dispatcher killed and restarted, the other paused past its
+//! liveness, the Redis primary killed (a Sentinel failover) and restarted (it rejoins as a
+//! replica), Redis at `maxmemory` for two seconds, and a worker in a network namespace of its
+//! own behind 5% packet loss, partitioned for longer than the heartbeat window and healed.
 //!
 //! Every task function appends its index to a side-effect log outside the system, so the test
 //! counts executions. At the end every task is accounted for: COMPLETED with the right value,
@@ -20,8 +21,8 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use common::{NetNs, TestSystem, describe_many, free_port, serialize_function};
-use faas::cluster::{MemberId, WorkerPlace};
+use common::{NetNs, SentinelSet, TestSystem, describe_many, free_port, serialize_function};
+use faas::cluster::{ClusterSpec, MemberId, RedisSpec, WorkerPlace};
 use rstest::rstest;
 use tokio::time::MissedTickBehavior;
 
@@ -59,10 +60,12 @@ def fail(i, log):
 
 const NAMES: [&str; 4] = ["noop", "nap", "crunch", "fail"];
 
-/// When (seconds into the run) each scheduled step happens: partition the namespaced worker;
-/// restart Redis; heal the partition; kill and restart dispatcher 0; pause a worker; resume
-/// it; pause dispatcher 1; resume it; kill every worker; fill Redis; free it.
-const SCHEDULE: [f64; 11] = [4.0, 5.0, 6.5, 7.0, 8.0, 9.8, 10.0, 12.0, 13.0, 15.0, 17.0];
+/// Seconds from the previous scheduled step (the first: from the start) to each: partition the
+/// namespaced worker; kill the Redis primary; heal the partition; fill Redis; free it; pause a
+/// worker; restart the old primary; resume the worker; kill and restart dispatcher 0; pause
+/// dispatcher 1; resume it; kill every worker. Counted from when the previous step was done,
+/// so that a fault lasts as long as planned even when a step before it took long.
+const SCHEDULE: [f64; 12] = [4.0, 0.5, 2.0, 0.5, 2.0, 0.5, 1.5, 0.3, 0.2, 1.0, 2.0, 0.5];
 
 /// What a correct run of task `i` ends as: (status, type name, str of the value).
 fn expected(i: usize) -> (&'static str, &'static str, String) {
@@ -105,6 +108,7 @@ struct Faults {
     mass_kills: usize,
     dispatcher_kills: usize,
     dispatcher_pauses: usize,
+    failovers: usize,
     redis_restarts: usize,
     redis_full: usize,
     partitions: usize,
@@ -156,7 +160,14 @@ fn place(ports: &[u16], n: usize, host: &str, net: Option<&NetNs>) -> WorkerPlac
 #[tokio::test(flavor = "multi_thread")]
 async fn chaos(#[case] mode: &str) {
     let net = NetNs::require();
-    let mut system = TestSystem::control_plane_only(common::spec(common::mode(mode), &[])).await;
+    let mut sentinels = SentinelSet::start().await;
+    let mut system = TestSystem::control_plane_only(ClusterSpec {
+        redis: RedisSpec::External(sentinels.url()),
+        gateway_args: vec!["--replicas".to_owned(), "1".to_owned()],
+        ..common::spec(common::mode(mode), &[])
+    })
+    .await;
+    let mut old_primary = None;
     // Two dispatchers, each on a port of its own.
     let ports = [system.cluster.worker_port(), free_port()];
     let max_retries = MAX_RETRIES.to_string();
@@ -230,11 +241,15 @@ async fn chaos(#[case] mode: &str) {
     let mut backwards = 0;
     let mut step = 0;
     let mut paused = None;
+    let mut last_step = Duration::ZERO;
     // The workload's own clock: submissions, faults and status samples every 100 ms.
     let mut ticks = tokio::time::interval(Duration::from_millis(100));
     ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
 
-    while tasks.len() < TASKS || started.elapsed() < Duration::from_secs(18) {
+    while tasks.len() < TASKS
+        || step < SCHEDULE.len()
+        || started.elapsed() < Duration::from_secs(18)
+    {
         ticks.tick().await;
         // Submit on schedule; a refusal (Redis away or full) is retried on the next tick.
         let due =
@@ -261,7 +276,7 @@ async fn chaos(#[case] mode: &str) {
             live.push(system.add_worker_at(&at, EXECUTORS).await);
             next_worker_kill = now + Duration::from_secs(3);
         }
-        if step < SCHEDULE.len() && now >= Duration::from_secs_f64(SCHEDULE[step]) {
+        if step < SCHEDULE.len() && now >= last_step + Duration::from_secs_f64(SCHEDULE[step]) {
             match step {
                 0 => {
                     if let Some(net) = &net {
@@ -270,12 +285,8 @@ async fn chaos(#[case] mode: &str) {
                     }
                 }
                 1 => {
-                    let stopped = system
-                        .terminate(MemberId::Redis, Duration::from_secs(10))
-                        .await;
-                    assert!(stopped.is_some(), "redis-server stops on SIGTERM");
-                    system.restart(MemberId::Redis).await;
-                    faults.redis_restarts += 1;
+                    old_primary = Some(sentinels.kill_primary());
+                    faults.failovers += 1;
                 }
                 2 => {
                     if let Some(net) = &net {
@@ -284,11 +295,11 @@ async fn chaos(#[case] mode: &str) {
                     }
                 }
                 3 => {
-                    system.kill(MemberId::Dispatcher(0)).await;
-                    faults.dispatcher_kills += 1;
-                    system.restart(MemberId::Dispatcher(0)).await;
+                    system.redis_full(true).await;
+                    faults.redis_full += 1;
                 }
-                4 => {
+                4 => system.redis_full(false).await,
+                5 => {
                     // Out of the kill rotation while stopped.
                     let worker = live.remove(rng.below(live.len()));
                     system
@@ -298,7 +309,11 @@ async fn chaos(#[case] mode: &str) {
                     paused = Some(worker);
                     faults.worker_pauses += 1;
                 }
-                5 => {
+                6 => {
+                    sentinels.restart_old_primary(old_primary.take().expect("killed"));
+                    faults.redis_restarts += 1;
+                }
+                7 => {
                     let worker = paused.take().expect("a paused worker");
                     system
                         .cluster
@@ -306,18 +321,23 @@ async fn chaos(#[case] mode: &str) {
                         .unwrap_or_else(|e| panic!("{e}"));
                     live.push(worker);
                 }
-                6 => {
+                8 => {
+                    system.kill(MemberId::Dispatcher(0)).await;
+                    faults.dispatcher_kills += 1;
+                    system.restart(MemberId::Dispatcher(0)).await;
+                }
+                9 => {
                     system
                         .cluster
                         .pause(MemberId::Dispatcher(1))
                         .unwrap_or_else(|e| panic!("{e}"));
                     faults.dispatcher_pauses += 1;
                 }
-                7 => system
+                10 => system
                     .cluster
                     .resume(MemberId::Dispatcher(1))
                     .unwrap_or_else(|e| panic!("{e}")),
-                8 => {
+                _ => {
                     for &worker in &live {
                         system.kill(worker).await;
                     }
@@ -330,13 +350,9 @@ async fn chaos(#[case] mode: &str) {
                         live.push(system.add_worker_at(&at, EXECUTORS).await);
                     }
                 }
-                9 => {
-                    system.redis_full(true).await;
-                    faults.redis_full += 1;
-                }
-                _ => system.redis_full(false).await,
             }
             step += 1;
+            last_step = started.elapsed();
         }
         // Statuses never move backwards (answers while Redis is away say nothing).
         for _ in 0..20.min(tasks.len()) {
@@ -461,6 +477,7 @@ async fn chaos(#[case] mode: &str) {
             && faults.dispatcher_pauses == 1
             && faults.worker_pauses == 1
             && faults.redis_restarts == 1
+            && faults.failovers == 1
             && faults.redis_full == 1,
         "{summary}"
     );

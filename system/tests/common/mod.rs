@@ -239,10 +239,20 @@ impl TestSystem {
         }
     }
 
-    /// A connection to the cluster's Redis.
+    /// A client of the cluster's Redis: its primary of the moment, for a Sentinel address.
+    pub async fn redis_client(&self) -> redis::Client {
+        let url = faas::store::RedisAddress::parse(self.cluster.redis_url())
+            .expect("a Redis address")
+            .current()
+            .await
+            .expect("the Redis primary");
+        redis::Client::open(url).expect("redis url")
+    }
+
+    /// A connection to the cluster's Redis (see [`Self::redis_client`]).
     pub async fn redis(&self) -> redis::aio::MultiplexedConnection {
-        redis::Client::open(self.cluster.redis_url())
-            .expect("redis url")
+        self.redis_client()
+            .await
             .get_multiplexed_async_connection()
             .await
             .expect("connect to the test redis")
@@ -436,8 +446,9 @@ impl TestSystem {
     pub async fn keyspace_events(&self, events: &str, pattern: &str) -> redis::aio::PubSubStream {
         self.admin(&["CONFIG", "SET", "notify-keyspace-events", events])
             .await;
-        let client = redis::Client::open(self.cluster.redis_url()).expect("redis url");
-        let mut pubsub = client
+        let mut pubsub = self
+            .redis_client()
+            .await
             .get_async_pubsub()
             .await
             .expect("a pub/sub connection");

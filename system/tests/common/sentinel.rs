@@ -79,6 +79,13 @@ impl SentinelSet {
     /// when they monitor something).
     fn spawn(&self, name: &str, extra: &[String]) -> Server {
         let port = free_port();
+        let path = self.dir.join(format!("{name}.conf"));
+        self.write_config(&path, name, port, extra);
+        launch(&path, port)
+    }
+
+    /// Writes the config file of server `name` on `port`.
+    fn write_config(&self, path: &std::path::Path, name: &str, port: u16, extra: &[String]) {
         let sentinel = extra.iter().any(|l| l.starts_with("sentinel "));
         let mut config = vec![
             format!("port {port}"),
@@ -94,19 +101,7 @@ impl SentinelSet {
             ]);
         }
         config.extend(extra.iter().cloned());
-        let path = self.dir.join(format!("{name}.conf"));
-        std::fs::write(&path, config.join("\n") + "\n").expect("a config file");
-        let mut command = Command::new("redis-server");
-        command.arg(&path);
-        if sentinel {
-            command.arg("--sentinel");
-        }
-        let child = command
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start redis-server");
-        Server { port, child }
+        std::fs::write(path, config.join("\n") + "\n").expect("a config file");
     }
 
     /// The address the platform is given.
@@ -172,10 +167,17 @@ impl SentinelSet {
         }
     }
 
-    /// Kills the primary (SIGKILL): the Sentinels must promote a replica.
+    /// Kills the first primary (SIGKILL): the Sentinels must promote a replica. Its port.
     pub fn kill_primary(&mut self) -> u16 {
         let primary = self.servers[0].take().expect("the primary runs");
         primary.port
+    }
+
+    /// Starts the killed first primary again, from its config file: the Sentinels make it a
+    /// replica of the primary they promoted.
+    pub fn restart_old_primary(&mut self, port: u16) {
+        assert!(self.servers[0].is_none(), "the old primary still runs");
+        self.servers[0] = Some(launch(&self.dir.join("primary.conf"), port));
     }
 
     /// The port of the server the Sentinels name as primary now.
@@ -188,6 +190,22 @@ impl SentinelSet {
             .ok()?;
         Some(port)
     }
+}
+
+/// Starts `redis-server` with the config file at `path` (a Sentinel when the file says so).
+fn launch(path: &std::path::Path, port: u16) -> Server {
+    let config = std::fs::read_to_string(path).expect("the config file");
+    let mut command = Command::new("redis-server");
+    command.arg(path);
+    if config.contains("sentinel monitor") {
+        command.arg("--sentinel");
+    }
+    let child = command
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start redis-server");
+    Server { port, child }
 }
 
 impl Drop for SentinelSet {
