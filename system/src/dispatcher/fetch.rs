@@ -30,7 +30,17 @@ pub async fn run(
     let Some(mut reader) = connect(&redis_url, &stop).await else {
         return;
     };
+    let mut generation = store.primary_generation();
     loop {
+        if store.primary_generation() != generation {
+            // The store moved to a new primary (a Sentinel failover): so does the reader, even
+            // if the old one still answers.
+            generation = store.primary_generation();
+            match connect(&redis_url, &stop).await {
+                Some(fresh) => reader = fresh,
+                None => return,
+            }
+        }
         let places = tokio::select! {
             () = stop.cancelled() => return,
             places = capacity.reserve(MAX_BATCH) => match places {

@@ -43,19 +43,32 @@ async fn subscribe_once(
     stop: &CancellationToken,
     on: &mut impl FnMut(Heard) -> bool,
 ) -> Result<(), super::StoreError> {
-    // A Sentinel address names the primary anew at each subscription: after a failover the
-    // old primary's connection drops and the next one goes to the new primary.
-    let url = super::RedisAddress::parse(redis_url)?.current().await?;
-    let client = redis::Client::open(url)?;
+    // A Sentinel address names the primary anew at each subscription, and is asked again
+    // every second meanwhile: after a failover the subscription moves to the new primary even
+    // if the old one still answers.
+    let address = super::RedisAddress::parse(redis_url)?;
+    let url = address.current().await?;
+    let client = redis::Client::open(url.as_str())?;
     let mut pubsub = client.get_async_pubsub().await?;
     pubsub.subscribe(channel).await?;
     if !on(Heard::Subscribed) {
         return Ok(());
     }
+    let recheck_every = address
+        .watch_every()
+        .map_or(Duration::from_secs(3600), |every| every * 4);
+    let mut recheck = tokio::time::interval(recheck_every);
+    recheck.tick().await;
     let mut messages = pubsub.on_message();
     loop {
         tokio::select! {
             () = stop.cancelled() => return Ok(()),
+            _ = recheck.tick(), if address.watch_every().is_some() => {
+                if address.current().await.is_ok_and(|now| now != url) {
+                    let moved = redis::RedisError::from((redis::ErrorKind::Io, "the Redis primary changed"));
+                    return Err(moved.into());
+                }
+            }
             message = messages.next() => {
                 let Some(message) = message else {
                     let closed = redis::RedisError::from((redis::ErrorKind::Io, "subscription closed"));

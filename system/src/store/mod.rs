@@ -25,6 +25,7 @@ mod scripts;
 mod testing;
 mod transitions;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock, Weak};
 use std::time::Duration;
 
@@ -50,6 +51,9 @@ pub const DEFAULT_RETENTION: Duration = Duration::from_secs(24 * 3600);
 #[derive(Clone)]
 pub struct Store {
     primary: Arc<RwLock<ConnectionManager>>,
+    /// Bumped each time the store moves to a new primary, for connections of their own (the
+    /// queue reader) to follow.
+    generation: Arc<AtomicU64>,
     /// How long a task is kept once final; `None`: forever.
     retention: Option<Duration>,
     /// Where Redis is.
@@ -67,12 +71,15 @@ impl Store {
         let address = RedisAddress::parse(url)?;
         let serving = address.current().await?;
         let primary = Arc::new(RwLock::new(connect(&serving, RESPONSE_TIMEOUT).await?));
+        let generation = Arc::new(AtomicU64::new(0));
         if let Some(every) = address.watch_every() {
             let lock = Arc::downgrade(&primary);
-            tokio::spawn(follow_primary(lock, address.clone(), serving, every));
+            let follow = follow_primary(lock, generation.clone(), address.clone(), serving, every);
+            tokio::spawn(follow);
         }
         Ok(Self {
             primary,
+            generation,
             retention: Some(DEFAULT_RETENTION),
             address: Arc::new(address),
             replicated: None,
@@ -105,6 +112,12 @@ impl Store {
         })
     }
 
+    /// How many times the store has moved to a new primary (see [`RedisAddress`]).
+    #[must_use]
+    pub fn primary_generation(&self) -> u64 {
+        self.generation.load(Ordering::Acquire)
+    }
+
     /// The connection to the current primary.
     fn conn(&self) -> ConnectionManager {
         self.primary
@@ -125,6 +138,7 @@ impl Store {
 /// when it changed, until the store is dropped.
 async fn follow_primary(
     lock: Weak<RwLock<ConnectionManager>>,
+    generation: Arc<AtomicU64>,
     address: RedisAddress,
     mut serving: String,
     every: Duration,
@@ -143,22 +157,37 @@ async fn follow_primary(
             }
         };
         match connect(&now, RESPONSE_TIMEOUT).await {
-            Ok(conn) => {
+            // A Sentinel's view may lag: follow only a server that says it is a primary.
+            Ok(conn) if is_primary(conn.clone()).await => {
                 let Some(lock) = lock.upgrade() else {
                     return;
                 };
                 *lock
                     .write()
                     .unwrap_or_else(std::sync::PoisonError::into_inner) = conn;
+                generation.fetch_add(1, Ordering::Release);
                 tracing::warn!(
                     primary = %crate::cluster::redis::redact(&now),
                     "the Redis primary changed; following it"
                 );
                 serving = now;
             }
+            Ok(_) => tracing::warn!(
+                named = %crate::cluster::redis::redact(&now),
+                "the server a Sentinel names is no primary (yet); keeping the last one"
+            ),
             Err(e) => tracing::warn!(error = %e, "cannot connect to the new Redis primary yet"),
         }
     }
+}
+
+/// Whether the server on `conn` says (`ROLE`) it is a primary.
+async fn is_primary(mut conn: ConnectionManager) -> bool {
+    let role: Result<Vec<redis::Value>, _> = redis::cmd("ROLE").query_async(&mut conn).await;
+    role.ok()
+        .and_then(|r| r.into_iter().next())
+        .and_then(|first| redis::from_redis_value::<String>(first).ok())
+        .is_some_and(|role| role == "master")
 }
 
 /// A self-reconnecting connection to the Redis at `url` whose commands may take up to
