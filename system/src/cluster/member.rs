@@ -213,12 +213,15 @@ impl Member {
                     ExitStatus::from_raw(-1)
                 }
             };
-            status_tx.send_replace(Some(status));
+            // Reported before the status is set: whoever waits on the status (a stop moving on
+            // to the next group) then acts after this exit is in the channel, so exits are
+            // read in the order they happened, even on another thread.
             let _ = exits.send(Exit {
                 name: label,
                 status,
                 expected: asked.load(Ordering::SeqCst),
             });
+            status_tx.send_replace(Some(status));
         });
         tracing::debug!(child = name, pid, "started");
         Ok(Self {
