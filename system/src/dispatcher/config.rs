@@ -103,4 +103,15 @@ impl DispatcherConfig {
     pub fn max_attempts(&self) -> u32 {
         self.max_retries.saturating_add(1)
     }
+
+    /// The serialized `WorkerFailure` a task is failed with when `cause` (a lost worker or
+    /// dispatcher) leaves it out of attempts: the one wording of every such message.
+    #[must_use]
+    pub fn out_of_attempts(&self, cause: &str) -> String {
+        super::worker_failure_result(&format!(
+            "{cause}; the task has now been attempted {} time(s), the limit (--max-retries {})",
+            self.max_attempts(),
+            self.max_retries
+        ))
+    }
 }

@@ -14,7 +14,7 @@ use super::capacity::Capacity;
 use super::in_flight::{InFlight, InFlightTable};
 use super::{
     DispatcherConfig, DispatcherError, DispatcherMetrics, Transport, cancel, fetch, metrics,
-    recovery, worker_failure_result,
+    recovery,
 };
 use crate::executor::Job;
 use crate::protocol::Completion;
@@ -276,12 +276,9 @@ impl Core {
                 return;
             }
         };
-        let failure = worker_failure_result(&format!(
-            "dispatcher {consumer} lost track of the task, which has now been attempted {} \
-             time(s), the limit (--max-retries {})",
-            self.config.max_attempts(),
-            self.config.max_retries
-        ));
+        let failure = self
+            .config
+            .out_of_attempts(&format!("dispatcher {consumer} lost track of the task"));
         for stranded in pending
             .into_iter()
             .filter(|p| !self.in_flight.contains(p.entry.task_id))
@@ -311,10 +308,8 @@ impl Core {
         let mut released = true;
         match self.store.pending_entries(consumer).await {
             Ok(held) => {
-                let failure = worker_failure_result(&format!(
-                    "dispatcher {consumer} stopped while running the task, which has now been \
-                     attempted {} time(s), the limit",
-                    self.config.max_attempts()
+                let failure = self.config.out_of_attempts(&format!(
+                    "dispatcher {consumer} stopped while running the task"
                 ));
                 for orphan in held {
                     match self

@@ -32,6 +32,9 @@ pub struct DispatcherMetrics {
     /// Why the dispatcher cannot record or start tasks right now (Redis refusing or away),
     /// while it retries; `None` while it can.
     degraded: std::sync::Mutex<Option<String>>,
+    /// Whether `degraded` holds a reason: every store operation that succeeds clears it, and
+    /// this keeps that from taking the lock when there is nothing to clear.
+    is_degraded: std::sync::atomic::AtomicBool,
 }
 
 /// The phases of a task, as timestamps (µs) where known.
@@ -74,10 +77,16 @@ impl DispatcherMetrics {
 
     /// Notes why store operations keep failing (`None`: they succeed again).
     pub fn set_degraded(&self, reason: Option<String>) {
-        *self
+        use std::sync::atomic::Ordering;
+        if reason.is_none() && !self.is_degraded.load(Ordering::Acquire) {
+            return;
+        }
+        let mut degraded = self
             .degraded
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = reason;
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        self.is_degraded.store(reason.is_some(), Ordering::Release);
+        *degraded = reason;
     }
 
     /// Why the dispatcher cannot do its work right now, if it cannot.

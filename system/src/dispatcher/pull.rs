@@ -133,9 +133,7 @@ impl<O: Outbox + Send + 'static> RemoteMode for Pull<O> {
                     return;
                 }
                 let dropped = self.workers.accept_results(&worker, results);
-                if !dropped.is_empty() {
-                    self.acks.entry(worker.clone()).or_default().extend(dropped);
-                }
+                self.ack_later(&worker, dropped);
                 // A worker never has room for more than its executors: a larger ask (a
                 // buggy or hostile peer) would take places no executor can fill.
                 let capacity = self.workers.registry.get(&worker).map_or(0, |w| w.capacity);
@@ -153,15 +151,13 @@ impl<O: Outbox + Send + 'static> RemoteMode for Pull<O> {
                 worker, results, ..
             } => {
                 if self.workers.registry.heard_from(&worker, now) {
-                    let unrecorded: HashSet<TaskId> = results.iter().map(|r| r.task_id).collect();
+                    let sent: Vec<TaskId> = results.iter().map(|r| r.task_id).collect();
                     let dropped = self.workers.accept_results(&worker, results);
-                    self.acks
-                        .entry(worker.clone())
-                        .or_default()
-                        .extend(&dropped);
+                    let unrecorded = sent.into_iter().filter(|t| !dropped.contains(t)).collect();
+                    self.ack_later(&worker, dropped);
                     let report = Report {
                         identity,
-                        unrecorded: &unrecorded - &dropped.into_iter().collect(),
+                        unrecorded,
                         since: now,
                     };
                     if report.unrecorded.is_empty() {
@@ -197,17 +193,14 @@ impl<O: Outbox + Send + 'static> RemoteMode for Pull<O> {
 
     fn recorded(&mut self, tasks: Vec<TaskId>) {
         for (worker, tasks) in self.workers.recorded(tasks) {
-            if let Some(report) = self.reports.get_mut(&worker) {
+            let complete = self.reports.get_mut(&worker).is_some_and(|report| {
                 for task in &tasks {
                     report.unrecorded.remove(task);
                 }
-            }
-            self.acks.entry(worker.clone()).or_default().extend(tasks);
-            if self
-                .reports
-                .get(&worker)
-                .is_some_and(|r| r.unrecorded.is_empty())
-            {
+                report.unrecorded.is_empty()
+            });
+            self.ack_later(&worker, tasks);
+            if complete {
                 let report = self.reports.remove(&worker).expect("just seen");
                 self.answer_report(&worker, report.identity);
             }
@@ -285,6 +278,16 @@ impl<O: Outbox> Pull<O> {
     fn reply(&self, identity: Vec<u8>, message: &ToWorker) {
         self.bridge
             .send(0, vec![identity, Vec::new(), protocol::encode(message)]);
+    }
+
+    /// Notes `tasks` to acknowledge in `worker`'s next answer.
+    fn ack_later(&mut self, worker: &str, tasks: Vec<TaskId>) {
+        if !tasks.is_empty() {
+            self.acks
+                .entry(worker.to_owned())
+                .or_default()
+                .extend(tasks);
+        }
     }
 
     /// Answers a worker's `results` or `heartbeat` with the acknowledgements and

@@ -90,11 +90,7 @@ impl Core {
         let Some(InFlight { entry, .. }) = self.in_flight.remove(task_id) else {
             return true; // not ours (any more): whoever holds it decides
         };
-        let failure = worker_failure_result(&format!(
-            "{reason}; the task has now been attempted {} time(s), the limit (--max-retries {})",
-            self.config.max_attempts(),
-            self.config.max_retries
-        ));
+        let failure = self.config.out_of_attempts(reason);
         let store = self.store.clone();
         let max_attempts = self.config.max_attempts();
         let outcome = self

@@ -3,7 +3,7 @@
 
 use tokio_util::sync::CancellationToken;
 
-use super::{DispatcherConfig, worker_failure_result};
+use super::DispatcherConfig;
 use crate::store::{RequeueOutcome, Store};
 
 /// Runs until `stop`: refreshes the marker three times per TTL and scans for orphans.
@@ -39,12 +39,9 @@ async fn requeue_orphans(
     config: &DispatcherConfig,
 ) -> Result<(), crate::store::StoreError> {
     for orphan in store.orphaned_entries(&config.consumer).await? {
-        let failure = worker_failure_result(&format!(
-            "dispatcher {} was lost while holding the task, which has now been attempted {} \
-             time(s), the limit (--max-retries {})",
-            orphan.consumer,
-            config.max_attempts(),
-            config.max_retries
+        let failure = config.out_of_attempts(&format!(
+            "dispatcher {} was lost while holding the task",
+            orphan.consumer
         ));
         let outcome = store
             .requeue_task(&orphan.entry, config.max_attempts(), &failure)
