@@ -100,7 +100,7 @@ struct Submitted {
 }
 
 /// Most tasks per run whose timelines are fetched for the overhead breakdown.
-const MAX_SAMPLES: u64 = 1000;
+const MAX_SAMPLES: usize = 1000;
 
 /// Shared tallies of one run.
 struct Tally {
@@ -135,13 +135,15 @@ impl Tally {
             let mut last = self.last_done.lock().expect("tally lock");
             *last = Some(last.map_or(now, |l| l.max(now)));
         }
-        if seen == Seen::Completed && n % self.sample_every == 0 {
-            self.samples.lock().expect("tally lock").push(Sample {
+        let mut samples = self.samples.lock().expect("tally lock");
+        if seen == Seen::Completed && n % self.sample_every == 0 && samples.len() < MAX_SAMPLES {
+            samples.push(Sample {
                 task_id: task.id,
                 sent_us: self.wall_us(task.sent),
                 seen_us: self.wall_us(now),
             });
         }
+        drop(samples);
         self.progress.inc(1);
     }
 
@@ -306,7 +308,7 @@ pub async fn run(
         last_done: Mutex::new(None),
         latency: Mutex::new(new_histogram()),
         samples: Mutex::new(Vec::new()),
-        sample_every: tasks.div_ceil(MAX_SAMPLES).max(1),
+        sample_every: tasks.div_ceil(MAX_SAMPLES as u64).max(1),
         origin: (Instant::now(), now_micros()),
         progress,
     });
@@ -324,11 +326,22 @@ pub async fn run(
 
     match load.shape {
         Shape::Closed => {
+            // Bounded by a task count, or (`duration_s`) by time: no task starts after it.
+            let until = load
+                .duration_s
+                .map(|d| started + Duration::from_secs_f64(d));
             let next = Arc::new(AtomicU64::new(0));
             for _ in 0..load.clients {
                 let (next, session) = (next.clone(), session.clone());
                 handles.spawn(async move {
-                    while next.fetch_add(1, Ordering::Relaxed) < tasks {
+                    loop {
+                        let more = match until {
+                            Some(until) => Instant::now() < until,
+                            None => next.fetch_add(1, Ordering::Relaxed) < tasks,
+                        };
+                        if !more {
+                            break;
+                        }
                         session.one(Instant::now()).await;
                     }
                 });

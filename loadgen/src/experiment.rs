@@ -42,9 +42,18 @@ pub struct Experiment {
     /// Use this Redis instead of starting a private one.
     #[serde(default)]
     pub redis_url: Option<String>,
-    /// Times each point is measured; throughput and makespan are reported as mean ± std.
-    #[serde(default = "one")]
+    /// Times each point is measured; every figure is reported as the mean over them with a
+    /// 95% confidence interval, median, min and max.
+    #[serde(default = "default_repetitions")]
     pub repetitions: u32,
+    /// Run the platform's own processes under callgrind and report instructions per task
+    /// (slow: for small experiments that must tell small changes apart).
+    #[serde(default)]
+    pub instructions: bool,
+    /// Targets measured beside the platform with the same workloads, one row per distinct
+    /// (executors, workload, load) of the points: the floor and the peers.
+    #[serde(default)]
+    pub references: Vec<Reference>,
     /// Tasks run (and not measured) after the system comes up, before each point.
     #[serde(default)]
     pub warmup_tasks: u32,
@@ -62,6 +71,42 @@ pub struct Experiment {
 
 fn one() -> u32 {
     1
+}
+
+fn default_repetitions() -> u32 {
+    3
+}
+
+/// Something other than this platform, run with the same workload for comparison.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Reference {
+    /// The platform's own Python executors fed directly by loadgen: no HTTP, Redis or
+    /// dispatcher; what the hardware does with no service around the executors.
+    Floor,
+    /// Python's `concurrent.futures.ProcessPoolExecutor`.
+    ProcessPool,
+    /// A bare Python ZeroMQ + dill loop to worker processes.
+    Zmq,
+    Ray,
+    /// Celery with a Redis broker and result backend.
+    Celery,
+    /// Dask distributed, a local cluster of single-threaded worker processes.
+    Dask,
+}
+
+impl Reference {
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Floor => "floor",
+            Self::ProcessPool => "process_pool",
+            Self::Zmq => "zmq",
+            Self::Ray => "ray",
+            Self::Celery => "celery",
+            Self::Dask => "dask",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -162,6 +207,10 @@ pub struct Load {
     /// Burst only: tasks per submission request (`POST /execute_batch` when above 1).
     #[serde(default = "one")]
     pub batch_size: u32,
+    /// Closed and open loops: measure a steady-state window of this many seconds instead of a
+    /// task count (open: `rate × duration_s` tasks; closed: as many as fit).
+    #[serde(default)]
+    pub duration_s: Option<f64>,
 }
 
 fn default_clients() -> u32 {
@@ -246,13 +295,18 @@ pub struct Point {
 }
 
 impl Point {
-    /// The number of tasks measured at this point.
+    /// The number of tasks measured at this point: 0 for a closed loop bounded by duration
+    /// (as many as fit).
     #[must_use]
     pub fn tasks(&self) -> u64 {
-        let w = &self.config.workload;
-        w.tasks.unwrap_or_else(|| {
-            w.tasks_per_executor.unwrap_or(1) * u64::from(self.config.topology.executors)
-        })
+        let (w, load) = (&self.config.workload, &self.config.load);
+        match (load.duration_s, load.rate) {
+            (Some(d), Some(rate)) => (d * rate).ceil() as u64,
+            (Some(_), None) => 0,
+            (None, _) => w.tasks.unwrap_or_else(|| {
+                w.tasks_per_executor.unwrap_or(1) * u64::from(self.config.topology.executors)
+            }),
+        }
     }
 
     /// A short label, e.g. `mode=push executors=4`.
@@ -295,9 +349,23 @@ impl Experiment {
         if t.executors == 0 {
             return Err("topology.executors must be at least 1".into());
         }
-        if w.tasks.is_some() == w.tasks_per_executor.is_some() {
+        let bounds = [
+            w.tasks.is_some(),
+            w.tasks_per_executor.is_some(),
+            self.load.duration_s.is_some(),
+        ];
+        if bounds.iter().filter(|b| **b).count() != 1 {
             return Err(
-                "give exactly one of workload.tasks and workload.tasks_per_executor".into(),
+                "give exactly one of workload.tasks, workload.tasks_per_executor and load.duration_s"
+                    .into(),
+            );
+        }
+        if let Some(d) = self.load.duration_s
+            && !(d > 0.0 && d.is_finite() && self.load.shape != Shape::Burst)
+        {
+            return Err(
+                "load.duration_s must be a positive number of seconds, and only with shape = \"closed\" or \"open\""
+                    .into(),
             );
         }
         if w.function == Function::Sleep && !(w.sleep_s > 0.0 && w.sleep_s.is_finite()) {
@@ -542,6 +610,40 @@ shape = "burst"
         let wrong_type =
             format!("{BASE}\n[[sweep]]\nparam = \"topology.executors\"\nvalues = [\"many\"]\n");
         assert!(Experiment::parse(&wrong_type, "t.toml").is_err());
+    }
+
+    #[test]
+    fn a_window_bounded_by_duration_replaces_the_task_count() {
+        let closed = BASE
+            .replace("tasks_per_executor = 5", "")
+            .replace("shape = \"burst\"", "shape = \"closed\"\nduration_s = 10.0");
+        let (exp, points) = Experiment::parse(&closed, "t.toml").unwrap();
+        assert_eq!(exp.repetitions, 3, "three repetitions by default");
+        assert_eq!(points[0].tasks(), 0, "as many as fit");
+        let open = closed.replace("shape = \"closed\"", "shape = \"open\"\nrate = 250.0");
+        let (_, points) = Experiment::parse(&open, "t.toml").unwrap();
+        assert_eq!(points[0].tasks(), 2500);
+
+        let both = closed
+            .replace("[load]", "[load]\n")
+            .replace("function = \"sleep\"", "function = \"sleep\"\ntasks = 4");
+        let err = Experiment::parse(&both, "t.toml").unwrap_err().to_string();
+        assert!(err.contains("exactly one of"), "{err}");
+        let burst = BASE
+            .replace("tasks_per_executor = 5", "")
+            .replace("shape = \"burst\"", "shape = \"burst\"\nduration_s = 10.0");
+        let err = Experiment::parse(&burst, "t.toml").unwrap_err().to_string();
+        assert!(err.contains("only with shape"), "{err}");
+    }
+
+    #[test]
+    fn references_are_named_targets() {
+        let text = format!("references = [\"floor\", \"ray\"]\n{BASE}");
+        let (exp, _) = Experiment::parse(&text, "t.toml").unwrap();
+        assert_eq!(exp.references, [Reference::Floor, Reference::Ray]);
+        let typo = format!("references = [\"rey\"]\n{BASE}");
+        let err = Experiment::parse(&typo, "t.toml").unwrap_err().to_string();
+        assert!(err.contains("unknown variant `rey`"), "{err}");
     }
 
     #[test]

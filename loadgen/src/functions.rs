@@ -17,15 +17,21 @@ pub struct Serialized {
     pub params: String,
 }
 
-/// Serializes `workload`'s function and arguments with dill.
-pub fn serialize(workload: &Workload) -> anyhow::Result<Serialized> {
-    let env = faas::executor::python_env::resolve(None)?;
-    let kind = match workload.function {
+/// The function's name, as the CSVs and the Python side spell it.
+#[must_use]
+pub fn kind(function: Function) -> &'static str {
+    match function {
         Function::Noop => "noop",
         Function::Sleep => "sleep",
         Function::Cpu => "cpu",
         Function::Payload => "payload",
-    };
+    }
+}
+
+/// Serializes `workload`'s function and arguments with dill.
+pub fn serialize(workload: &Workload) -> anyhow::Result<Serialized> {
+    let env = faas::executor::python_env::resolve(None)?;
+    let kind = kind(workload.function);
     let request = serde_json::json!({
         "function": kind,
         "sleep_s": workload.sleep_s,

@@ -11,6 +11,7 @@ use faas::cluster::{
     Binaries, Cluster, ClusterSpec, MemberId, Output, Persistence, RedisSpec, Stopped,
 };
 
+use crate::cpu::{self, Probe};
 use crate::experiment::{Mode, Topology};
 
 /// The children's log filter: the platform's own info lines, warnings from the rest.
@@ -21,6 +22,8 @@ pub struct System {
     cluster: Cluster,
     /// Whether the executor hosts still wait for [`System::start_executors`].
     held: bool,
+    /// Worker processes (pull and push).
+    workers: usize,
 }
 
 /// Peak resident memory of the system's own processes.
@@ -31,13 +34,17 @@ pub struct Memory {
 }
 
 /// Starts everything `topology` needs (the executor hosts later, if it says so), with the
-/// binaries next to loadgen's own.
+/// binaries in `binaries` (by default those next to loadgen's own).
 pub async fn launch(
     topology: &Topology,
     redis_url: Option<&str>,
     log_dir: &Path,
+    binaries: Option<&Path>,
 ) -> anyhow::Result<System> {
-    let binaries = Binaries::next_to_self()?;
+    let binaries = match binaries {
+        Some(dir) => Binaries::in_dir(dir.to_owned()),
+        None => Binaries::next_to_self()?,
+    };
     let python = tokio::task::spawn_blocking(|| faas::executor::python_env::resolve(None))
         .await
         .context("resolving the executors' Python panicked")??
@@ -63,6 +70,10 @@ pub async fn launch(
     let mut system = System {
         cluster,
         held: true,
+        workers: match topology.mode {
+            Mode::Local => 0,
+            Mode::Pull | Mode::Push => topology.worker_sizes().len(),
+        },
     };
     if !topology.start_after_submission {
         system.start_executors().await?;
@@ -99,6 +110,42 @@ impl System {
             gateway_peak_mb: peak(MemberId::Gateway),
             dispatcher_peak_mb: peak(MemberId::Dispatcher(0)),
         }
+    }
+
+    /// What to sample for the CPU time of each component: loadgen itself as the client, the
+    /// system's processes, and the executors under the dispatcher or the workers.
+    #[must_use]
+    pub fn cpu_probe(&self) -> Probe {
+        let pid = |id| self.cluster.member(id).ok().map(|m| m.pid());
+        let mut probe = Probe {
+            roots: vec![(cpu::CLIENT, i32::try_from(std::process::id()).unwrap_or(0))],
+            executor_parents: Vec::new(),
+        };
+        let mut add = |component, id| {
+            if let Some(pid) = pid(id) {
+                probe.roots.push((component, pid));
+                if component == cpu::DISPATCHER || component == cpu::WORKERS {
+                    probe.executor_parents.push(pid);
+                }
+            }
+        };
+        add(cpu::GATEWAY, MemberId::Gateway);
+        add(cpu::DISPATCHER, MemberId::Dispatcher(0));
+        add(cpu::REDIS, MemberId::Redis);
+        for i in 0..self.workers {
+            add(cpu::WORKERS, MemberId::Worker(i));
+        }
+        probe
+    }
+
+    /// The platform's own processes, each with its [`crate::instructions::COUNTED`] index.
+    #[must_use]
+    pub fn counted(&self) -> Vec<(usize, i32)> {
+        let ids = [(0, MemberId::Gateway), (1, MemberId::Dispatcher(0))]
+            .into_iter()
+            .chain((0..self.workers).map(|i| (2, MemberId::Worker(i))));
+        ids.filter_map(|(component, id)| self.cluster.member(id).ok().map(|m| (component, m.pid())))
+            .collect()
     }
 
     /// Stops everything in order, workers first.

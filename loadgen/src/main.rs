@@ -1,18 +1,27 @@
 //! `loadgen`: the benchmark harness. `loadgen run <experiment.toml>` brings the system up for
-//! every configuration point, drives it, and leaves CSVs, metadata and charts in
-//! `results/<experiment>/<run>/`; `loadgen plot <run dir>` redraws the charts from the CSVs.
+//! every configuration point, drives it, measures the reference targets beside it, and leaves
+//! CSVs, metadata, a summary and charts in `results/<experiment>/<run>/`; `loadgen plot`
+//! redraws the charts, `loadgen compare` tells two runs apart, `loadgen report` rebuilds the
+//! generated parts of `report.md`.
 
 mod breakdown;
+mod compare;
+mod cpu;
 mod driver;
 mod experiment;
 mod export;
+mod floor;
 mod functions;
+mod instructions;
 mod launcher;
 mod plot;
+mod reference;
+mod report;
 mod runner;
 mod stats;
 
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
@@ -33,12 +42,36 @@ enum Command {
         #[arg(long, default_value = "results")]
         out: PathBuf,
     },
-    /// Redraw the charts of a run directory from its CSVs.
+    /// Redraw the charts and the summary of a run directory from its CSVs.
     Plot { run_dir: PathBuf },
+    /// Compare run B with run A, point by point: the change of each figure, its 95% bootstrap
+    /// interval and whether it is beyond noise. Exits with 3 when a --fail-on gate breaks.
+    Compare {
+        run_a: PathBuf,
+        run_b: PathBuf,
+        /// Fail (exit 3) when FIGURE gets significantly worse by more than PERCENT, e.g.
+        /// `throughput:5` or `p99_ms:10` (repeat for several).
+        #[arg(long = "fail-on", value_name = "FIGURE:PERCENT")]
+        fail_on: Vec<compare::Gate>,
+        /// Also write the table as Markdown into this file.
+        #[arg(long)]
+        markdown: Option<PathBuf>,
+    },
+    /// Rebuild the generated blocks of a report (tables, ratios, figures, comparisons) from
+    /// the newest committed run of each experiment.
+    Report {
+        #[arg(default_value = "report.md")]
+        report: PathBuf,
+        #[arg(long, default_value = "results")]
+        results: PathBuf,
+    },
 }
 
+/// The exit code of a comparison whose gate broke (errors exit with 1).
+const REGRESSION: u8 = 3;
+
 #[tokio::main]
-async fn main() -> anyhow::Result<()> {
+async fn main() -> anyhow::Result<ExitCode> {
     faas::telemetry::init_tracing("warn");
     match Cli::parse().command {
         Command::Run { experiment, out } => {
@@ -58,7 +91,47 @@ async fn main() -> anyhow::Result<()> {
             for file in plot::render(&run_dir)? {
                 eprintln!("chart: {}", file.display());
             }
+            eprintln!("summary: {}", report::write_summary(&run_dir)?.display());
+        }
+        Command::Compare {
+            run_a,
+            run_b,
+            fail_on,
+            markdown,
+        } => {
+            let changes = compare::compare(&run_a, &run_b)?;
+            let table = compare::markdown(
+                &changes,
+                &run_a.display().to_string(),
+                &run_b.display().to_string(),
+            );
+            #[allow(clippy::print_stdout)]
+            {
+                print!("{table}");
+            }
+            if let Some(path) = markdown {
+                std::fs::write(&path, &table)?;
+            }
+            let broken = compare::regressions(&changes, &fail_on);
+            if !broken.is_empty() {
+                for c in &broken {
+                    eprintln!(
+                        "regression: {} {} is {:.1}% worse ({:.3} [{:.3}, {:.3}])",
+                        c.point,
+                        c.figure.column,
+                        c.worse_by_percent(),
+                        c.ratio,
+                        c.lo,
+                        c.hi
+                    );
+                }
+                return Ok(ExitCode::from(REGRESSION));
+            }
+        }
+        Command::Report { report, results } => {
+            let blocks = report::rebuild(&report, &results)?;
+            eprintln!("{}: {blocks} block(s) rebuilt", report.display());
         }
     }
-    Ok(())
+    Ok(ExitCode::SUCCESS)
 }

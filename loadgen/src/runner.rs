@@ -1,7 +1,7 @@
 //! `loadgen run`: every point of an experiment, in order, against systems brought up for it;
 //! each point's row is written as soon as it is measured.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -11,14 +11,17 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use tokio::sync::oneshot;
 
-use crate::breakdown;
+use crate::breakdown::{self, Breakdown};
+use crate::cpu;
 use crate::driver;
-use crate::experiment::{Experiment, Function, Point, Shape};
-use crate::export::csv::{CdfCsv, ResultsCsv, Row};
+use crate::experiment::{Experiment, Function, Mode, Point, Reference, Shape};
+use crate::export::csv::{CdfCsv, RepetitionsCsv, ResultsCsv, Row};
 use crate::export::metadata;
-use crate::functions;
+use crate::functions::{self, Serialized};
+use crate::instructions::{Callgrind, PerTask};
 use crate::launcher::{self, System};
-use crate::stats::{self, Summary};
+use crate::reference::{self, Unavailable};
+use crate::stats::{self, Run, Summary};
 
 /// Runs the experiment at `path`, writing into `out/<name>/<run>/`; returns that directory.
 pub async fn run(path: &Path, out: &Path) -> anyhow::Result<PathBuf> {
@@ -30,19 +33,36 @@ pub async fn run(path: &Path, out: &Path) -> anyhow::Result<PathBuf> {
     std::fs::write(dir.join("experiment.toml"), &text)?;
     metadata::write(&dir, &text, started)?;
     let swept: Vec<String> = experiment.sweep.iter().map(|s| s.param.clone()).collect();
-    let mut results = ResultsCsv::create(&dir.join("results.csv"), &swept)?;
-    let mut cdf = CdfCsv::create(&dir.join("cdf.csv"))?;
+    let mut recorder = Recorder {
+        results: ResultsCsv::create(&dir.join("results.csv"), &swept)?,
+        repetitions: RepetitionsCsv::create(&dir.join("repetitions.csv"))?,
+        cdf: CdfCsv::create(&dir.join("cdf.csv"))?,
+        baselines: HashMap::new(),
+        table: Vec::new(),
+    };
     eprintln!(
-        "{}: {} point(s) -> {}",
+        "{}: {} point(s){} -> {}",
         experiment.name,
         points.len(),
+        if experiment.references.is_empty() {
+            String::new()
+        } else {
+            format!(" and references {:?}", experiment.references)
+        },
         dir.display()
     );
 
+    let callgrind = if experiment.instructions {
+        let real = std::env::current_exe()?
+            .parent()
+            .context("loadgen has no directory")?
+            .to_owned();
+        Some(Callgrind::prepare(&real, &dir.join("logs"))?)
+    } else {
+        None
+    };
+    let mut payloads = Payloads::default();
     let mut system: Option<(String, System)> = None;
-    let mut serialized = HashMap::new();
-    let mut baselines = HashMap::new();
-    let mut table = Vec::new();
     for point in &points {
         let config = &point.config;
         let topology_key = serde_json::to_string(&(&config.topology, &config.redis_url))?;
@@ -52,97 +72,44 @@ pub async fn run(path: &Path, out: &Path) -> anyhow::Result<PathBuf> {
                 previous.stop().await;
             }
             let logs = dir.join("logs").join(format!("point-{}", point.index));
-            let launched =
-                launcher::launch(&config.topology, config.redis_url.as_deref(), &logs).await?;
+            let launched = launcher::launch(
+                &config.topology,
+                config.redis_url.as_deref(),
+                &logs,
+                callgrind.as_ref().map(Callgrind::bin),
+            )
+            .await?;
             system = Some((topology_key, launched));
         }
         let (_, live) = system.as_mut().expect("launched above");
-        let workload_key = serde_json::to_string(&config.workload)?;
-        if !serialized.contains_key(&workload_key) {
-            let workload = config.workload.clone();
-            let s = tokio::task::spawn_blocking(move || functions::serialize(&workload)).await??;
-            serialized.insert(workload_key.clone(), s);
-        }
-        let payloads = &serialized[&workload_key];
-        let target = Client::new(&live.url(), None)?;
-        let function_id = target
-            .register("loadgen", &payloads.function)
-            .await?
-            .function_id;
-
-        if config.warmup_tasks > 0 {
-            let warmup = crate::experiment::Load {
-                shape: Shape::Closed,
-                clients: config.load.clients,
-                rate: None,
-                batch_size: 1,
-            };
-            driver::run(
-                &target,
-                &function_id,
-                &payloads.params,
-                u64::from(config.warmup_tasks),
-                &warmup,
-                &config.collect,
-                ProgressBar::hidden(),
-                None,
-            )
-            .await;
-        }
-        let tasks = point.tasks();
-        let mut runs = Vec::new();
-        for rep in 0..config.repetitions {
-            let bar = progress(point, rep, config.repetitions, tasks);
-            let (submitted, all_submitted) = oneshot::channel();
-            let measured = driver::run(
-                &target,
-                &function_id,
-                &payloads.params,
-                tasks,
-                &config.load,
-                &config.collect,
-                bar,
-                Some(submitted),
-            );
-            // Held executor hosts start once the workload waits in the queue.
-            let start_held = async {
-                if all_submitted.await.is_ok() {
-                    live.start_executors().await
-                } else {
-                    Ok(())
-                }
-            };
-            let (run, started) = tokio::join!(measured, start_held);
-            started?;
-            runs.push(run);
-        }
-        let samples: Vec<_> = runs
-            .iter()
-            .flat_map(|r| r.samples.iter().cloned())
-            .collect();
-        let breakdown = breakdown::measure(&target, &samples).await;
-        let memory = live.memory();
-        let summary = stats::summarize(tasks, &runs);
-        let efficiency = efficiency(point, &summary, &mut baselines);
-        let workers = match config.topology.mode {
-            crate::experiment::Mode::Local => 0,
-            _ => config.topology.worker_sizes().len(),
-        };
-        results.write(&Row {
-            point,
-            workers,
-            summary: &summary,
-            efficiency,
-            breakdown: &breakdown,
-            memory,
-        })?;
-        cdf.write(point, &stats::cdf(&runs))?;
-        table.push((point.label(), summary, efficiency));
+        let payloads = payloads.of(&config.workload).await?;
+        measure_platform(point, live, payloads, callgrind.as_ref(), &mut recorder).await?;
     }
     if let Some((_, last)) = system {
         last.stop().await;
     }
-    print_table(&experiment.name, &table);
+
+    // References, once per distinct workload (the platform's mode aside).
+    let mut measured = HashSet::new();
+    for point in &points {
+        for &reference in &experiment.references {
+            let key = serde_json::to_string(&(reference, reference_key(&point.config)))?;
+            if !measured.insert(key) {
+                continue;
+            }
+            let row_point = reference_point(point, reference);
+            let payloads = payloads.of(&point.config.workload).await?;
+            let logs = dir.join("logs").join(format!("reference-{}", point.index));
+            eprintln!("{}", row_point.label());
+            let outcome =
+                reference::measure(reference, &point.config, point.tasks(), payloads, &logs).await;
+            recorder.record_reference(&row_point, reference, outcome)?;
+        }
+    }
+
+    print_table(&experiment.name, &recorder.table);
+    let summary = crate::report::write_summary(&dir)?;
+    eprintln!("summary: {}", summary.display());
     match crate::plot::render(&dir) {
         Ok(files) => {
             for file in files {
@@ -154,26 +121,325 @@ pub async fn run(path: &Path, out: &Path) -> anyhow::Result<PathBuf> {
     Ok(dir)
 }
 
-/// Weak-scaling efficiency: for sleep tasks the ideal makespan (tasks per executor × sleep)
-/// over the measured one; for other burst workloads the first point's makespan (of the same
-/// mode and function, normally the fewest executors) over this one's.
+/// Serialized functions and arguments, made once per workload.
+#[derive(Default)]
+struct Payloads(HashMap<String, Serialized>);
+
+impl Payloads {
+    async fn of(&mut self, workload: &crate::experiment::Workload) -> anyhow::Result<&Serialized> {
+        let key = serde_json::to_string(workload)?;
+        if !self.0.contains_key(&key) {
+            let workload = workload.clone();
+            let s = tokio::task::spawn_blocking(move || functions::serialize(&workload)).await??;
+            self.0.insert(key.clone(), s);
+        }
+        Ok(&self.0[&key])
+    }
+}
+
+/// Measures one point on the live platform: warm-up, then each repetition with the CPU time
+/// of every component (and, under callgrind, the instructions) around it.
+async fn measure_platform(
+    point: &Point,
+    live: &mut System,
+    payloads: &Serialized,
+    callgrind: Option<&Callgrind>,
+    recorder: &mut Recorder,
+) -> anyhow::Result<()> {
+    let config = &point.config;
+    let target = Client::new(&live.url(), None)?;
+    let function_id = target
+        .register("loadgen", &payloads.function)
+        .await?
+        .function_id;
+    if config.warmup_tasks > 0 {
+        let warmup = crate::experiment::Load {
+            shape: Shape::Closed,
+            clients: config.load.clients,
+            rate: None,
+            batch_size: 1,
+            duration_s: None,
+        };
+        driver::run(
+            &target,
+            &function_id,
+            &payloads.params,
+            u64::from(config.warmup_tasks),
+            &warmup,
+            &config.collect,
+            ProgressBar::hidden(),
+            None,
+        )
+        .await;
+    }
+    let tasks = point.tasks();
+    let mut runs = Vec::new();
+    let mut cpu_us = Vec::new();
+    let mut instructions = Vec::new();
+    for rep in 0..config.repetitions {
+        let bar = progress(point, rep, config.repetitions, tasks);
+        let (submitted, all_submitted) = oneshot::channel();
+        // Held executor hosts start during the first repetition: probe once they are up.
+        let probe = live.cpu_probe();
+        if callgrind.is_some() {
+            let pids: Vec<i32> = live.counted().into_iter().map(|(_, pid)| pid).collect();
+            Callgrind::zero(&pids)?;
+        }
+        let before = probe.sample();
+        let measured = driver::run(
+            &target,
+            &function_id,
+            &payloads.params,
+            tasks,
+            &config.load,
+            &config.collect,
+            bar,
+            Some(submitted),
+        );
+        // Held executor hosts start once the workload waits in the queue.
+        let start_held = async {
+            if all_submitted.await.is_ok() {
+                live.start_executors().await
+            } else {
+                Ok(())
+            }
+        };
+        let (run, started) = tokio::join!(measured, start_held);
+        started?;
+        let after = live.cpu_probe().sample();
+        let done = run.completed + run.failed;
+        cpu_us.push(cpu::per_task_us(&before, &after, done));
+        if let Some(callgrind) = callgrind {
+            instructions.push(callgrind.dump(&live.counted(), done)?);
+        }
+        runs.push(run);
+    }
+    let samples: Vec<_> = runs
+        .iter()
+        .flat_map(|r| r.samples.iter().cloned())
+        .collect();
+    let breakdown = breakdown::measure(&target, &samples).await;
+    let workers = match config.topology.mode {
+        Mode::Local => 0,
+        _ => config.topology.worker_sizes().len(),
+    };
+    recorder.record(Measurement {
+        point,
+        system: config.topology.mode.as_str(),
+        workers,
+        runs: &runs,
+        breakdown: &breakdown,
+        memory: Some(live.memory()),
+        cpu_us: &cpu_us,
+        instructions: &instructions,
+        version: String::new(),
+        notes: Vec::new(),
+    })
+}
+
+/// What identifies a reference's workload: the point's configuration without what only the
+/// platform has.
+fn reference_key(config: &Experiment) -> String {
+    let mut neutral = config.clone();
+    neutral.topology.mode = Mode::Local;
+    neutral.topology.dispatcher_args.clear();
+    neutral.topology.worker_args.clear();
+    neutral.topology.max_executors_per_worker = 0;
+    neutral.topology.start_after_submission = false;
+    neutral.references.clear();
+    // How the platform's results are collected does not apply to the references.
+    neutral.collect.method = crate::experiment::CollectMethod::Fastest;
+    neutral.collect.interval_ms = 0.0;
+    neutral.collect.window_ms = 0.0;
+    serde_json::to_string(&(
+        &neutral.topology,
+        &neutral.workload,
+        &neutral.load,
+        &neutral.collect,
+        neutral.repetitions,
+        neutral.warmup_tasks,
+    ))
+    .unwrap_or_default()
+}
+
+/// The row a reference measured at `point` gets: its parameters without the platform's
+/// mode, led by `system=<reference>`.
+fn reference_point(point: &Point, reference: Reference) -> Point {
+    let mut params = vec![("system".to_owned(), reference.as_str().to_owned())];
+    params.extend(
+        point
+            .params
+            .iter()
+            .filter(|(k, _)| k != "topology.mode")
+            .cloned(),
+    );
+    Point {
+        index: point.index,
+        params,
+        config: point.config.clone(),
+    }
+}
+
+/// One point's measured repetitions, before they are summarized.
+struct Measurement<'a> {
+    point: &'a Point,
+    system: &'a str,
+    workers: usize,
+    runs: &'a [Run],
+    breakdown: &'a Breakdown,
+    memory: Option<launcher::Memory>,
+    cpu_us: &'a [cpu::Seconds],
+    /// Instructions per task of the platform's processes, per repetition (under callgrind).
+    instructions: &'a [PerTask],
+    /// What a reference ran.
+    version: String,
+    /// Warnings that are not about the figures (a reference that could not run).
+    notes: Vec<String>,
+}
+
+/// Summarizes measured points and writes their rows.
+struct Recorder {
+    results: ResultsCsv,
+    repetitions: RepetitionsCsv,
+    cdf: CdfCsv,
+    /// The first makespan of each system and function (efficiency of non-sleep bursts).
+    baselines: HashMap<String, f64>,
+    table: Vec<TableRow>,
+}
+
+struct TableRow {
+    label: String,
+    summary: Summary,
+    efficiency: Option<f64>,
+    cpu_total_us: Option<f64>,
+    warnings: usize,
+}
+
+impl Recorder {
+    fn record(&mut self, m: Measurement<'_>) -> anyhow::Result<()> {
+        let tasks = m.point.tasks();
+        let summary = stats::summarize(tasks, m.runs);
+        let efficiency = efficiency(m.point, m.system, &summary, &mut self.baselines);
+        let mut warnings = m.notes;
+        warnings.extend(figure_warnings(&m.point.config, &summary));
+        let row = Row {
+            point: m.point,
+            system: m.system,
+            version: &m.version,
+            workers: m.workers,
+            summary: &summary,
+            efficiency: &efficiency,
+            breakdown: m.breakdown,
+            memory: m.memory,
+            cpu_us: m.cpu_us,
+            instructions: m.instructions,
+            warnings: &warnings,
+        };
+        self.results.write(&row)?;
+        self.repetitions.write(&row)?;
+        self.cdf.write(m.point, m.system, &stats::cdf(m.runs))?;
+        for warning in &warnings {
+            eprintln!("warning: {}: {warning}", m.point.label());
+        }
+        self.table.push(TableRow {
+            label: m.point.label(),
+            efficiency: (!efficiency.is_empty()).then(|| stats::mean_std(&efficiency).0),
+            cpu_total_us: crate::export::csv::mean_cpu(m.cpu_us).map(|c| c.iter().sum()),
+            warnings: warnings.len(),
+            summary,
+        });
+        Ok(())
+    }
+
+    fn record_reference(
+        &mut self,
+        point: &Point,
+        reference: Reference,
+        outcome: Result<reference::Measured, Unavailable>,
+    ) -> anyhow::Result<()> {
+        let (runs, cpu_us, version, notes) = match outcome {
+            Ok(measured) => {
+                let (runs, cpu_us): (Vec<Run>, Vec<cpu::Seconds>) = measured
+                    .runs
+                    .into_iter()
+                    .map(|(run, seconds)| {
+                        let per_task =
+                            cpu::per_task_us(&[0.0; 6], &seconds, run.completed + run.failed);
+                        (run, per_task)
+                    })
+                    .unzip();
+                (runs, cpu_us, measured.version, Vec::new())
+            }
+            Err(e) => {
+                eprintln!("{}: {e:#}", point.label());
+                (Vec::new(), Vec::new(), String::new(), vec![e.to_string()])
+            }
+        };
+        self.record(Measurement {
+            point,
+            system: reference.as_str(),
+            workers: 0,
+            runs: &runs,
+            breakdown: &Breakdown::default(),
+            memory: None,
+            cpu_us: &cpu_us,
+            instructions: &[],
+            version,
+            notes,
+        })
+    }
+}
+
+/// What deserves a reader's attention in a point's figures.
+fn figure_warnings(config: &Experiment, summary: &Summary) -> Vec<String> {
+    let mut out = Vec::new();
+    if summary.repetitions == 0 {
+        return out;
+    }
+    if summary.repetitions == 1 {
+        out.push("1 repetition: no confidence interval".to_owned());
+    }
+    out.extend(summary.throughput.warning("throughput"));
+    if config.load.shape != Shape::Burst {
+        out.extend(summary.p50_ms.warning("p50"));
+    }
+    if summary.failed > 0 {
+        out.push(format!("{} task(s) failed", summary.failed));
+    }
+    if summary.lost > 0 {
+        out.push(format!("{} task(s) lost", summary.lost));
+    }
+    out
+}
+
+/// Weak-scaling efficiency of each repetition: for sleep tasks the ideal makespan (tasks per
+/// executor × sleep) over the measured one; for other burst workloads the mean makespan of
+/// the first point of the same system and function (normally the fewest executors) over
+/// this one's.
 fn efficiency(
     point: &Point,
+    system: &str,
     summary: &Summary,
     baselines: &mut HashMap<String, f64>,
-) -> Option<f64> {
+) -> Vec<f64> {
     let c = &point.config;
-    if summary.makespan_s <= 0.0 || c.load.shape != Shape::Burst {
-        return None;
+    if summary.makespan_s.mean <= 0.0 || c.load.shape != Shape::Burst {
+        return Vec::new();
     }
+    let makespans = summary
+        .per_repetition
+        .iter()
+        .map(|f| f.makespan_s)
+        .filter(|m| *m > 0.0);
     if c.workload.function == Function::Sleep
         && let Some(per_executor) = c.workload.tasks_per_executor
     {
-        return Some(per_executor as f64 * c.workload.sleep_s / summary.makespan_s);
+        let ideal = per_executor as f64 * c.workload.sleep_s;
+        return makespans.map(|m| ideal / m).collect();
     }
-    let key = format!("{} {:?}", c.topology.mode.as_str(), c.workload.function);
-    let baseline = *baselines.entry(key).or_insert(summary.makespan_s);
-    Some(baseline / summary.makespan_s)
+    let key = format!("{system} {:?}", c.workload.function);
+    let baseline = *baselines.entry(key).or_insert(summary.makespan_s.mean);
+    makespans.map(|m| baseline / m).collect()
 }
 
 fn progress(point: &Point, rep: u32, reps: u32, tasks: u64) -> ProgressBar {
@@ -192,23 +458,43 @@ fn progress(point: &Point, rep: u32, reps: u32, tasks: u64) -> ProgressBar {
     bar
 }
 
-fn print_table(name: &str, rows: &[(String, Summary, Option<f64>)]) {
-    let width = rows.iter().map(|r| r.0.len()).max().unwrap_or(5).max(5);
+fn print_table(name: &str, rows: &[TableRow]) {
+    let width = rows.iter().map(|r| r.label.len()).max().unwrap_or(5).max(5);
     let mut out = format!(
-        "\n{name}\n{:<width$} {:>7} {:>11} {:>9} {:>9} {:>9} {:>10} {:>6} {:>7}\n",
-        "point", "tasks", "tasks/s", "p50 ms", "p99 ms", "max ms", "makespan", "eff", "errors"
+        "\n{name} (means over repetitions; ± is half the 95% interval)\n{:<width$} {:>7} {:>20} {:>9} {:>9} {:>10} {:>6} {:>9} {:>7} {:>5}\n",
+        "point",
+        "tasks",
+        "tasks/s",
+        "p50 ms",
+        "p99 ms",
+        "makespan",
+        "eff",
+        "cpu µs/t",
+        "errors",
+        "warn"
     );
-    for (label, s, eff) in rows {
+    for r in rows {
+        let s = &r.summary;
+        if s.repetitions == 0 {
+            out.push_str(&format!("{:<width$} unavailable\n", r.label));
+            continue;
+        }
+        let half = (s.throughput.hi - s.throughput.lo) / 2.0;
         out.push_str(&format!(
-            "{label:<width$} {:>7} {:>11.1} {:>9.2} {:>9.2} {:>9.2} {:>9.3}s {:>6} {:>7}\n",
+            "{:<width$} {:>7} {:>11.1} ± {:>6.1} {:>9.2} {:>9.2} {:>9.3}s {:>6} {:>9} {:>7} {:>5}\n",
+            r.label,
             s.tasks,
-            s.throughput,
-            s.p50_ms,
-            s.p99_ms,
-            s.max_ms,
-            s.makespan_s,
-            eff.map_or_else(|| "-".to_owned(), |e| format!("{e:.3}")),
-            s.failed + s.lost
+            s.throughput.mean,
+            half,
+            s.p50_ms.mean,
+            s.p99_ms.mean,
+            s.makespan_s.mean,
+            r.efficiency
+                .map_or_else(|| "-".to_owned(), |e| format!("{e:.3}")),
+            r.cpu_total_us
+                .map_or_else(|| "-".to_owned(), |c| format!("{c:.0}")),
+            s.failed + s.lost,
+            r.warnings,
         ));
     }
     #[allow(clippy::print_stdout)]

@@ -1,5 +1,6 @@
-//! loadgen end to end: runs `experiments/smoke.toml` (a few tasks in each mode) against real
-//! systems it brings up itself, then redraws the charts from the CSVs alone.
+//! loadgen end to end: runs `experiments/smoke.toml` (a few tasks in each mode and on two
+//! references) against real systems it brings up itself, compares the run with itself, then
+//! redraws the charts from the CSVs alone.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -32,13 +33,49 @@ fn the_smoke_experiment_runs_end_to_end_and_replots() {
     let headers = reader.headers().unwrap().clone();
     let column = |name: &str| headers.iter().position(|h| h == name).unwrap();
     let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
-    assert_eq!(rows.len(), 3, "one row per mode");
+    let systems: Vec<&str> = rows.iter().map(|r| &r[column("system")]).collect();
+    assert_eq!(
+        systems,
+        ["local", "push", "pull", "floor", "process_pool"],
+        "one row per mode, then the references"
+    );
     for row in &rows {
-        assert_eq!(&row[column("completed")], "6", "{row:?}");
+        assert_eq!(&row[column("repetitions")], "2", "{row:?}");
+        assert_eq!(&row[column("completed")], "12", "6 tasks twice: {row:?}");
         assert_eq!(&row[column("lost")], "0", "{row:?}");
         let efficiency: f64 = row[column("efficiency")].parse().unwrap();
         assert!(efficiency > 0.3 && efficiency <= 1.0, "{row:?}");
+        let (lo, hi): (f64, f64) = (
+            row[column("throughput_lo")].parse().unwrap(),
+            row[column("throughput_hi")].parse().unwrap(),
+        );
+        let mean: f64 = row[column("throughput")].parse().unwrap();
+        assert!(lo <= mean && mean <= hi, "{row:?}");
+        let cpu: f64 = row[column("cpu_total_us")].parse().unwrap();
+        assert!(cpu > 0.0, "{row:?}");
     }
+    assert!(
+        rows[4][column("version")].starts_with("python 3"),
+        "{:?}",
+        rows[4]
+    );
+    let repetitions = std::fs::read_to_string(run.join("repetitions.csv")).unwrap();
+    assert_eq!(repetitions.lines().count(), 1 + 5 * 2, "{repetitions}");
+    let summary = std::fs::read_to_string(run.join("summary.md")).unwrap();
+    assert!(summary.contains("| mode=pull | 2 |"), "{summary}");
+    assert!(summary.contains("× floor"), "{summary}");
+
+    // A run compared with itself: every change is within noise, so no gate breaks.
+    let compared = Command::new(env!("CARGO_BIN_EXE_loadgen"))
+        .args(["compare", "--fail-on", "throughput:1"])
+        .args([run, run])
+        .output()
+        .expect("run loadgen compare");
+    let table = String::from_utf8_lossy(&compared.stdout);
+    assert!(compared.status.success(), "{table}");
+    assert!(table.contains("| mode=push | throughput |"), "{table}");
+    assert!(!table.contains("| worse |"), "{table}");
+
     let metadata: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("metadata.json")).unwrap()).unwrap();
     assert!(metadata["machine"]["cores"].as_u64().unwrap() >= 1);

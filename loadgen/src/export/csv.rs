@@ -5,63 +5,182 @@ use std::fs::File;
 use std::path::Path;
 
 use crate::breakdown::{Breakdown, PHASES};
+use crate::cpu::{self, COMPONENTS};
 use crate::experiment::Point;
+use crate::instructions::{COUNTED, PerTask};
 use crate::launcher::Memory;
-use crate::stats::Summary;
+use crate::stats::{Estimate, Summary};
 
 /// One finished point, as exported.
 pub struct Row<'a> {
     pub point: &'a Point,
+    /// Who ran it: the platform's mode (`local`, `pull`, `push`) or a reference's name.
+    pub system: &'a str,
+    /// What a reference ran (e.g. `ray 2.40.0`); empty for the platform (see `metadata.json`).
+    pub version: &'a str,
     pub workers: usize,
     pub summary: &'a Summary,
-    /// Ideal or first-point makespan over this makespan (see `efficiency` in the README).
-    pub efficiency: Option<f64>,
+    /// Ideal or first-point makespan over this makespan, per repetition (see `efficiency` in
+    /// the README); empty where it does not apply.
+    pub efficiency: &'a [f64],
     pub breakdown: &'a Breakdown,
-    pub memory: Memory,
+    pub memory: Option<Memory>,
+    /// CPU µs per task of each component, per repetition (empty: not measured).
+    pub cpu_us: &'a [cpu::Seconds],
+    /// Instructions per task of the platform's processes, per repetition (empty: not
+    /// counted).
+    pub instructions: &'a [PerTask],
+    pub warnings: &'a [String],
 }
 
-/// The fixed columns after the `param_*` ones.
-pub const COLUMNS: &[&str] = &[
-    "mode",
-    "function",
-    "executors",
-    "workers",
-    "tasks",
-    "repetitions",
-    "completed",
-    "failed",
-    "lost",
+/// The figures estimated over repetitions; each gets a column per [`ESTIMATE_SUFFIXES`].
+pub const ESTIMATED: &[&str] = &[
     "makespan_s",
-    "makespan_std_s",
     "throughput",
-    "throughput_std",
-    "offered_rate",
     "p50_ms",
     "p90_ms",
     "p99_ms",
-    "p999_ms",
-    "max_ms",
     "efficiency",
-    "gateway_peak_rss_mb",
-    "dispatcher_peak_rss_mb",
-    "breakdown_samples",
 ];
 
-/// The per-phase columns that end each row: `phase_<name>_mean_us`, then `phase_<name>_p50_us`.
-fn phase_columns() -> Vec<String> {
-    let mean = PHASES.iter().map(|p| format!("phase_{p}_mean_us"));
-    let p50 = PHASES.iter().map(|p| format!("phase_{p}_p50_us"));
-    mean.chain(p50).collect()
+/// After the mean (the column named as the figure): the 95% bootstrap interval of the mean,
+/// the median, the range and the coefficient of variation.
+pub const ESTIMATE_SUFFIXES: &[&str] = &["lo", "hi", "median", "min", "max", "cv"];
+
+/// The columns after the `param_*` ones.
+fn columns() -> Vec<String> {
+    let mut out: Vec<String> = [
+        "system",
+        "version",
+        "mode",
+        "function",
+        "executors",
+        "workers",
+        "tasks",
+        "repetitions",
+        "completed",
+        "failed",
+        "lost",
+        "offered_rate",
+    ]
+    .iter()
+    .map(|c| (*c).to_owned())
+    .collect();
+    for figure in ESTIMATED {
+        out.push((*figure).to_owned());
+        out.extend(ESTIMATE_SUFFIXES.iter().map(|s| format!("{figure}_{s}")));
+    }
+    out.extend(
+        [
+            "makespan_std_s",
+            "throughput_std",
+            "p999_ms",
+            "max_ms",
+            "gateway_peak_rss_mb",
+            "dispatcher_peak_rss_mb",
+        ]
+        .iter()
+        .map(|c| (*c).to_owned()),
+    );
+    out.extend(COMPONENTS.iter().map(|c| format!("cpu_{c}_us")));
+    out.push("cpu_total_us".to_owned());
+    out.extend(instruction_columns());
+    out.push("warnings".to_owned());
+    out.push("breakdown_samples".to_owned());
+    out.extend(PHASES.iter().map(|p| format!("phase_{p}_mean_us")));
+    out.extend(PHASES.iter().map(|p| format!("phase_{p}_p50_us")));
+    out
 }
 
-/// Writes `results.csv`.
+fn f(v: f64) -> String {
+    if v.is_finite() {
+        format!("{v:.6}")
+    } else {
+        String::new()
+    }
+}
+
+/// The mean and [`ESTIMATE_SUFFIXES`] columns of one figure (empty when it has no values).
+fn estimate_fields(e: &Estimate) -> Vec<String> {
+    if e.n == 0 {
+        return vec![String::new(); 1 + ESTIMATE_SUFFIXES.len()];
+    }
+    [e.mean, e.lo, e.hi, e.median, e.min, e.max, e.cv]
+        .into_iter()
+        .map(f)
+        .collect()
+}
+
+/// Mean CPU µs per task of each component over the repetitions.
+#[must_use]
+pub fn mean_cpu(per_repetition: &[cpu::Seconds]) -> Option<cpu::Seconds> {
+    mean_of_each(per_repetition)
+}
+
+/// Every row of a CSV file as column → value (what charts and reports read: columns are
+/// looked up by name, so older runs with fewer columns still load).
+pub fn read_rows(path: &Path) -> anyhow::Result<Vec<std::collections::BTreeMap<String, String>>> {
+    use anyhow::Context;
+    let mut reader = ::csv::Reader::from_path(path)
+        .with_context(|| format!("cannot read {}", path.display()))?;
+    let headers = reader.headers()?.clone();
+    let mut rows = Vec::new();
+    for record in reader.records() {
+        let record = record?;
+        rows.push(
+            headers
+                .iter()
+                .zip(record.iter())
+                .map(|(h, v)| (h.to_owned(), v.to_owned()))
+                .collect(),
+        );
+    }
+    Ok(rows)
+}
+
+/// `instr_<component>` per [`COUNTED`], then `instr_total`.
+fn instruction_columns() -> impl Iterator<Item = String> {
+    COUNTED
+        .iter()
+        .map(|c| format!("instr_{c}"))
+        .chain(std::iter::once("instr_total".to_owned()))
+}
+
+/// The instruction columns of one set of counts (empty when not counted).
+fn instruction_fields(counts: &Option<PerTask>) -> Vec<String> {
+    match counts {
+        Some(c) => c
+            .iter()
+            .chain(std::iter::once(&c.iter().sum::<f64>()))
+            .map(|v| format!("{v:.0}"))
+            .collect(),
+        None => vec![String::new(); COUNTED.len() + 1],
+    }
+}
+
+/// The mean of each position over the repetitions, if any.
+fn mean_of_each<const N: usize>(per_repetition: &[[f64; N]]) -> Option<[f64; N]> {
+    if per_repetition.is_empty() {
+        return None;
+    }
+    let mut out = [0.0; N];
+    for rep in per_repetition {
+        for (slot, v) in out.iter_mut().zip(rep) {
+            *slot += v / per_repetition.len() as f64;
+        }
+    }
+    Some(out)
+}
+
+/// Writes `results.csv`, one row per point.
 pub struct ResultsCsv {
     writer: ::csv::Writer<File>,
+    swept: Vec<String>,
 }
 
 impl ResultsCsv {
-    /// Creates the file with its header: `point`, one `param_*` column per swept parameter,
-    /// then [`COLUMNS`].
+    /// Creates the file with its header: `point`, `label`, one `param_*` column per swept
+    /// parameter, then the figures.
     pub fn create(path: &Path, swept: &[String]) -> anyhow::Result<Self> {
         let mut writer = ::csv::Writer::from_path(path)?;
         let mut header = vec!["point".to_owned(), "label".to_owned()];
@@ -70,45 +189,84 @@ impl ResultsCsv {
                 .iter()
                 .map(|p| format!("param_{}", p.replace('.', "_"))),
         );
-        header.extend(COLUMNS.iter().map(|c| (*c).to_owned()));
-        header.extend(phase_columns());
+        header.extend(columns());
         writer.write_record(&header)?;
         writer.flush()?;
-        Ok(Self { writer })
+        Ok(Self {
+            writer,
+            swept: swept.to_vec(),
+        })
     }
 
     pub fn write(&mut self, row: &Row<'_>) -> anyhow::Result<()> {
         let (p, s) = (row.point, row.summary);
         let c = &p.config;
         let mut record = vec![p.index.to_string(), p.label()];
-        record.extend(p.params.iter().map(|(_, v)| v.clone()));
-        let f = |v: f64| format!("{v:.6}");
+        // A reference row has no value for the swept mode: its column stays empty.
+        record.extend(self.swept.iter().map(|param| {
+            p.params
+                .iter()
+                .find(|(k, _)| k == param)
+                .map(|(_, v)| v.clone())
+                .unwrap_or_default()
+        }));
+        let measured = s.repetitions > 0;
+        let count = |v: u64| {
+            if measured {
+                v.to_string()
+            } else {
+                String::new()
+            }
+        };
         record.extend([
+            row.system.to_owned(),
+            row.version.to_owned(),
             c.topology.mode.as_str().to_owned(),
-            format!("{:?}", c.workload.function).to_lowercase(),
+            crate::functions::kind(c.workload.function).to_owned(),
             c.topology.executors.to_string(),
             row.workers.to_string(),
-            s.tasks.to_string(),
+            count(s.tasks),
             s.repetitions.to_string(),
-            s.completed.to_string(),
-            s.failed.to_string(),
-            s.lost.to_string(),
-            f(s.makespan_s),
-            f(s.makespan_std_s),
-            f(s.throughput),
-            f(s.throughput_std),
+            count(s.completed),
+            count(s.failed),
+            count(s.lost),
             c.load.rate.map(f).unwrap_or_default(),
-            f(s.p50_ms),
-            f(s.p90_ms),
-            f(s.p99_ms),
-            f(s.p999_ms),
-            f(s.max_ms),
-            row.efficiency.map(f).unwrap_or_default(),
-            format!("{:.1}", row.memory.gateway_peak_mb),
-            format!("{:.1}", row.memory.dispatcher_peak_mb),
-            row.breakdown.samples.to_string(),
         ]);
+        for estimate in [
+            &s.makespan_s,
+            &s.throughput,
+            &s.p50_ms,
+            &s.p90_ms,
+            &s.p99_ms,
+        ] {
+            record.extend(estimate_fields(estimate));
+        }
+        record.extend(estimate_fields(&Estimate::of(row.efficiency)));
+        let legacy = |v: f64| if measured { f(v) } else { String::new() };
+        record.extend([
+            legacy(s.makespan_s.std),
+            legacy(s.throughput.std),
+            legacy(s.p999_ms),
+            legacy(s.max_ms),
+        ]);
+        record.extend(match row.memory {
+            Some(m) => [
+                format!("{:.1}", m.gateway_peak_mb),
+                format!("{:.1}", m.dispatcher_peak_mb),
+            ],
+            None => [String::new(), String::new()],
+        });
+        match mean_cpu(row.cpu_us) {
+            Some(cpu) => {
+                record.extend(cpu.iter().map(|v| format!("{v:.1}")));
+                record.push(format!("{:.1}", cpu.iter().sum::<f64>()));
+            }
+            None => record.extend(vec![String::new(); COMPONENTS.len() + 1]),
+        }
+        record.extend(instruction_fields(&mean_of_each(row.instructions)));
+        record.push(row.warnings.join("; "));
         let b = row.breakdown;
+        record.push(b.samples.to_string());
         let phase = |v: f64| {
             if b.samples == 0 {
                 String::new()
@@ -123,7 +281,83 @@ impl ResultsCsv {
     }
 }
 
-/// Writes `cdf.csv`: `point,label,mode,quantile,latency_ms`.
+/// The columns of `repetitions.csv`, one row per repetition of every point: what
+/// `loadgen compare` reads.
+pub const REPETITION_COLUMNS: &[&str] = &[
+    "point",
+    "label",
+    "system",
+    "repetition",
+    "tasks",
+    "completed",
+    "failed",
+    "lost",
+    "makespan_s",
+    "throughput",
+    "p50_ms",
+    "p90_ms",
+    "p99_ms",
+    "efficiency",
+    "cpu_client_us",
+    "cpu_gateway_us",
+    "cpu_dispatcher_us",
+    "cpu_redis_us",
+    "cpu_workers_us",
+    "cpu_executors_us",
+    "cpu_total_us",
+    "instr_gateway",
+    "instr_dispatcher",
+    "instr_workers",
+    "instr_total",
+];
+
+/// Writes `repetitions.csv`.
+pub struct RepetitionsCsv {
+    writer: ::csv::Writer<File>,
+}
+
+impl RepetitionsCsv {
+    pub fn create(path: &Path) -> anyhow::Result<Self> {
+        let mut writer = ::csv::Writer::from_path(path)?;
+        writer.write_record(REPETITION_COLUMNS)?;
+        writer.flush()?;
+        Ok(Self { writer })
+    }
+
+    pub fn write(&mut self, row: &Row<'_>) -> anyhow::Result<()> {
+        for (i, figures) in row.summary.per_repetition.iter().enumerate() {
+            let mut record = vec![
+                row.point.index.to_string(),
+                row.point.label(),
+                row.system.to_owned(),
+                (i + 1).to_string(),
+                figures.tasks.to_string(),
+                figures.completed.to_string(),
+                figures.failed.to_string(),
+                figures.lost.to_string(),
+                f(figures.makespan_s),
+                f(figures.throughput),
+                f(figures.p50_ms),
+                f(figures.p90_ms),
+                f(figures.p99_ms),
+                row.efficiency.get(i).copied().map(f).unwrap_or_default(),
+            ];
+            match row.cpu_us.get(i) {
+                Some(cpu) => {
+                    record.extend(cpu.iter().map(|v| format!("{v:.1}")));
+                    record.push(format!("{:.1}", cpu.iter().sum::<f64>()));
+                }
+                None => record.extend(vec![String::new(); COMPONENTS.len() + 1]),
+            }
+            record.extend(instruction_fields(&row.instructions.get(i).copied()));
+            self.writer.write_record(&record)?;
+        }
+        self.writer.flush()?;
+        Ok(())
+    }
+}
+
+/// Writes `cdf.csv`: `point,label,system,quantile,latency_ms`.
 pub struct CdfCsv {
     writer: ::csv::Writer<File>,
 }
@@ -131,17 +365,17 @@ pub struct CdfCsv {
 impl CdfCsv {
     pub fn create(path: &Path) -> anyhow::Result<Self> {
         let mut writer = ::csv::Writer::from_path(path)?;
-        writer.write_record(["point", "label", "mode", "quantile", "latency_ms"])?;
+        writer.write_record(["point", "label", "system", "quantile", "latency_ms"])?;
         writer.flush()?;
         Ok(Self { writer })
     }
 
-    pub fn write(&mut self, point: &Point, cdf: &[(f64, f64)]) -> anyhow::Result<()> {
+    pub fn write(&mut self, point: &Point, system: &str, cdf: &[(f64, f64)]) -> anyhow::Result<()> {
         for (q, ms) in cdf {
             self.writer.write_record([
                 point.index.to_string(),
                 point.label(),
-                point.config.topology.mode.as_str().to_owned(),
+                system.to_owned(),
                 format!("{q:.4}"),
                 format!("{ms:.6}"),
             ])?;
@@ -155,9 +389,10 @@ impl CdfCsv {
 mod tests {
     use super::*;
     use crate::experiment::Experiment;
+    use crate::stats::{Run, new_histogram};
 
     #[test]
-    fn rows_have_param_columns_and_are_on_disk_after_each_write() {
+    fn rows_have_param_columns_estimates_and_are_on_disk_after_each_write() {
         let text = r#"
 name = "t"
 [topology]
@@ -178,40 +413,91 @@ values = ["local", "push"]
         let path = dir.join("results.csv");
         let swept: Vec<String> = exp.sweep.iter().map(|s| s.param.clone()).collect();
         let mut csv = ResultsCsv::create(&path, &swept).unwrap();
-        let summary = crate::stats::summarize(10, &[]);
-        csv.write(&Row {
+        let runs: Vec<Run> = [2.0, 2.5, 3.0]
+            .iter()
+            .map(|&makespan_s| {
+                let mut latency = new_histogram();
+                latency.record(1000).unwrap();
+                Run {
+                    completed: 10,
+                    failed: 0,
+                    lost: 0,
+                    makespan_s,
+                    latency,
+                    samples: Vec::new(),
+                }
+            })
+            .collect();
+        let summary = crate::stats::summarize(10, &runs);
+        let row = Row {
             point: &points[1],
+            system: "push",
+            version: "",
             workers: 1,
             summary: &summary,
-            efficiency: Some(0.5),
+            efficiency: &[0.5, 0.4, 0.6],
             breakdown: &Breakdown {
                 samples: 2,
                 mean_us: [1.0, 2.0, 3.0, 4.0, 5.0],
                 p50_us: [1.5; 5],
             },
-            memory: Memory {
+            memory: Some(Memory {
                 gateway_peak_mb: 12.3,
                 dispatcher_peak_mb: 30.0,
-            },
-        })
-        .unwrap();
-        let text = std::fs::read_to_string(&path).unwrap();
-        let mut lines = text.lines();
-        let header = lines.next().unwrap();
-        assert!(
-            header.starts_with("point,label,param_topology_mode,mode,function"),
-            "{header}"
+            }),
+            cpu_us: &[
+                [1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+                [3.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+            ],
+            instructions: &[[100.0, 200.0, 0.0], [300.0, 200.0, 0.0]],
+            warnings: &["throughput varies".to_owned()],
+        };
+        csv.write(&row).unwrap();
+        let mut reader = ::csv::Reader::from_path(&path).unwrap();
+        let header = reader.headers().unwrap().clone();
+        let record = reader.records().next().unwrap().unwrap();
+        assert_eq!(header.len(), record.len());
+        let get = |name: &str| {
+            let i = header
+                .iter()
+                .position(|h| h == name)
+                .unwrap_or_else(|| panic!("{name}"));
+            record[i].to_owned()
+        };
+        assert_eq!(get("param_topology_mode"), "push");
+        assert_eq!(get("system"), "push");
+        assert_eq!(get("tasks"), "10");
+        assert_eq!(get("repetitions"), "3");
+        assert_eq!(get("makespan_s"), "2.500000");
+        assert_eq!(get("makespan_s_min"), "2.000000");
+        assert_eq!(get("makespan_s_max"), "3.000000");
+        let (lo, hi): (f64, f64) = (
+            get("throughput_lo").parse().unwrap(),
+            get("throughput_hi").parse().unwrap(),
         );
-        let row = lines.next().unwrap();
+        let mean: f64 = get("throughput").parse().unwrap();
         assert!(
-            row.starts_with("1,mode=push,push,push,noop,1,1,10,"),
-            "{row}"
+            lo <= mean && mean <= hi && lo >= 3.333 && hi <= 5.0,
+            "{lo} {mean} {hi}"
         );
-        assert!(header.ends_with(",phase_result_p50_us"), "{header}");
-        assert_eq!(header.split(',').count(), row.split(',').count());
+        assert_eq!(get("efficiency"), "0.500000");
+        assert_eq!(get("cpu_client_us"), "2.0");
+        assert_eq!(get("cpu_total_us"), "22.0");
+        assert_eq!(get("gateway_peak_rss_mb"), "12.3");
+        assert_eq!(get("warnings"), "throughput varies");
+        assert_eq!(get("instr_gateway"), "200");
+        assert_eq!(get("instr_total"), "400");
+        assert_eq!(get("phase_result_p50_us"), "1.5");
+
+        let mut reps = RepetitionsCsv::create(&dir.join("repetitions.csv")).unwrap();
+        reps.write(&row).unwrap();
+        let text = std::fs::read_to_string(dir.join("repetitions.csv")).unwrap();
+        assert_eq!(text.lines().count(), 4, "{text}");
         assert!(
-            row.ends_with(",0.500000,12.3,30.0,2,1.0,2.0,3.0,4.0,5.0,1.5,1.5,1.5,1.5,1.5"),
-            "{row}"
+            text.lines()
+                .nth(3)
+                .unwrap()
+                .starts_with("1,mode=push,push,3,10,10,0,0,3.000000,")
         );
         std::fs::remove_dir_all(&dir).unwrap();
     }

@@ -1,0 +1,215 @@
+//! The floor: the platform's own Python executors (same pool, sandbox and payloads) fed
+//! directly by loadgen, with no HTTP, Redis, dispatcher or network in between. Whatever the
+//! platform adds to a task is measured against this.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use faas::executor::sandbox::SandboxSpec;
+use faas::executor::{ExecutorPool, ExecutorSpec, Job, python_env};
+use faas::task::{FunctionId, TaskId, TaskOutcome};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::driver::Seen;
+use crate::experiment::{Load, Shape};
+use crate::functions::Serialized;
+use crate::stats::{Run, new_histogram};
+
+/// A started pool and what routes its completions back to the waiting submitters.
+pub struct Floor {
+    pool: ExecutorPool,
+    waiting: Arc<Mutex<HashMap<TaskId, oneshot::Sender<Seen>>>>,
+    router: tokio::task::JoinHandle<()>,
+    function_id: FunctionId,
+    function: Arc<str>,
+    params: String,
+}
+
+impl Floor {
+    /// Starts `executors` executors as the platform's defaults would (sandboxed where the
+    /// machine allows) and waits until they are ready.
+    pub async fn start(executors: u32, payloads: &Serialized) -> anyhow::Result<Self> {
+        let env = tokio::task::spawn_blocking(|| python_env::resolve(None)).await??;
+        let spec = ExecutorSpec {
+            env,
+            memory_limit: None,
+            sandbox: SandboxSpec::default(),
+        };
+        let size = executors as usize;
+        let (completions, mut done) = mpsc::unbounded_channel();
+        let pool = ExecutorPool::start(spec, size, size * 2, "floor", completions).await?;
+        let waiting: Arc<Mutex<HashMap<TaskId, oneshot::Sender<Seen>>>> = Arc::default();
+        let routes = waiting.clone();
+        let router = tokio::spawn(async move {
+            while let Some(completion) = done.recv().await {
+                let seen = match completion.outcome {
+                    TaskOutcome::Completed(_) => Seen::Completed,
+                    _ => Seen::Failed,
+                };
+                let waiter = routes
+                    .lock()
+                    .expect("routes lock")
+                    .remove(&completion.task_id);
+                if let Some(waiter) = waiter {
+                    let _ = waiter.send(seen);
+                }
+            }
+        });
+        Ok(Self {
+            pool,
+            waiting,
+            router,
+            function_id: FunctionId::new_random(),
+            function: payloads.function.as_str().into(),
+            params: payloads.params.clone(),
+        })
+    }
+
+    /// Runs one task and waits for it, at most `timeout`.
+    async fn one(&self, timeout: Duration) -> Seen {
+        let task_id = TaskId::new_random();
+        let (tx, rx) = oneshot::channel();
+        self.waiting
+            .lock()
+            .expect("routes lock")
+            .insert(task_id, tx);
+        let job = Job {
+            task_id,
+            function_id: self.function_id,
+            function: self.function.clone(),
+            params: self.params.clone(),
+            timeout: None,
+        };
+        if self.pool.submit(job).await.is_err() {
+            return Seen::Lost;
+        }
+        match tokio::time::timeout(timeout, rx).await {
+            Ok(Ok(seen)) => seen,
+            _ => {
+                self.waiting.lock().expect("routes lock").remove(&task_id);
+                Seen::Lost
+            }
+        }
+    }
+
+    /// One measured run of `tasks` tasks (or `load.duration_s`) in the shape of `load`.
+    pub async fn run(self: &Arc<Self>, tasks: u64, load: &Load, timeout: Duration) -> Run {
+        let tally = Arc::new(Tally::default());
+        let started = Instant::now();
+        let mut running = tokio::task::JoinSet::new();
+        let floor = self.clone();
+        let tally_in_tasks = tally.clone();
+        let task = move |since: Instant| {
+            let (floor, tally) = (floor.clone(), tally_in_tasks.clone());
+            async move {
+                let seen = floor.one(timeout).await;
+                tally.record(seen, since);
+            }
+        };
+        match load.shape {
+            Shape::Burst => {
+                for _ in 0..tasks {
+                    running.spawn(task(Instant::now()));
+                }
+            }
+            Shape::Closed => {
+                let until = load
+                    .duration_s
+                    .map(|d| started + Duration::from_secs_f64(d));
+                let next = Arc::new(AtomicU64::new(0));
+                for _ in 0..load.clients {
+                    let (next, task) = (next.clone(), task.clone());
+                    running.spawn(async move {
+                        loop {
+                            let more = match until {
+                                Some(until) => Instant::now() < until,
+                                None => next.fetch_add(1, Ordering::Relaxed) < tasks,
+                            };
+                            if !more {
+                                break;
+                            }
+                            task(Instant::now()).await;
+                        }
+                    });
+                }
+            }
+            Shape::Open => {
+                let rate = load.rate.unwrap_or(1.0);
+                for i in 0..tasks {
+                    let scheduled = started + Duration::from_secs_f64(i as f64 / rate);
+                    tokio::time::sleep_until(scheduled.into()).await;
+                    running.spawn(task(scheduled));
+                }
+            }
+        }
+        while running.join_next().await.is_some() {}
+        let last = tally.last.lock().expect("tally lock").unwrap_or(started);
+        let latency = tally.latency.lock().expect("tally lock").clone();
+        Run {
+            completed: tally.completed.load(Ordering::Relaxed),
+            failed: tally.failed.load(Ordering::Relaxed),
+            lost: tally.lost.load(Ordering::Relaxed),
+            makespan_s: last.duration_since(started).as_secs_f64(),
+            latency,
+            samples: Vec::new(),
+        }
+    }
+
+    /// Stops the executors.
+    pub async fn stop(self) {
+        self.pool.shutdown(Duration::from_secs(5)).await;
+        self.router.abort();
+    }
+
+    /// The process whose children are the executors (loadgen itself).
+    #[must_use]
+    pub fn executor_parent() -> i32 {
+        i32::try_from(std::process::id()).unwrap_or(0)
+    }
+}
+
+/// Counts and latencies of one run.
+struct Tally {
+    completed: AtomicU64,
+    failed: AtomicU64,
+    lost: AtomicU64,
+    latency: Mutex<hdrhistogram::Histogram<u64>>,
+    last: Mutex<Option<Instant>>,
+}
+
+impl Default for Tally {
+    fn default() -> Self {
+        Self {
+            completed: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            lost: AtomicU64::new(0),
+            latency: Mutex::new(new_histogram()),
+            last: Mutex::new(None),
+        }
+    }
+}
+
+impl Tally {
+    fn record(&self, seen: Seen, since: Instant) {
+        let counter = match seen {
+            Seen::Completed => &self.completed,
+            Seen::Failed => &self.failed,
+            Seen::Lost => {
+                self.lost.fetch_add(1, Ordering::Relaxed);
+                return;
+            }
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        let now = Instant::now();
+        let micros = u64::try_from(now.duration_since(since).as_micros()).unwrap_or(u64::MAX);
+        let _ = self
+            .latency
+            .lock()
+            .expect("tally lock")
+            .record(micros.max(1));
+        let mut last = self.last.lock().expect("tally lock");
+        *last = Some(last.map_or(now, |l| l.max(now)));
+    }
+}
