@@ -517,7 +517,7 @@ fn bar_panel_width(categories: usize) -> u32 {
 /// A panel title, with the facet's when the series are split over several.
 fn with_facet(title: &str, facet: &Facet, facets: usize) -> String {
     match &facet.title {
-        Some(t) if facets > 1 => format!("{title}: {t}"),
+        Some(t) if facets > 1 => format!("{title} ({t})"),
         _ => title.to_owned(),
     }
 }
@@ -711,5 +711,176 @@ impl Styles {
                 },
             })
             .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plot::style::MAX_SERIES;
+
+    fn run(results: Vec<Record>, cdf: Option<Vec<Record>>) -> Run {
+        Run {
+            name: "t".into(),
+            id: "20260101-000000".into(),
+            results,
+            cdf,
+            cores: Some(2.0),
+        }
+    }
+
+    fn row(cells: &[(&str, String)]) -> Record {
+        Record::new(cells.iter().map(|(k, v)| (*k, v.as_str())))
+    }
+
+    fn weak_scaling(systems: &[&str]) -> Vec<Record> {
+        let mut rows = Vec::new();
+        for system in systems {
+            for executors in [1, 2, 4, 8] {
+                for function in ["sleep", "noop"] {
+                    rows.push(row(&[
+                        ("system", (*system).to_owned()),
+                        ("param_topology_mode", (*system).to_owned()),
+                        ("param_topology_executors", executors.to_string()),
+                        ("param_workload_function", function.to_owned()),
+                        ("executors", executors.to_string()),
+                        ("function", function.to_owned()),
+                        ("efficiency", "0.9".into()),
+                        ("efficiency_lo", "0.85".into()),
+                        ("efficiency_hi", "0.95".into()),
+                        ("throughput", (100 * executors).to_string()),
+                    ]));
+                }
+            }
+        }
+        rows
+    }
+
+    #[test]
+    fn weak_scaling_shows_efficiency_for_sleep_and_throughput_for_noop() {
+        let figure = efficiency(&run(weak_scaling(&["push", "local", "floor"]), None)).unwrap();
+        assert_eq!(figure.columns, 2);
+        assert_eq!(figure.panels.len(), 2);
+        let (sleep, noop) = (&figure.panels[0], &figure.panels[1]);
+        assert!(sleep.title.starts_with("sleep"), "{}", sleep.title);
+        assert!(
+            sleep
+                .guides
+                .iter()
+                .any(|g| matches!(g, Guide::Level { y, .. } if *y == 1.0))
+        );
+        assert_eq!(sleep.lines[0].points[0].interval, Some((0.85, 0.95)));
+        // No-op panels plot throughput (no interval in these rows), never efficiency.
+        assert_eq!(noop.lines[0].points[3].y, 800.0);
+        assert_eq!(noop.lines[0].points[3].interval, None);
+        for panel in &figure.panels {
+            assert!(
+                panel
+                    .guides
+                    .iter()
+                    .any(|g| matches!(g, Guide::Beyond { x, .. } if *x == 2.0))
+            );
+        }
+        let legend: Vec<&str> = figure.legend.iter().map(|e| e.label.as_str()).collect();
+        assert_eq!(legend, ["local", "push", "floor"]);
+    }
+
+    #[test]
+    fn nine_systems_take_two_rows_of_at_most_six() {
+        let systems = [
+            "local",
+            "pull",
+            "push",
+            "floor",
+            "process_pool",
+            "zmq",
+            "ray",
+            "celery",
+            "dask",
+        ];
+        let figure = efficiency(&run(weak_scaling(&systems), None)).unwrap();
+        assert_eq!(figure.panels.len(), 4);
+        assert!(figure.panels.iter().all(|p| p.lines.len() <= MAX_SERIES));
+        assert_eq!(figure.legend.len(), 9);
+    }
+
+    #[test]
+    fn latency_cdfs_are_split_with_a_numeric_legend() {
+        let mut results = Vec::new();
+        let mut cdf = Vec::new();
+        for (point, (system, rate)) in ["local", "pull", "push"]
+            .iter()
+            .flat_map(|s| ["5000.0", "500.0", "1000.0"].map(|r| (s, r)))
+            .chain([("floor", "500.0")].iter().map(|(s, r)| (s, *r)))
+            .enumerate()
+        {
+            let point = point.to_string();
+            results.push(row(&[
+                ("point", point.clone()),
+                ("system", (*system).to_owned()),
+                ("param_load_rate", rate.to_owned()),
+            ]));
+            for q in ["0.0", "0.5", "1.0"] {
+                cdf.push(row(&[
+                    ("point", point.clone()),
+                    ("system", (*system).to_owned()),
+                    ("quantile", q.to_owned()),
+                    ("latency_ms", format!("1{q}")),
+                ]));
+            }
+        }
+        let figure = latency_cdf(&run(results, Some(cdf))).unwrap();
+        assert!(figure.panels.iter().all(|p| p.lines.len() <= MAX_SERIES));
+        let titles: Vec<&str> = figure.panels.iter().map(|p| p.title.as_str()).collect();
+        assert_eq!(titles, ["rate=500", "rate=1000", "rate=5000"]);
+        let legend: Vec<&str> = figure.legend.iter().map(|e| e.label.as_str()).collect();
+        assert_eq!(legend, ["local", "pull", "push", "floor"]);
+        let colors: Vec<_> = figure
+            .legend
+            .iter()
+            .map(|e| match e.swatch {
+                Swatch::Line { style, .. } => style.color,
+                Swatch::Bar(color) => color,
+            })
+            .collect();
+        for (i, c) in colors.iter().enumerate() {
+            assert!(!colors[i + 1..].contains(c), "{colors:?}");
+        }
+    }
+
+    #[test]
+    fn systems_bars_carry_the_ratio_to_floor_and_mark_what_did_not_run() {
+        let results = vec![
+            row(&[("system", "push".into()), ("throughput", "1500".into())]),
+            row(&[
+                ("system", "floor".into()),
+                ("throughput", "6000".into()),
+                ("throughput_lo", "5800".into()),
+                ("throughput_hi", "6100".into()),
+            ]),
+            row(&[
+                ("system", "ray".into()),
+                ("warnings", "slow start; unavailable: no ray".into()),
+            ]),
+        ];
+        let figure = systems(&run(results, None)).unwrap();
+        let panel = &figure.panels[0];
+        assert_eq!(panel.x.categories, ["push", "floor", "ray"]);
+        assert_eq!(panel.bars[0].text, ["1500", "0.25× floor"]);
+        assert_eq!(panel.bars[1].interval, Some((5800.0, 6100.0)));
+        assert_eq!(panel.notes[0].text, "unavailable");
+        assert_eq!(figure.notes, ["ray unavailable: no ray"]);
+    }
+
+    #[test]
+    fn charts_without_their_columns_are_refused() {
+        let old = vec![row(&[("mode", "push".into()), ("throughput", "10".into())])];
+        assert!(throughput(&run(old.clone(), None)).is_err());
+        assert!(memory(&run(old.clone(), None)).is_err());
+        assert!(latency_cdf(&run(old.clone(), None)).is_err());
+        // The old `mode` column names the system.
+        let figure = systems(&run(old, None)).unwrap();
+        assert_eq!(figure.panels[0].x.categories, ["push"]);
+        assert_eq!(figure.panels[0].bars[0].interval, None);
     }
 }

@@ -332,8 +332,8 @@ pub fn facets(keys: &[SeriesKey]) -> Vec<Facet> {
     match best {
         Some((n, split)) if n <= 2 * MAX_SERIES => {
             let mut groups: Vec<(String, Vec<SeriesKey>)> = group_by(&keys, split)
-                .into_iter()
-                .map(|(_, g)| (title_of(&g[0], split), g))
+                .into_values()
+                .map(|g| (title_of(&g[0], split), g))
                 .collect();
             match split {
                 Some(_) => groups.sort_by(|a, b| natural_cmp(&a.0, &b.0)),
@@ -503,7 +503,7 @@ mod tests {
 
     #[test]
     fn series_order_is_systems_then_natural_values() {
-        let mut keys = vec![
+        let mut keys = [
             key("push", &[("rate", "1000")]),
             key("zmq", &[("rate", "500")]),
             key("local", &[("rate", "1000")]),

@@ -11,7 +11,7 @@ use plotters::element::DashedPathElement;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::style::{GUIDE, Marker, SeriesStyle};
+use super::style::{GUIDE, GUIDE_LINE, Marker, SeriesStyle};
 
 /// A panel's default size in pixels, axes and title included.
 pub const PANEL: (u32, u32) = (560, 400);
@@ -528,7 +528,7 @@ impl ValueFormatter<f64> for Coord {
     }
 }
 
-type Plot<'a, DB> = DrawingArea<DB, Cartesian2d<Coord, Coord>>;
+type Plot<DB> = DrawingArea<DB, Cartesian2d<Coord, Coord>>;
 
 /// Draws a marker of `style` at `$at` (any coordinate type) on `$area`.
 macro_rules! marker {
@@ -601,7 +601,7 @@ fn draw_panel<DB: DrawingBackend>(
                 .pos(Pos::new(HPos::Center, VPos::Center)),
         ))?;
     }
-    let guide_line = GUIDE.stroke_width(1);
+    let cores_line = GUIDE.stroke_width(1);
     for guide in &panel.guides {
         match guide {
             Guide::Beyond { x: at, .. } if x.contains(*at) => {
@@ -613,7 +613,7 @@ fn draw_panel<DB: DrawingBackend>(
                     vec![(*at, y.lo), (*at, y.hi)],
                     5,
                     4,
-                    guide_line,
+                    cores_line,
                 ))?;
             }
             Guide::Level { y: level, .. } if y.contains(*level) => {
@@ -621,7 +621,7 @@ fn draw_panel<DB: DrawingBackend>(
                     vec![(x.lo, *level), (x.hi, *level)],
                     7,
                     4,
-                    GUIDE.stroke_width(2),
+                    GUIDE_LINE.stroke_width(2),
                 ))?;
             }
             Guide::Diagonal { .. } => {
@@ -631,35 +631,31 @@ fn draw_panel<DB: DrawingBackend>(
                         vec![(from, from), (to, to)],
                         7,
                         4,
-                        GUIDE.stroke_width(2),
+                        GUIDE_LINE.stroke_width(2),
                     ))?;
                 }
             }
             _ => {}
         }
     }
-    draw_bars(&plot, panel, &y)?;
+    draw_bars(plot, panel, &y)?;
     for line in &panel.lines {
-        draw_line(&plot, line, &y)?;
+        draw_line(plot, line, &y)?;
     }
     for guide in &panel.guides {
-        if let Guide::Beyond { x: at, label } = guide {
-            if x.contains(*at) {
-                plot.draw(
-                    &(EmptyElement::at((*at, y.hi))
-                        + Text::new(label.clone(), (6, 5), (FONT, 13).into_font().color(&GUIDE))),
-                )?;
-            }
+        if let Guide::Beyond { x: at, label } = guide
+            && x.contains(*at)
+        {
+            plot.draw(
+                &(EmptyElement::at((*at, y.hi))
+                    + Text::new(label.clone(), (6, 5), (FONT, 13).into_font().color(&GUIDE))),
+            )?;
         }
     }
     Ok(())
 }
 
-fn draw_line<DB: DrawingBackend>(
-    plot: &Plot<'_, DB>,
-    line: &Line,
-    y: &Coord,
-) -> DrawResult<(), DB> {
+fn draw_line<DB: DrawingBackend>(plot: &Plot<DB>, line: &Line, y: &Coord) -> DrawResult<(), DB> {
     let color = line.style.color;
     let visible: Vec<Point> = line
         .points
@@ -686,7 +682,7 @@ fn draw_line<DB: DrawingBackend>(
 
 /// A vertical line from `lo` to `hi` with caps, clipped to the axis.
 fn error_bar<DB: DrawingBackend>(
-    plot: &Plot<'_, DB>,
+    plot: &Plot<DB>,
     x: f64,
     (lo, hi): (f64, f64),
     color: RGBColor,
@@ -709,11 +705,7 @@ fn error_bar<DB: DrawingBackend>(
     Ok(())
 }
 
-fn draw_bars<DB: DrawingBackend>(
-    plot: &Plot<'_, DB>,
-    panel: &Panel,
-    y: &Coord,
-) -> DrawResult<(), DB> {
+fn draw_bars<DB: DrawingBackend>(plot: &Plot<DB>, panel: &Panel, y: &Coord) -> DrawResult<(), DB> {
     let base = if y.scale == Scale::Linear {
         0f64.clamp(y.lo, y.hi)
     } else {
@@ -730,7 +722,7 @@ fn draw_bars<DB: DrawingBackend>(
             bar.color.stroke_width(1),
         ))?;
         if let Some(interval) = bar.interval {
-            error_bar(plot, bar.x, interval, BLACK.into(), y)?;
+            error_bar(plot, bar.x, interval, BLACK, y)?;
         }
         let top = bar.interval.map_or(bar.value, |(_, hi)| hi.max(bar.value));
         let lines = i32::try_from(bar.text.len()).unwrap_or(0);
@@ -781,17 +773,17 @@ fn draw_legend<DB: DrawingBackend>(
     }
     let mut entries = figure.legend.clone();
     let guide = SeriesStyle {
-        color: GUIDE,
+        color: GUIDE_LINE,
         dashed: true,
         marker: Marker::Circle,
         hollow: false,
     };
     let mut guides: Vec<String> = Vec::new();
     for g in figure.panels.iter().flat_map(|p| &p.guides) {
-        if let Guide::Level { label, .. } | Guide::Diagonal { label } = g {
-            if !guides.contains(label) {
-                guides.push(label.clone());
-            }
+        if let Guide::Level { label, .. } | Guide::Diagonal { label } = g
+            && !guides.contains(label)
+        {
+            guides.push(label.clone());
         }
     }
     entries.extend(guides.into_iter().map(|label| LegendEntry {
