@@ -574,7 +574,12 @@ fn categories<'a>(rows: &[&'a Record]) -> Vec<(String, &'a Record)> {
     keyed
         .into_iter()
         .map(|(key, row)| {
-            let rest: Vec<String> = key.rest.iter().map(|(k, v)| format!("{k}={v}")).collect();
+            let rest: Vec<String> = key
+                .rest
+                .iter()
+                .filter(|(_, v)| !v.is_empty())
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
             let label = std::iter::once(key.system.clone())
                 .chain(rest)
                 .collect::<Vec<_>>()

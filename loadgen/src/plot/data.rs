@@ -245,7 +245,7 @@ impl SeriesKey {
         self.rest
             .iter()
             .enumerate()
-            .filter(|(i, _)| Some(*i) != skip)
+            .filter(|(i, (_, v))| Some(*i) != skip && !v.is_empty())
             .map(|(_, (k, v))| format!("{k}={v}"))
             .collect::<Vec<_>>()
             .join(" ")
@@ -332,8 +332,11 @@ pub fn facets(keys: &[SeriesKey]) -> Vec<Facet> {
     match best {
         Some((n, split)) if n <= 2 * MAX_SERIES => {
             let mut groups: Vec<(String, Vec<SeriesKey>)> = group_by(&keys, split)
-                .into_values()
-                .map(|g| (title_of(&g[0], split), g))
+                .into_iter()
+                .map(|(value, g)| match split {
+                    Some(d) => (format!("{}={value}", keys[0].rest[d].0), g),
+                    None => (value, g),
+                })
                 .collect();
             match split {
                 Some(_) => groups.sort_by(|a, b| natural_cmp(&a.0, &b.0)),
@@ -378,23 +381,33 @@ pub fn facets(keys: &[SeriesKey]) -> Vec<Facet> {
     }
 }
 
+/// Keys by the value of parameter `split` (or by system). A key without a value for that
+/// parameter (a reference that has no collection method, say) joins every group, as the
+/// baseline of each.
 fn group_by(keys: &[SeriesKey], split: Option<usize>) -> BTreeMap<String, Vec<SeriesKey>> {
     let mut groups: BTreeMap<String, Vec<SeriesKey>> = BTreeMap::new();
+    let mut everywhere = Vec::new();
     for key in keys {
-        let by = match split {
-            Some(d) => key.rest[d].1.clone(),
-            None => key.system.clone(),
-        };
-        groups.entry(by).or_default().push(key.clone());
+        match split {
+            Some(d) if key.rest[d].1.is_empty() => everywhere.push(key.clone()),
+            Some(d) => groups
+                .entry(key.rest[d].1.clone())
+                .or_default()
+                .push(key.clone()),
+            None => groups
+                .entry(key.system.clone())
+                .or_default()
+                .push(key.clone()),
+        }
+    }
+    if groups.is_empty() {
+        groups.insert(String::new(), everywhere);
+    } else {
+        for group in groups.values_mut() {
+            group.extend(everywhere.iter().cloned());
+        }
     }
     groups
-}
-
-fn title_of(key: &SeriesKey, split: Option<usize>) -> String {
-    match split {
-        Some(d) => format!("{}={}", key.rest[d].0, key.rest[d].1),
-        None => key.system.clone(),
-    }
 }
 
 /// This platform's modes, then the references (each chunk with `floor` first when there is
@@ -595,6 +608,33 @@ mod tests {
                 vec!["floor", "process_pool", "zmq", "ray", "celery", "dask"]
             ]
         );
+    }
+
+    #[test]
+    fn a_series_without_the_split_parameter_is_in_every_panel() {
+        let mut keys: Vec<SeriesKey> = ["local", "pull", "push", "zmq"]
+            .iter()
+            .flat_map(|s| {
+                [
+                    key(s, &[("method", "fastest")]),
+                    key(s, &[("method", "poll")]),
+                ]
+            })
+            .collect();
+        keys.push(key("floor", &[("method", "")]));
+        let split = facets(&keys);
+        let labels: Vec<Vec<&str>> = split
+            .iter()
+            .map(|f| f.series.iter().map(|s| s.label.as_str()).collect())
+            .collect();
+        assert_eq!(
+            labels,
+            [
+                ["local", "pull", "push", "zmq", "floor"],
+                ["local", "pull", "push", "zmq", "floor"]
+            ]
+        );
+        assert_eq!(split[1].title.as_deref(), Some("method=poll"));
     }
 
     #[test]

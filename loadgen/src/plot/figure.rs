@@ -646,10 +646,22 @@ fn draw_panel<DB: DrawingBackend>(
         if let Guide::Beyond { x: at, label } = guide
             && x.contains(*at)
         {
-            plot.draw(
-                &(EmptyElement::at((*at, y.hi))
-                    + Text::new(label.clone(), (6, 5), (FONT, 13).into_font().color(&GUIDE))),
-            )?;
+            // Right of the line when the shaded region has room for the label, otherwise
+            // right-aligned at the plot's edge (still over the shaded region's end).
+            let style = (FONT, 13).into_font().color(&GUIDE);
+            let (width, _) = plot.estimate_text_size(label, &style)?;
+            let room = plot.map_coordinate(&(x.hi, y.hi)).0 - plot.map_coordinate(&(*at, y.hi)).0;
+            let label = if i32::try_from(width).unwrap_or(i32::MAX) + 12 <= room {
+                EmptyElement::at((*at, y.hi)) + Text::new(label.clone(), (6, 5), style)
+            } else {
+                EmptyElement::at((x.hi, y.hi))
+                    + Text::new(
+                        label.clone(),
+                        (-6, 5),
+                        style.pos(Pos::new(HPos::Right, VPos::Top)),
+                    )
+            };
+            plot.draw(&label)?;
         }
     }
     Ok(())
