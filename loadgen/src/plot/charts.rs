@@ -9,7 +9,7 @@ use super::data::{Facet, Record, SeriesKey, Shown, facets, natural_cmp, varying_
 use super::figure::{
     Axis, Bar, Figure, Guide, LegendEntry, Line, Note, PANEL, Panel, Point, Scale, Swatch, number,
 };
-use super::style::{PALETTE, SeriesStyle, is_platform};
+use super::style::{SeriesStyle, is_platform};
 
 /// The order functions' panels appear in.
 const FUNCTIONS: [&str; 4] = ["sleep", "noop", "cpu", "payload"];
@@ -702,7 +702,8 @@ impl Styles {
         self.entries
             .iter()
             .find(|(l, _)| l == label)
-            .map_or(SeriesStyle::nth(PALETTE.len() - 3), |(_, s)| *s)
+            // Every shown label is in the legend; grey would mark one that is not.
+            .map_or(SeriesStyle::nth(7), |(_, s)| *s)
     }
 
     fn entries(&self, markers: bool) -> Vec<LegendEntry> {
