@@ -298,9 +298,9 @@ def zmq_worker(tasks_address, results_address):
 class RayTarget(Target):
     """Ray core on a local instance (ray.init starts it, as the driver's descendants). A task is
     finished when its result has reached the driver: ObjectRef.future() resolves then, on Ray's
-    own completion callback, the event ray.wait waits for. (ray.wait itself, over every ref in
-    flight, costs time in proportion to them on each call: in a burst of 2000 noops it kept the
-    driver busy for 1.7 s of 2.0.)"""
+    own completion callback, the event ray.wait(fetch_local=True) waits for. Not ray.wait
+    itself: each call costs time in proportion to the refs in flight, and a driver calling it
+    as results arrive used ~75% more CPU (2000 noops: 1.8 s instead of 1.05 s)."""
 
     name = "ray"
     requires = (("ray", "ray"),)

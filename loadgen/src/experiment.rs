@@ -57,7 +57,7 @@ pub struct Experiment {
     /// Tasks run (and not measured) after the system comes up, before each point.
     #[serde(default)]
     pub warmup_tasks: u32,
-    /// Charts `loadgen plot` draws: `efficiency`, `latency_cdf`, `throughput`.
+    /// Charts `loadgen plot` draws (see [`Chart`]).
     #[serde(default)]
     pub charts: Vec<Chart>,
     pub topology: Topology,
@@ -109,15 +109,28 @@ impl Reference {
     }
 }
 
+/// A chart `loadgen plot` draws from a run directory, as `<name>.svg` and `<name>.png`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Chart {
-    /// Weak-scaling efficiency against executors, one line per mode and function.
+    /// Weak scaling against executors (log scale), one panel per function kind: sleep tasks'
+    /// efficiency with the ideal at 1, other kinds' throughput; one line per system
+    /// (references dashed), 95% CI error bars, the machine's core count marked.
     Efficiency,
-    /// Latency CDF, one line per point.
+    /// Round-trip latency CDFs (log scale), one line per point, at most six per panel (split
+    /// by a swept parameter or by system when there are more), legend in natural order.
     LatencyCdf,
-    /// Achieved against offered throughput, one line per mode.
+    /// Achieved against offered throughput per system with the achieved = offered diagonal,
+    /// and p99 latency against offered load (open loop).
     Throughput,
+    /// Peak resident memory of the gateway and the dispatcher, grouped bars per system.
+    Memory,
+    /// Throughput per system as bars with CI error bars, each labelled with its ratio to the
+    /// `floor` reference (experiments with one point per system, e.g. batch).
+    Systems,
+    /// Throughput and dispatcher CPU time per task against executors (or workers) per
+    /// system.
+    Envelope,
 }
 
 /// What runs: the dispatch mode and how many executors, spread over how many workers.
