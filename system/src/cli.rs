@@ -2,9 +2,9 @@
 
 use std::path::PathBuf;
 
-use crate::executor::ExecutorSpec;
 use crate::executor::python_env::{self, PythonEnvError};
 use crate::executor::sandbox::SandboxSpec;
+use crate::executor::{ExecutorKind, ExecutorSpec, SimulatedExecutor};
 
 /// How long final tasks are kept: the gateway (cancellations) and the dispatchers (results,
 /// failures) make tasks final, so both take it.
@@ -55,16 +55,55 @@ pub struct ExecutorArgs {
     /// separate with ':' in the variable); the rest of the host is read-only or hidden.
     #[arg(long = "share-dir", env = "FAAS_SHARE_DIRS", value_delimiter = ':')]
     pub share_dirs: Vec<PathBuf>,
+    /// Benchmarks of the control plane only: executors are simulated in Rust and NO user code
+    /// runs. No Python is looked for or started (--python, --memory-limit-mb and the sandbox
+    /// flags are ignored); each executor takes a task, waits --simulated-run-us and completes
+    /// it with the result of a function returning None, whatever the function. Capacity,
+    /// heartbeats, deadlines, cancellation, timestamps and metrics work as with Python
+    /// executors. Pull and push dispatchers run no executors and ignore it.
+    #[arg(long)]
+    pub simulate_executors: bool,
+    /// With --simulate-executors: microseconds each simulated task takes (a tokio sleep,
+    /// whose timer counts whole milliseconds, so 1 to 1000 last about 1 ms); 0 only yields
+    /// to the scheduler once. A task deadline shorter than this fails the task as with a
+    /// Python executor.
+    #[arg(
+        long,
+        value_name = "N",
+        default_value_t = 0,
+        requires = "simulate_executors"
+    )]
+    pub simulated_run_us: u64,
 }
 
 impl ExecutorArgs {
-    /// Resolves (or creates) the Python environment, off the async threads.
-    pub async fn into_spec(self) -> Result<ExecutorSpec, PythonEnvError> {
+    /// The flags that give an executor host these simulated executors, for a supervisor to
+    /// pass on; none for Python executors.
+    #[must_use]
+    pub fn simulated_flags(&self) -> Vec<String> {
+        if !self.simulate_executors {
+            return Vec::new();
+        }
+        vec![
+            "--simulate-executors".to_owned(),
+            "--simulated-run-us".to_owned(),
+            self.simulated_run_us.to_string(),
+        ]
+    }
+
+    /// What executors to run: simulated ones, or Python processes in the environment
+    /// resolved (or created) here, off the async threads.
+    pub async fn into_kind(self) -> Result<ExecutorKind, PythonEnvError> {
+        if self.simulate_executors {
+            return Ok(ExecutorKind::Simulated(SimulatedExecutor {
+                run: std::time::Duration::from_micros(self.simulated_run_us),
+            }));
+        }
         let python = self.python;
         let env = tokio::task::spawn_blocking(move || python_env::resolve(python.as_deref()))
             .await
             .expect("python environment setup panicked")?;
-        Ok(ExecutorSpec {
+        Ok(ExecutorKind::Python(ExecutorSpec {
             env,
             memory_limit: self.memory_limit_mb.map(|mb| mb * 1024 * 1024),
             sandbox: SandboxSpec {
@@ -72,7 +111,7 @@ impl ExecutorArgs {
                 max_processes: self.max_processes,
                 shared: self.share_dirs,
             },
-        })
+        }))
     }
 }
 
@@ -149,7 +188,7 @@ impl WorkerCurveArgs {
 /// `N tcp://HOST:PORT`: what both worker binaries take.
 #[derive(Debug, Clone, clap::Args)]
 pub struct WorkerArgs {
-    /// Executor processes this worker runs.
+    /// Executor processes this worker runs (simulated executors with --simulate-executors).
     pub executors: usize,
     /// The dispatcher's address, e.g. tcp://127.0.0.1:5555; several, comma-separated, for
     /// dispatchers sharing one Redis: the worker serves one and moves to the next when it
@@ -191,7 +230,7 @@ impl WorkerArgs {
             executors: self.executors,
             prefetch: self.prefetch,
             curve: self.curve.into_keys()?,
-            spec: self.executor.into_spec().await?,
+            executor_kind: self.executor.into_kind().await?,
             secret: self.secret,
         })
     }

@@ -24,8 +24,9 @@ struct Cli {
     #[arg(short = 'p', long, required_if_eq_any = [("mode", "pull"), ("mode", "push")])]
     port: Option<u16>,
     /// Executor processes in local mode. The spec calls them "workers" (hence `-w`); each is
-    /// one Python executor process of the dispatcher's own pool. Pull and push ignore it:
-    /// there each worker's N sets its executors.
+    /// one Python executor process of the dispatcher's own pool (or one simulated executor,
+    /// with --simulate-executors). Pull and push ignore it: there each worker's N sets its
+    /// executors.
     #[arg(
         short = 'w',
         long = "workers",
@@ -143,9 +144,9 @@ async fn main() -> anyhow::Result<()> {
     };
     match cli.mode {
         Mode::Local => {
-            let spec = cli.executor.into_spec().await?;
+            let kind = cli.executor.into_kind().await?;
             let prefetch = cli.prefetch.unwrap_or(local::DEFAULT_PREFETCH) as usize;
-            dispatcher::local::run(config, spec, cli.executors, prefetch, shutdown).await
+            dispatcher::local::run(config, kind, cli.executors, prefetch, shutdown).await
         }
         Mode::Pull => dispatcher::pull::run(config, remote, shutdown).await,
         Mode::Push => dispatcher::push::run(config, remote, shutdown).await,

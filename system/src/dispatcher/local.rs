@@ -1,4 +1,4 @@
-//! `local` mode: the dispatcher runs its own pool of executor processes.
+//! `local` mode: the dispatcher runs its own pool of executors.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,7 +9,7 @@ use tokio_util::sync::CancellationToken;
 use super::capacity::Capacity;
 use super::core::{CoreParts, run_core};
 use super::{DispatcherConfig, DispatcherError, DispatcherMetrics, Transport};
-use crate::executor::{ExecutorPool, ExecutorSpec, Job};
+use crate::executor::{ExecutorKind, ExecutorPool, Job};
 use crate::protocol::Completion;
 use crate::store::Store;
 use crate::task::TaskId;
@@ -36,13 +36,13 @@ impl Transport for ExecutorPool {
     }
 }
 
-/// Runs a local-mode dispatcher with `executors` Python processes until `shutdown`. Up to
+/// Runs a local-mode dispatcher with `executors` executors of `kind` until `shutdown`. Up to
 /// `prefetch` further tasks per executor wait in the pool's one shared queue (so a long task
 /// never holds others back while an executor is free), and an executor that finishes starts
 /// its next task at once instead of after the Redis round trips of a fetch.
 pub async fn run(
     config: DispatcherConfig,
-    spec: ExecutorSpec,
+    kind: ExecutorKind,
     executors: usize,
     prefetch: usize,
     shutdown: CancellationToken,
@@ -52,7 +52,7 @@ pub async fn run(
         .with_retention(config.retention);
     let (pool_tx, mut pool_rx) = mpsc::unbounded_channel::<Completion>();
     let places = executors * (1 + prefetch);
-    let pool = ExecutorPool::start(spec, executors, places, "local", pool_tx).await?;
+    let pool = ExecutorPool::start(kind, executors, places, "local", pool_tx).await?;
     let capacity = Arc::new(Capacity::local(places));
     let (completions_tx, completions) = mpsc::unbounded_channel();
     let freed = capacity.clone();

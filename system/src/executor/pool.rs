@@ -1,5 +1,7 @@
-//! A pool of executor processes serving one queue of jobs. Each slot owns one executor; when
-//! the executor dies or is killed, the slot reports the task and starts a fresh one.
+//! A pool of executors serving one queue of jobs. Each slot owns one executor; when the
+//! executor dies or is killed, the slot reports the task and starts a fresh one. Executors
+//! are Python processes, or (for benchmarks of the control plane alone) simulated in Rust:
+//! [`ExecutorKind`] says which, and nothing else of the pool differs.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
@@ -10,7 +12,8 @@ use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use super::Job;
-use super::process::{ExecutorProcess, ExecutorSpec, SpawnError};
+use super::process::{ExecutorProcess, ExecutorSpec, Run, SpawnError};
+use super::simulated::SimulatedExecutor;
 use crate::protocol::Completion;
 use crate::task::{TaskId, TaskOutcome, now_micros};
 
@@ -30,6 +33,50 @@ struct Cancels {
 /// Pause between attempts to replace an executor that will not start.
 const RESPAWN_BACKOFF: Duration = Duration::from_secs(1);
 
+/// What a pool's executors are.
+#[derive(Debug, Clone)]
+pub enum ExecutorKind {
+    /// Python processes started from the spec: what runs users' functions.
+    Python(ExecutorSpec),
+    /// Simulated in Rust ([`super::simulated`]): no process, no user code; every task
+    /// completes with `None` after the simulated run time.
+    Simulated(SimulatedExecutor),
+}
+
+/// One slot's executor, of the pool's kind.
+enum Executor {
+    /// Boxed: a process is large, and is started (and run) far more slowly than a pointer
+    /// is followed.
+    Process(Box<ExecutorProcess>),
+    Simulated(SimulatedExecutor),
+}
+
+impl Executor {
+    async fn start(kind: &ExecutorKind, label: String) -> Result<Self, SpawnError> {
+        match kind {
+            ExecutorKind::Python(spec) => {
+                let process = ExecutorProcess::spawn(spec, label).await?;
+                Ok(Self::Process(Box::new(process)))
+            }
+            ExecutorKind::Simulated(simulated) => Ok(Self::Simulated(*simulated)),
+        }
+    }
+
+    async fn run(&mut self, job: &Job) -> Run {
+        match self {
+            Self::Process(process) => process.run(job, job.timeout).await,
+            Self::Simulated(simulated) => simulated.run(job).await,
+        }
+    }
+
+    async fn kill(&mut self) {
+        match self {
+            Self::Process(process) => process.kill().await,
+            Self::Simulated(_) => {}
+        }
+    }
+}
+
 /// N executors behind one job queue.
 pub struct ExecutorPool {
     jobs: mpsc::Sender<Job>,
@@ -43,47 +90,62 @@ pub struct ExecutorPool {
 }
 
 impl ExecutorPool {
-    /// Starts `size` executors (in parallel) and waits until all are ready; up to `queue`
-    /// jobs may wait for them; each finished job is reported on `completions`.
+    /// Starts `size` executors of `kind` (in parallel) and waits until all are ready; up to
+    /// `queue` jobs may wait for them; each finished job is reported on `completions`.
     pub async fn start(
-        spec: ExecutorSpec,
+        kind: ExecutorKind,
         size: usize,
         queue: usize,
         name: &str,
         completions: mpsc::UnboundedSender<Completion>,
     ) -> Result<Self, SpawnError> {
-        // Start all executors at once: each spends ~100 ms importing dill.
+        let kind = Arc::new(kind);
+        if let ExecutorKind::Simulated(simulated) = &*kind {
+            tracing::warn!(
+                executors = size,
+                run = ?simulated.run,
+                "executors are SIMULATED: no Python runs and no user code is executed; every \
+                 task completes with None (a control-plane benchmark mode)"
+            );
+        }
+        // Start all executors at once: each Python one spends ~100 ms importing dill.
         let mut starting = tokio::task::JoinSet::new();
         for i in 0..size {
-            let (spec, label) = (spec.clone(), format!("{name}/{i}"));
-            starting.spawn(async move { (i, ExecutorProcess::spawn(&spec, label).await) });
+            let (kind, label) = (kind.clone(), format!("{name}/{i}"));
+            starting.spawn(async move { (i, Executor::start(&kind, label).await) });
         }
-        let mut processes: Vec<Option<ExecutorProcess>> = (0..size).map(|_| None).collect();
+        let mut executors: Vec<Option<Executor>> = (0..size).map(|_| None).collect();
         while let Some(joined) = starting.join_next().await {
-            let (i, process) = joined.expect("executor start-up task panicked");
-            processes[i] = Some(process?);
+            let (i, executor) = joined.expect("executor start-up task panicked");
+            executors[i] = Some(executor?);
         }
         let (jobs, rx) = mpsc::channel(queue.max(size).max(1));
         let rx = Arc::new(Mutex::new(rx));
         let stop = CancellationToken::new();
         let kill = CancellationToken::new();
         let slots = TaskTracker::new();
-        let spec = Arc::new(spec);
         let cancels = Arc::new(std::sync::Mutex::new(Cancels::default()));
-        for (i, process) in processes.into_iter().flatten().enumerate() {
+        for (i, executor) in executors.into_iter().flatten().enumerate() {
             let slot = Slot {
                 label: format!("{name}/{i}"),
-                spec: spec.clone(),
+                kind: kind.clone(),
                 jobs: rx.clone(),
                 completions: completions.clone(),
                 stop: stop.clone(),
                 kill: kill.clone(),
                 cancels: cancels.clone(),
             };
-            slots.spawn(slot.run(process));
+            slots.spawn(slot.run(executor));
         }
         slots.close();
-        tracing::info!(executors = size, python = %spec.env.python.display(), "executor pool ready");
+        match &*kind {
+            ExecutorKind::Python(spec) => {
+                tracing::info!(executors = size, python = %spec.env.python.display(), "executor pool ready");
+            }
+            ExecutorKind::Simulated(_) => {
+                tracing::info!(executors = size, "simulated executor pool ready");
+            }
+        }
         Ok(Self {
             jobs,
             size,
@@ -140,7 +202,7 @@ impl ExecutorPool {
 /// One pool place: an executor and the loop feeding it.
 struct Slot {
     label: String,
-    spec: Arc<ExecutorSpec>,
+    kind: Arc<ExecutorKind>,
     jobs: Arc<Mutex<mpsc::Receiver<Job>>>,
     completions: mpsc::UnboundedSender<Completion>,
     stop: CancellationToken,
@@ -149,7 +211,7 @@ struct Slot {
 }
 
 impl Slot {
-    async fn run(self, mut process: ExecutorProcess) {
+    async fn run(self, mut executor: Executor) {
         loop {
             let job = tokio::select! {
                 biased;
@@ -167,7 +229,7 @@ impl Slot {
                 biased;
                 () = self.kill.cancelled() => break,
                 () = cancelled.cancelled() => None,
-                run = process.run(&job, job.timeout) => Some(run),
+                run = executor.run(&job) => Some(run),
             };
             self.cancels
                 .lock()
@@ -176,10 +238,10 @@ impl Slot {
                 .remove(&job.task_id);
             let Some(run) = run else {
                 tracing::info!(executor = %self.label, task_id = %job.task_id, "task cancelled; replacing its executor");
-                process.kill().await;
+                executor.kill().await;
                 self.report_cancelled(job.task_id);
                 match self.respawn().await {
-                    Some(fresh) => process = fresh,
+                    Some(fresh) => executor = fresh,
                     None => return,
                 }
                 continue;
@@ -197,12 +259,12 @@ impl Slot {
             });
             if lost {
                 match self.respawn().await {
-                    Some(fresh) => process = fresh,
+                    Some(fresh) => executor = fresh,
                     None => return,
                 }
             }
         }
-        process.kill().await;
+        executor.kill().await;
     }
 
     /// Registers `task` as running on this slot: what cancels it, or `None` if it was
@@ -228,11 +290,11 @@ impl Slot {
     }
 
     /// A fresh executor, retrying until one starts; `None` if the pool is killed meanwhile.
-    async fn respawn(&self) -> Option<ExecutorProcess> {
+    async fn respawn(&self) -> Option<Executor> {
         loop {
             let attempt = tokio::select! {
                 () = self.kill.cancelled() => return None,
-                p = ExecutorProcess::spawn(&self.spec, self.label.clone()) => p,
+                p = Executor::start(&self.kind, self.label.clone()) => p,
             };
             match attempt {
                 Ok(p) => return Some(p),
@@ -245,5 +307,86 @@ impl Slot {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::executor::simulated::NONE_RESULT;
+    use crate::task::FunctionId;
+
+    fn job(timeout: Option<Duration>) -> Job {
+        Job {
+            task_id: TaskId::new_random(),
+            function_id: FunctionId::new_random(),
+            function: "".into(),
+            params: String::new(),
+            timeout,
+        }
+    }
+
+    async fn simulated(
+        run: Duration,
+        size: usize,
+    ) -> (ExecutorPool, mpsc::UnboundedReceiver<Completion>) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let kind = ExecutorKind::Simulated(SimulatedExecutor { run });
+        let pool = ExecutorPool::start(kind, size, size, "sim", tx)
+            .await
+            .expect("simulated executors always start");
+        (pool, rx)
+    }
+
+    #[tokio::test]
+    async fn simulated_executors_complete_every_job_with_none() {
+        let (pool, mut done) = simulated(Duration::ZERO, 4).await;
+        let jobs: Vec<Job> = (0..100).map(|_| job(None)).collect();
+        let mut want: HashSet<TaskId> = jobs.iter().map(|j| j.task_id).collect();
+        for job in jobs {
+            pool.submit(job).await.expect("the pool runs");
+        }
+        while !want.is_empty() {
+            let c = done.recv().await.expect("a completion");
+            assert!(want.remove(&c.task_id), "one completion per job");
+            assert_eq!(c.outcome, TaskOutcome::Completed(NONE_RESULT.to_owned()));
+            let started = c.started_at.expect("a start time");
+            assert!(started <= c.finished_at);
+            assert!(c.executor.is_some_and(|e| e.starts_with("sim/")));
+        }
+        pool.shutdown(Duration::from_secs(1)).await;
+    }
+
+    #[tokio::test]
+    async fn simulated_executors_keep_deadlines_and_cancellations() {
+        let (pool, mut done) = simulated(Duration::from_secs(3600), 1).await;
+        // Past its deadline: failed as a Python executor fails it, and the place is freed.
+        let late = job(Some(Duration::from_millis(10)));
+        let late_id = late.task_id;
+        pool.submit(late).await.expect("the pool runs");
+        let c = done.recv().await.expect("a completion");
+        assert_eq!(c.task_id, late_id);
+        assert_eq!(
+            c.outcome,
+            TaskOutcome::WorkerFailure(format!(
+                "task {late_id} exceeded its deadline of 10ms and its executor was killed"
+            ))
+        );
+        // Cancelled while running, then one cancelled before an executor took it.
+        let running = job(None);
+        let running_id = running.task_id;
+        pool.submit(running).await.expect("the pool runs");
+        tokio::task::yield_now().await;
+        pool.cancel(running_id);
+        let early = job(None);
+        pool.cancel(early.task_id);
+        let early_id = early.task_id;
+        pool.submit(early).await.expect("the pool runs");
+        for id in [running_id, early_id] {
+            let c = done.recv().await.expect("a completion");
+            assert_eq!(c.task_id, id);
+            assert_eq!(c.outcome, TaskOutcome::WorkerFailure(CANCELLED.into()));
+        }
+        pool.shutdown(Duration::ZERO).await;
     }
 }

@@ -190,11 +190,7 @@ impl ExecutorProcess {
                 Ok(reply) => reply,
                 Err(_) => {
                     self.kill().await;
-                    return Run::lost(TaskOutcome::WorkerFailure(format!(
-                        "task {} exceeded its deadline of {} and its executor was killed",
-                        job.task_id,
-                        humanize(limit)
-                    )));
+                    return Run::lost(deadline_exceeded(job.task_id, limit));
                 }
             },
             None => work.await,
@@ -339,7 +335,8 @@ pub struct Run {
 }
 
 impl Run {
-    fn lost(outcome: TaskOutcome) -> Self {
+    /// An end after which the executor must be replaced.
+    pub(super) fn lost(outcome: TaskOutcome) -> Self {
         Self {
             outcome,
             started_at: None,
@@ -347,6 +344,14 @@ impl Run {
             executor_lost: true,
         }
     }
+}
+
+/// How a task past its deadline on an executor fails.
+pub(super) fn deadline_exceeded(task: TaskId, limit: Duration) -> TaskOutcome {
+    TaskOutcome::WorkerFailure(format!(
+        "task {task} exceeded its deadline of {} and its executor was killed",
+        humanize(limit)
+    ))
 }
 
 /// Forwards what users' code prints (and Python's own crash reports) to the log, a chunk at a

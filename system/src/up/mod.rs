@@ -80,10 +80,16 @@ pub async fn run(
     // Before the signal handlers: Ctrl-C while a first run builds the environment just
     // ends the process.
     let explicit = args.executor.python.clone();
-    let python = tokio::task::spawn_blocking(move || python_env::resolve(explicit.as_deref()))
-        .await
-        .expect("resolving the Python environment panicked")?
-        .python;
+    let python = if args.executor.simulate_executors {
+        // Simulated executors run no Python: none is looked for, and the children ignore
+        // the one they are told (which must not be empty, or their FAAS_PYTHON is refused).
+        explicit.unwrap_or_else(|| "none (simulated executors)".into())
+    } else {
+        tokio::task::spawn_blocking(move || python_env::resolve(explicit.as_deref()))
+            .await
+            .expect("resolving the Python environment panicked")?
+            .python
+    };
     let mut signals = Signals::install().map_err(UpError::Signals)?;
     let mut cluster = Cluster::new(spec(&args, binaries, python))?;
     let summary = summary(&args, &cluster);
@@ -120,6 +126,8 @@ fn spec(args: &UpArgs, binaries: &Binaries, python: std::path::PathBuf) -> Clust
         worker_port: args.worker_port,
         token: args.token().map(str::to_owned),
         executors,
+        dispatcher_args: args.executor.simulated_flags(),
+        worker_args: args.executor.simulated_flags(),
         memory_limit_mb: args.executor.memory_limit_mb,
         rust_log: child_filter(std::env::var("RUST_LOG").ok().as_deref()),
         output: Output::Prefixed,

@@ -15,7 +15,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::bridge::Inbound;
-use crate::executor::ExecutorSpec;
+use crate::executor::ExecutorKind;
 use crate::protocol::{self, ToWorker};
 
 /// How long a worker waits for `welcome` before trying the connection again.
@@ -38,7 +38,8 @@ pub struct WorkerConfig {
     /// Pull mode: tasks asked for beyond the free executors, per executor, so the next task
     /// is at hand when one finishes (push mode: the dispatcher's --prefetch decides).
     pub prefetch: u32,
-    pub spec: ExecutorSpec,
+    /// What the executors are: Python processes, or simulated ones.
+    pub executor_kind: ExecutorKind,
     /// The secret the dispatcher may require at registration.
     pub secret: Option<String>,
     /// CURVE keys, when the dispatcher's transport has them.

@@ -41,7 +41,7 @@ impl Runner {
     pub async fn start(config: &WorkerConfig) -> Result<Self, super::WorkerError> {
         let (tx, completions) = mpsc::unbounded_channel();
         let pool = ExecutorPool::start(
-            config.spec.clone(),
+            config.executor_kind.clone(),
             config.executors,
             config.executors,
             &config.name,

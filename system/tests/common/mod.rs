@@ -73,6 +73,11 @@ pub fn mode(mode: &str) -> Mode {
 /// the repository root (as the README starts them: executors can import the conformance
 /// suite's modules, as dill's by-reference functions need), output captured per test.
 pub fn spec(mode: Mode, executors: &[u32]) -> ClusterSpec {
+    spec_with_python(mode, executors, python())
+}
+
+/// [`spec`] whose executors run `python`, which is neither looked at nor created here.
+pub fn spec_with_python(mode: Mode, executors: &[u32], python: PathBuf) -> ClusterSpec {
     let gateway = Path::new(env!("CARGO_BIN_EXE_faas-gateway"));
     let binaries = Binaries::in_dir(gateway.parent().expect("a bin dir").to_path_buf());
     ClusterSpec {
@@ -82,7 +87,7 @@ pub fn spec(mode: Mode, executors: &[u32]) -> ClusterSpec {
         share_dirs: vec![fifo::root()],
         rust_log: output::child_filter(std::env::var("RUST_LOG").ok().as_deref()),
         output: Output::Captured,
-        ..ClusterSpec::new(binaries, mode, python())
+        ..ClusterSpec::new(binaries, mode, python)
     }
 }
 
