@@ -12,7 +12,8 @@ loadgen runs `PYTHON loadgen/python/reference.py` from the repository root (PYTH
      "rate": float | null,    open: tasks per second on a fixed schedule
      "batch_size": int,       burst: tasks per submission call, where the target has a batch API
      "tasks": int,            tasks per repetition
-     "duration_s": float | null,  closed/open: submit for this long instead (open: ceil(rate*duration_s))
+     "duration_s": float | null,  closed/open: submit for this long instead of `tasks`
+                                  (open: ceil(rate * duration_s) tasks)
      "warmup_tasks": int,     run once, as a burst, after setup; not measured
      "repetitions": int,
      "timeout_s": float,      a task not done this long after its submission counts as lost
@@ -22,9 +23,11 @@ stdout carries JSON lines only, each flushed as soon as it is known:
 
     {"ready": true, "target": T, "version": V}      setup and warmup done; the repetitions follow
     {"rep": i, "completed": n, "failed": n, "lost": n, "makespan_s": s, "latencies_us": [...]}
-    {"unavailable": "ray is not installed (...)"}   alone, exit code 0: the target's package is missing
+    {"unavailable": "ray is not installed (...)"}   the only line, exit code 0: the target's
+                                                    package cannot be imported
 
-Any other error: a message on stderr and exit code 1. The driver keeps fd 1 for itself and points
+Any other error: a message on stderr and exit code 1; on SIGTERM or SIGINT the driver stops
+everything it started and exits with a non-zero code. The driver keeps fd 1 for itself and points
 the process's stdout at stderr, so neither a library nor a process the driver starts can write
 anything else there; stderr is free-form logs.
 
@@ -78,9 +81,14 @@ class Unavailable(Exception):
     """The target's package cannot be imported."""
 
 
-def die_with_parent():
-    """In a worker process the driver starts: have the kernel send it SIGTERM when the driver
-    dies, even by SIGKILL (Linux's PR_SET_PDEATHSIG; elsewhere nothing happens)."""
+def as_worker():
+    """Runs first in every worker process the driver starts itself (Popen's preexec_fn, the
+    process pool's initializer): SIGTERM and SIGINT get their default actions back (a forked
+    worker inherits the driver's handlers, and a pool worker would report the SystemExit they
+    raise as its task's exception and go on), and the kernel sends the worker SIGTERM when the
+    driver dies, even by SIGKILL (Linux's PR_SET_PDEATHSIG; elsewhere nothing happens)."""
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
     try:
         import ctypes
         ctypes.CDLL(None).prctl(1, signal.SIGTERM)
@@ -167,7 +175,7 @@ class ProcessPoolTarget(Target):
     def setup(self):
         from concurrent.futures import ProcessPoolExecutor
         self.finished = queue.SimpleQueue()
-        self.pool = ProcessPoolExecutor(max_workers=self.executors, initializer=die_with_parent)
+        self.pool = ProcessPoolExecutor(max_workers=self.executors, initializer=as_worker)
         return f"python {platform.python_version()}"
 
     def submit(self, count):
@@ -177,11 +185,12 @@ class ProcessPoolTarget(Target):
         return futures
 
     def poll(self, timeout):
-        return [(f, not f.cancelled() and f.exception() is None) for f in drain(self.finished, timeout)]
+        return [(f, not f.cancelled() and f.exception() is None)
+                for f in drain(self.finished, timeout)]
 
     def shutdown(self):
         if self.pool is not None:
-            # Not waiting for running (lost) tasks: main() terminates the worker processes.
+            # Not waiting for running (lost) tasks: reap_children() terminates the workers.
             self.pool.shutdown(wait=False, cancel_futures=True)
 
 
@@ -222,14 +231,15 @@ class ZmqTarget(Target):
         for _ in range(self.executors):
             self.workers.append(subprocess.Popen(
                 [sys.executable, THIS_FILE, "zmq-worker", tasks_address, results_address],
-                stdin=subprocess.DEVNULL, preexec_fn=die_with_parent))
+                stdin=subprocess.DEVNULL, preexec_fn=as_worker))
         # Each worker says hello (an empty task id) once it is connected.
         deadline = time.monotonic() + WORKER_START_TIMEOUT_S
         hellos = 0
         while hellos < self.executors:
             for worker in self.workers:
                 if worker.poll() is not None:
-                    raise RuntimeError(f"a zmq worker exited with code {worker.returncode} during setup")
+                    raise RuntimeError(
+                        f"a zmq worker exited with code {worker.returncode} during setup")
             if time.monotonic() > deadline:
                 raise RuntimeError(f"only {hellos} of {self.executors} zmq workers started")
             if self.results.poll(100):
@@ -300,7 +310,7 @@ class RayTarget(Target):
     finished when its result has reached the driver: ObjectRef.future() resolves then, on Ray's
     own completion callback, the event ray.wait(fetch_local=True) waits for. Not ray.wait
     itself: each call costs time in proportion to the refs in flight, and a driver calling it
-    as results arrive used ~75% more CPU (2000 noops: 1.8 s instead of 1.05 s)."""
+    as results arrive took 1.8 s of CPU for a burst of 2000 noops instead of 1.05 s."""
 
     name = "ray"
     requires = (("ray", "ray"),)
@@ -335,8 +345,9 @@ class RayTarget(Target):
 
 
 class DaskTarget(Target):
-    """dask.distributed on a LocalCluster of `executors` worker processes with one thread each;
-    finished futures come from distributed.as_completed, with their results."""
+    """dask.distributed on a LocalCluster of `executors` worker processes with one thread each
+    (the scheduler runs in the driver's process); finished futures come from
+    distributed.as_completed, and poll() gathers their results."""
 
     name = "dask"
     requires = (("dask", "dask"), ("distributed", "distributed"))
@@ -420,11 +431,12 @@ class CeleryTarget(Target):
         hostname = f"reference-{os.getpid()}@{socket.gethostname()}"
         self.worker = subprocess.Popen(
             [sys.executable, THIS_FILE, "celery-worker", redis_url, str(self.executors), hostname],
-            stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=die_with_parent)
+            stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=as_worker)
         deadline = time.monotonic() + WORKER_START_TIMEOUT_S
         while not self.app.control.ping(destination=[hostname], timeout=0.5):
             if self.worker.poll() is not None:
-                raise RuntimeError(f"the celery worker exited with code {self.worker.returncode} during setup")
+                raise RuntimeError(
+                    f"the celery worker exited with code {self.worker.returncode} during setup")
             if time.monotonic() > deadline:
                 raise RuntimeError("the celery worker did not answer a ping")
         self.consumer = self.app.backend.result_consumer

@@ -8,7 +8,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use faas::executor::sandbox::SandboxSpec;
-use faas::executor::{ExecutorPool, ExecutorSpec, Job, python_env};
+use faas::executor::{ExecutorKind, ExecutorPool, ExecutorSpec, Job, python_env};
 use faas::task::{FunctionId, TaskId, TaskOutcome};
 use tokio::sync::{mpsc, oneshot};
 
@@ -39,7 +39,14 @@ impl Floor {
         };
         let size = executors as usize;
         let (completions, mut done) = mpsc::unbounded_channel();
-        let pool = ExecutorPool::start(spec, size, size * 2, "floor", completions).await?;
+        let pool = ExecutorPool::start(
+            ExecutorKind::Python(spec),
+            size,
+            size * 2,
+            "floor",
+            completions,
+        )
+        .await?;
         let waiting: Arc<Mutex<HashMap<TaskId, oneshot::Sender<Seen>>>> = Arc::default();
         let routes = waiting.clone();
         let router = tokio::spawn(async move {

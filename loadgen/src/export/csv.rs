@@ -84,6 +84,7 @@ fn columns() -> Vec<String> {
     );
     out.extend(COMPONENTS.iter().map(|c| format!("cpu_{c}_us")));
     out.push("cpu_total_us".to_owned());
+    out.extend(COMPONENTS.iter().map(|c| format!("util_{c}")));
     out.extend(instruction_columns());
     out.push("warnings".to_owned());
     out.push("breakdown_samples".to_owned());
@@ -136,6 +137,21 @@ pub fn read_rows(path: &Path) -> anyhow::Result<Vec<std::collections::BTreeMap<S
         );
     }
     Ok(rows)
+}
+
+/// The cores each component kept busy during each repetition (CPU time over the repetition's
+/// wall time): with idle workers connected, the dispatcher's share over the workers is what
+/// heartbeats cost per worker.
+fn utilization(row: &Row<'_>) -> Vec<cpu::Seconds> {
+    row.cpu_us
+        .iter()
+        .zip(&row.summary.per_repetition)
+        .filter(|(_, f)| f.makespan_s > 0.0)
+        .map(|(per_task, f)| {
+            let done = (f.completed + f.failed) as f64;
+            per_task.map(|us| us * done / 1e6 / f.makespan_s)
+        })
+        .collect()
 }
 
 /// `instr_<component>` per [`COUNTED`], then `instr_total`.
@@ -262,6 +278,10 @@ impl ResultsCsv {
                 record.push(format!("{:.1}", cpu.iter().sum::<f64>()));
             }
             None => record.extend(vec![String::new(); COMPONENTS.len() + 1]),
+        }
+        match mean_of_each(&utilization(row)) {
+            Some(shares) => record.extend(shares.iter().map(|v| f(*v))),
+            None => record.extend(vec![String::new(); COMPONENTS.len()]),
         }
         record.extend(instruction_fields(&mean_of_each(row.instructions)));
         record.push(row.warnings.join("; "));
@@ -486,6 +506,9 @@ values = ["local", "push"]
         assert_eq!(get("gateway_peak_rss_mb"), "12.3");
         assert_eq!(get("warnings"), "throughput varies");
         assert_eq!(get("instr_gateway"), "200");
+        // Client CPU: 1 and 3 µs per task in the first two repetitions (10 tasks in 2 and 2.5 s).
+        let share: f64 = get("util_client").parse().unwrap();
+        assert!((share - (1.0 * 10.0 / 2.0 + 3.0 * 10.0 / 2.5) / 2.0 / 1e6).abs() < 1e-6);
         assert_eq!(get("instr_total"), "400");
         assert_eq!(get("phase_result_p50_us"), "1.5");
 

@@ -9,7 +9,6 @@ use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 
-
 use super::style::{MAX_SERIES, is_platform, system_rank};
 
 /// Columns an older `results.csv` or `cdf.csv` may name differently, each with the columns
