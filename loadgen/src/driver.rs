@@ -288,6 +288,40 @@ async fn collector(
     while collectors.join_next().await.is_some() {}
 }
 
+/// Spawns `load.clients` loops onto `handles`, each running `one` task after another until
+/// `tasks` have started or, with `load.duration_s`, until that long after `started` (no task
+/// starts after it).
+pub fn spawn_closed_loops<F, Fut>(
+    handles: &mut tokio::task::JoinSet<()>,
+    load: &Load,
+    started: Instant,
+    tasks: u64,
+    one: F,
+) where
+    F: Fn() -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send,
+{
+    let until = load
+        .duration_s
+        .map(|d| started + Duration::from_secs_f64(d));
+    let next = Arc::new(AtomicU64::new(0));
+    for _ in 0..load.clients {
+        let (next, one) = (next.clone(), one.clone());
+        handles.spawn(async move {
+            loop {
+                let more = match until {
+                    Some(until) => Instant::now() < until,
+                    None => next.fetch_add(1, Ordering::Relaxed) < tasks,
+                };
+                if !more {
+                    break;
+                }
+                one().await;
+            }
+        });
+    }
+}
+
 /// Runs `tasks` tasks of `function_id` with `params` in the shape `load`, collecting as
 /// `collect` says. `submitted`, if given, is told once every task is submitted (burst only).
 #[allow(clippy::too_many_arguments)]
@@ -326,26 +360,11 @@ pub async fn run(
 
     match load.shape {
         Shape::Closed => {
-            // Bounded by a task count, or (`duration_s`) by time: no task starts after it.
-            let until = load
-                .duration_s
-                .map(|d| started + Duration::from_secs_f64(d));
-            let next = Arc::new(AtomicU64::new(0));
-            for _ in 0..load.clients {
-                let (next, session) = (next.clone(), session.clone());
-                handles.spawn(async move {
-                    loop {
-                        let more = match until {
-                            Some(until) => Instant::now() < until,
-                            None => next.fetch_add(1, Ordering::Relaxed) < tasks,
-                        };
-                        if !more {
-                            break;
-                        }
-                        session.one(Instant::now()).await;
-                    }
-                });
-            }
+            let session = session.clone();
+            spawn_closed_loops(&mut handles, load, started, tasks, move || {
+                let session = session.clone();
+                async move { session.one(Instant::now()).await }
+            });
         }
         Shape::Burst => {
             // `clients` submitters; results are followed as soon as tasks are submitted, so

@@ -122,25 +122,10 @@ impl Floor {
                 }
             }
             Shape::Closed => {
-                let until = load
-                    .duration_s
-                    .map(|d| started + Duration::from_secs_f64(d));
-                let next = Arc::new(AtomicU64::new(0));
-                for _ in 0..load.clients {
-                    let (next, task) = (next.clone(), task.clone());
-                    running.spawn(async move {
-                        loop {
-                            let more = match until {
-                                Some(until) => Instant::now() < until,
-                                None => next.fetch_add(1, Ordering::Relaxed) < tasks,
-                            };
-                            if !more {
-                                break;
-                            }
-                            task(Instant::now()).await;
-                        }
-                    });
-                }
+                let task = task.clone();
+                crate::driver::spawn_closed_loops(&mut running, load, started, tasks, move || {
+                    task(Instant::now())
+                });
             }
             Shape::Open => {
                 let rate = load.rate.unwrap_or(1.0);
