@@ -1,32 +1,14 @@
-"""The functions loadgen experiments run, serialized with dill by the executors' own Python.
+"""The experiment's function and arguments, serialized with dill by the executors' Python.
 
-Run as a script (so dill pickles the functions by value, like a user's __main__ functions):
-reads one JSON request on stdin, prints {"function": base64, "params": base64}.
-Every task gets one bytes argument of `arg_bytes` bytes, plus what its function needs.
+Run by loadgen as one script after reference_tasks.py (which defines the functions, in
+__main__, so dill pickles them by value like a user's own functions): reads one JSON request
+on stdin, prints {"function": base64, "params": base64}.
 """
 import codecs
 import json
 import sys
 
 import dill
-
-
-def noop(arg):
-    return None
-
-
-def sleep(arg, seconds):
-    import time
-    time.sleep(seconds)
-    return seconds
-
-
-def cpu(arg, n):
-    return sum(range(n))
-
-
-def payload(arg, size):
-    return b"x" * size
 
 
 def main():
@@ -39,9 +21,8 @@ def main():
         "cpu": (request.get("cpu_n", 0),),
         "payload": (request.get("result_bytes", 0),),
     }[kind]
-    function = {"noop": noop, "sleep": sleep, "cpu": cpu, "payload": payload}[kind]
     encode = lambda obj: codecs.encode(dill.dumps(obj), "base64").decode()
-    print(json.dumps({"function": encode(function), "params": encode(((arg,) + extra, {}))}))
+    print(json.dumps({"function": encode(TASKS[kind]), "params": encode(((arg,) + extra, {}))}))
 
 
 if __name__ == "__main__":

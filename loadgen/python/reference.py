@@ -321,11 +321,12 @@ class RayTarget(Target):
         self.ray = None
 
     def setup(self):
-        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no reporting home
         import ray
         self.ray = ray  # from here on shutdown() calls ray.shutdown(), which is safe anyway
-        ray.init(num_cpus=self.executors, include_dashboard=False, log_to_driver=False,
-                 logging_level=logging.ERROR)
+        # address="local": a new private instance, even where RAY_ADDRESS names a running one
+        ray.init(address="local", num_cpus=self.executors, include_dashboard=False,
+                 log_to_driver=False, logging_level=logging.ERROR)
         self.remote = ray.remote(max_retries=0)(self.function)
         self.finished = queue.SimpleQueue()
         return f"ray {ray.__version__}"
@@ -487,6 +488,8 @@ def celery_worker(redis_url, concurrency, hostname):
     import warnings
     from celery.exceptions import SecurityWarning
     warnings.simplefilter("ignore", SecurityWarning)  # running as root (JSON only, so allowed)
+    # a task that raised is reported to the driver; no traceback per task on stderr
+    logging.getLogger("celery.app.trace").setLevel(logging.CRITICAL)
     celery_app(redis_url).worker_main([
         "--quiet", "worker", "--pool", "prefork", "--concurrency", concurrency,
         "--hostname", hostname, "--loglevel", "ERROR",
@@ -655,6 +658,7 @@ def run(request, emit):
     shape = SHAPES[request["shape"]]
     try:
         version = target.setup()
+        signal.signal(signal.SIGTERM, on_signal)  # again: ray.init sets its own
         if request.get("warmup_tasks", 0) > 0:
             burst(Repetition(target, request["timeout_s"]), request, request["warmup_tasks"])
         emit({"ready": True, "target": target.name, "version": version})

@@ -1,10 +1,12 @@
-"""The task functions reference.py runs on the reference targets (Ray, Dask, Celery, a process pool,
-a bare ZeroMQ loop): the same four as functions.py, but in an importable module, so that every
-target's serializer (pickle, cloudpickle, dill) sends them by reference, by module and name.
+"""The task functions every loadgen workload runs: on the platform (functions.py serializes
+them by value with dill: loadgen runs this file's text followed by functions.py as one
+script, so they live in __main__) and on the reference targets (reference.py imports this
+module, so every target's serializer sends them by reference, by module and name). One
+definition for both, so the platform and its references run exactly the same code.
 
 Every task gets one bytes argument `arg` of `arg_bytes` bytes, plus what its function needs.
+Imports go inside the functions: a function pickled by value takes no module globals along.
 """
-import time
 
 
 def noop(arg):
@@ -12,6 +14,8 @@ def noop(arg):
 
 
 def sleep(arg, seconds):
+    import time
+
     time.sleep(seconds)
     return seconds
 

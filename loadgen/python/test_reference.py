@@ -236,7 +236,17 @@ def test_sigterm_leaves_nothing(target, redis_url):
         lines, code = driver.rest()
     finally:
         driver.kill()
-    assert lines == [] and code != 0, (lines, code, driver.log())
+    assert lines == [] and code == 128 + signal.SIGTERM, (lines, code, driver.log())
+
+
+def test_error_exits_nonzero():
+    driver = Run(request("process_pool", shape="zigzag"))
+    try:
+        lines, code = driver.rest()
+    finally:
+        driver.kill()
+    assert lines == [] and code == 1
+    assert "reference.py: error:" in driver.log()
 
 
 def python_without(modules):

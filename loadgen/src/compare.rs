@@ -1,9 +1,10 @@
 //! `loadgen compare RUN_A RUN_B`: per point and figure, how B differs from A and whether the
 //! difference is beyond noise, from each run's `repetitions.csv`. The change is the ratio of
-//! the means with its 95% bootstrap interval (each run resampled on its own); it is
-//! significant when that interval excludes 1. The Mann–Whitney p-value of the repetitions is
-//! shown beside it. With `--fail-on`, a significant change for the worse beyond a threshold
-//! makes the command fail, so it can gate performance work.
+//! the geometric means with its 95% interval (Welch's t on the logarithms, so a 3-against-3
+//! comparison of the same code calls about one figure in twenty a change); it is significant
+//! when that interval excludes 1. The Mann–Whitney p-value of the repetitions is shown
+//! beside it. With `--fail-on`, a change that is worse than a threshold even at the
+//! interval's most favourable end makes the command fail, so it can gate performance work.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -11,6 +12,7 @@ use std::path::Path;
 
 use anyhow::Context;
 
+use crate::export::short;
 use crate::stats;
 
 /// A figure `compare` knows, and which way is better.
@@ -83,7 +85,7 @@ pub struct Change {
     pub figure: Figure,
     pub a: Vec<f64>,
     pub b: Vec<f64>,
-    /// Mean of B over mean of A, with its 95% interval.
+    /// B over A (geometric means), with its 95% interval (NaN: too few repetitions).
     pub ratio: f64,
     pub lo: f64,
     pub hi: f64,
@@ -103,18 +105,26 @@ impl Change {
         self.significant() && ((self.ratio > 1.0) == self.figure.higher_is_better)
     }
 
-    /// How much worse B is, in percent (0 when it is not worse).
+    /// How much worse B is at least, in percent: at the interval's most favourable end (0
+    /// when B may not be worse at all).
     #[must_use]
     pub fn worse_by_percent(&self) -> f64 {
         let worse = if self.figure.higher_is_better {
-            1.0 - self.ratio
+            1.0 - self.hi
         } else {
-            self.ratio - 1.0
+            self.lo - 1.0
         };
-        (worse * 100.0).max(0.0)
+        if worse.is_nan() {
+            0.0
+        } else {
+            (worse * 100.0).max(0.0)
+        }
     }
 
     fn verdict(&self) -> &'static str {
+        if self.lo.is_nan() {
+            return "too few repetitions";
+        }
         match (self.significant(), self.better()) {
             (false, _) => "within noise",
             (true, true) => "better",
@@ -123,7 +133,7 @@ impl Change {
     }
 }
 
-/// Each point's values of every figure, by label, in file order.
+/// Each point's values of every figure, by `label (system)`, in file order.
 type Repetitions = Vec<(String, BTreeMap<&'static str, Vec<f64>>)>;
 
 fn read(dir: &Path) -> anyhow::Result<Repetitions> {
@@ -137,10 +147,17 @@ fn read(dir: &Path) -> anyhow::Result<Repetitions> {
     let headers = reader.headers()?.clone();
     let column = |name: &str| headers.iter().position(|h| h == name);
     let label = column("label").context("repetitions.csv has no label column")?;
+    let system = column("system");
     let mut out = Repetitions::new();
     for record in reader.records() {
         let record = record?;
-        let name = &record[label];
+        // The system too: a label names only what was swept, so a local run and a push
+        // run of the same experiment could share one.
+        let name = match system {
+            Some(s) => format!("{} ({})", &record[label], &record[s]),
+            None => record[label].to_owned(),
+        };
+        let name = &name;
         let at = match out.iter().position(|(l, _)| l == name) {
             Some(at) => at,
             None => {
@@ -157,12 +174,26 @@ fn read(dir: &Path) -> anyhow::Result<Repetitions> {
     Ok(out)
 }
 
-/// Compares the points both runs have (matched by label), figure by figure.
-pub fn compare(a: &Path, b: &Path) -> anyhow::Result<Vec<Change>> {
+/// What two runs say of the points they share.
+#[derive(Debug)]
+pub struct Comparison {
+    pub changes: Vec<Change>,
+    /// Points only one run has: `(point, "A" or "B")`.
+    pub unmatched: Vec<(String, &'static str)>,
+}
+
+/// Compares the points both runs have (matched by label and system), figure by figure.
+pub fn compare(a: &Path, b: &Path) -> anyhow::Result<Comparison> {
     let (a_reps, b_reps) = (read(a)?, read(b)?);
     let mut out = Vec::new();
+    let mut unmatched: Vec<(String, &'static str)> = b_reps
+        .iter()
+        .filter(|(l, _)| !a_reps.iter().any(|(m, _)| m == l))
+        .map(|(l, _)| (l.clone(), "B"))
+        .collect();
     for (label, a_figures) in &a_reps {
         let Some((_, b_figures)) = b_reps.iter().find(|(l, _)| l == label) else {
+            unmatched.push((label.clone(), "A"));
             continue;
         };
         for figure in FIGURES {
@@ -170,19 +201,16 @@ pub fn compare(a: &Path, b: &Path) -> anyhow::Result<Vec<Change>> {
             else {
                 continue;
             };
-            let (mean_a, mean_b) = (stats::mean_std(av).0, stats::mean_std(bv).0);
-            if mean_a == 0.0 {
+            if stats::mean_std(av).0 == 0.0 {
                 continue;
             }
-            let (lo, hi) = stats::bootstrap(&[av, bv], |s| {
-                stats::mean_std(s[1]).0 / stats::mean_std(s[0]).0
-            });
+            let (ratio, lo, hi) = stats::ratio_interval(av, bv);
             out.push(Change {
                 point: label.clone(),
                 figure: *figure,
                 a: av.clone(),
                 b: bv.clone(),
-                ratio: mean_b / mean_a,
+                ratio,
                 lo,
                 hi,
                 p_value: stats::mann_whitney_p(av, bv),
@@ -191,9 +219,25 @@ pub fn compare(a: &Path, b: &Path) -> anyhow::Result<Vec<Change>> {
     }
     anyhow::ensure!(
         !out.is_empty(),
-        "the runs have no point in common (points are matched by label)"
+        "the runs have no point in common (points are matched by label and system)"
     );
-    Ok(out)
+    Ok(Comparison {
+        changes: out,
+        unmatched,
+    })
+}
+
+/// Checks that every gated figure was compared somewhere: a gate on a figure neither run
+/// measured (say `instr_total` without `instructions = true`) would otherwise always pass.
+pub fn check_gates(changes: &[Change], gates: &[Gate]) -> anyhow::Result<()> {
+    for gate in gates {
+        anyhow::ensure!(
+            changes.iter().any(|c| c.figure == gate.figure),
+            "--fail-on {}: neither run has that figure for a common point",
+            gate.figure.column
+        );
+    }
+    Ok(())
 }
 
 /// The changes that break a gate.
@@ -212,23 +256,24 @@ pub fn regressions<'a>(changes: &'a [Change], gates: &[Gate]) -> Vec<&'a Change>
         .collect()
 }
 
-/// The changes as a Markdown table (also readable in a terminal).
+/// The comparison as a Markdown table (also readable in a terminal).
 #[must_use]
-pub fn markdown(changes: &[Change], a: &str, b: &str) -> String {
+pub fn markdown(comparison: &Comparison, a: &str, b: &str) -> String {
     let mut out = format!(
-        "B = `{b}` against A = `{a}`: mean of the repetitions, B/A with its 95% bootstrap \
-         interval, the Mann–Whitney p of the repetitions.\n\n\
+        "B = `{b}` against A = `{a}`: mean of the repetitions; B/A of the geometric means \
+         with its 95% interval (Welch's t on the logarithms); the Mann–Whitney p of the \
+         repetitions.\n\n\
          | point | figure | A | B | B/A [95% CI] | p | verdict |\n\
          | --- | --- | ---: | ---: | --- | ---: | --- |\n"
     );
-    for c in changes {
+    for c in &comparison.changes {
         let _ = writeln!(
             out,
             "| {} | {} | {} | {} | {:.3} [{:.3}, {:.3}] | {:.2} | {} |",
             c.point,
             c.figure.column,
-            number(stats::mean_std(&c.a).0),
-            number(stats::mean_std(&c.b).0),
+            short(stats::mean_std(&c.a).0),
+            short(stats::mean_std(&c.b).0),
             c.ratio,
             c.lo,
             c.hi,
@@ -236,18 +281,10 @@ pub fn markdown(changes: &[Change], a: &str, b: &str) -> String {
             c.verdict()
         );
     }
-    out
-}
-
-/// Three significant figures at most, without exponent for everyday magnitudes.
-fn number(v: f64) -> String {
-    if v.abs() >= 100.0 {
-        format!("{v:.0}")
-    } else if v.abs() >= 10.0 {
-        format!("{v:.1}")
-    } else {
-        format!("{v:.3}")
+    for (point, only) in &comparison.unmatched {
+        let _ = writeln!(out, "\nOnly run {only} has {point}.");
     }
+    out
 }
 
 #[cfg(test)]
@@ -275,6 +312,7 @@ mod tests {
             &[
                 ("mode=local", &[1000.0, 1010.0, 990.0, 1005.0, 995.0]),
                 ("mode=push", &[500.0, 600.0, 400.0]),
+                ("mode=gone", &[1.0, 1.0]),
             ],
         );
         let b = run_dir(
@@ -285,39 +323,55 @@ mod tests {
                 ("mode=pull", &[1.0]),
             ],
         );
-        let changes = compare(&a, &b).unwrap();
+        let comparison = compare(&a, &b).unwrap();
+        let changes = &comparison.changes;
         let find = |point: &str, figure: &str| {
             changes
                 .iter()
-                .find(|c| c.point == point && c.figure.column == figure)
+                .find(|c| c.point == format!("{point} (local)") && c.figure.column == figure)
                 .unwrap()
         };
         let local = find("mode=local", "throughput");
-        assert!((local.ratio - 0.8).abs() < 1e-9);
+        assert!((local.ratio - 0.8).abs() < 0.001, "{local:?}");
         assert!(local.significant() && !local.better(), "{local:?}");
         assert!(local.p_value < 0.05, "{local:?}");
         let latency = find("mode=local", "p50_ms");
         assert!(latency.significant() && latency.ratio > 1.0 && !latency.better());
         let push = find("mode=push", "throughput");
         assert!(!push.significant(), "{push:?}");
-        assert!(changes.iter().all(|c| c.point != "mode=pull"));
+        assert_eq!(
+            comparison.unmatched,
+            [
+                ("mode=pull (local)".to_owned(), "B"),
+                ("mode=gone (local)".to_owned(), "A")
+            ]
+        );
 
         let gate: Gate = "throughput:5".parse().unwrap();
-        let failing = regressions(&changes, &[gate]);
+        let failing = regressions(changes, &[gate]);
         assert_eq!(failing.len(), 1);
-        assert_eq!(failing[0].point, "mode=local");
-        let lenient: Gate = "throughput:25".parse().unwrap();
-        assert!(regressions(&changes, &[lenient]).is_empty());
+        assert_eq!(failing[0].point, "mode=local (local)");
+        assert!(failing[0].worse_by_percent() > 15.0 && failing[0].worse_by_percent() < 20.0);
+        let lenient: Gate = "throughput:20".parse().unwrap();
+        assert!(
+            regressions(changes, &[lenient]).is_empty(),
+            "the gate holds at the interval's favourable end"
+        );
+        assert!(check_gates(changes, &["instr_total:1".parse().unwrap()]).is_err());
         // The same run against itself: nothing changes.
         let same = compare(&a, &a).unwrap();
-        assert!(same.iter().all(|c| !c.significant()), "{same:?}");
+        assert!(same.changes.iter().all(|c| !c.significant()), "{same:?}");
 
-        let table = markdown(&changes, "a", "b");
+        let table = markdown(&comparison, "a", "b");
         assert!(
-            table.contains("| mode=local | throughput | 1000 | 800 | 0.800 ["),
+            table.contains("| mode=local (local) | throughput | 1000 | 800.0 | 0.800 ["),
             "{table}"
         );
         assert!(table.contains("worse") && table.contains("within noise"));
+        assert!(
+            table.contains("Only run B has mode=pull (local)."),
+            "{table}"
+        );
         for dir in [a, b] {
             std::fs::remove_dir_all(dir).unwrap();
         }

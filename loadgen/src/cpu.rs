@@ -1,6 +1,8 @@
-//! CPU time per component: the time on a CPU of each process of the system under test (and
-//! of loadgen itself), read from `/proc` before and after a repetition (threads that exit in
-//! between take their time with them; the executors and the services keep theirs). Unlike throughput it
+//! CPU time per component: the CPU time of each process of the system under test (and of
+//! loadgen itself), read before and after a repetition from each process's CPU-time clock,
+//! with `/proc` telling which processes make up each component. A process that exits in
+//! between takes its time with it (an executor replaced mid-repetition); one that starts in
+//! between counts from its start. Unlike throughput it
 //! does not depend on what else shares the cores, which makes it the steadier measure of what
 //! a task costs.
 
@@ -54,7 +56,13 @@ impl Probe {
         for (&pid, p) in &table {
             children.entry(p.ppid).or_default().push(pid);
         }
-        let mut stack: Vec<i32> = self.executor_parents.clone();
+        // A pid of 0 (unknown) would make every process on the machine a descendant.
+        let mut stack: Vec<i32> = self
+            .executor_parents
+            .iter()
+            .copied()
+            .filter(|pid| *pid > 0)
+            .collect();
         while let Some(parent) = stack.pop() {
             for &child in children.get(&parent).into_iter().flatten() {
                 out[EXECUTORS] += table[&child].seconds;
@@ -99,7 +107,7 @@ fn processes() -> HashMap<i32, Process> {
             .ok()
             .and_then(|stat| parse_stat(&stat, ticks))
         {
-            if let Some(ns) = run_time_ns(&entry.path()) {
+            if let Some(ns) = run_time_ns(pid) {
                 process.seconds = ns as f64 / 1e9;
             }
             out.insert(pid, process);
@@ -108,16 +116,23 @@ fn processes() -> HashMap<i32, Process> {
     out
 }
 
-/// Nanoseconds the process's live threads have run (`/proc/<pid>/task/*/schedstat`): far
-/// finer than the clock ticks of `stat`, which would round a short repetition's share of a
-/// process to 0 or 10 ms. `None` where the kernel keeps no schedstat.
-fn run_time_ns(process: &std::path::Path) -> Option<u64> {
-    let mut total = 0;
-    for thread in std::fs::read_dir(process.join("task")).ok()?.flatten() {
-        let stat = std::fs::read_to_string(thread.path().join("schedstat")).ok()?;
-        total += stat.split_whitespace().next()?.parse::<u64>().ok()?;
+/// Nanoseconds the process has run, all its threads together, those that exited included:
+/// its CPU-time clock (`clock_getcpuclockid`), far finer than the clock ticks of `stat`, which
+/// would round a short repetition's share of a process to 0 or 10 ms.
+fn run_time_ns(pid: i32) -> Option<u64> {
+    let mut clock: libc::clockid_t = 0;
+    // SAFETY: both calls only write the out-parameter they are given.
+    if unsafe { libc::clock_getcpuclockid(pid, &mut clock) } != 0 {
+        return None;
     }
-    Some(total)
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    if unsafe { libc::clock_gettime(clock, &mut now) } != 0 {
+        return None;
+    }
+    Some(u64::try_from(now.tv_sec).ok()? * 1_000_000_000 + u64::try_from(now.tv_nsec).ok()?)
 }
 
 /// Parses `ppid`, `utime` and `stime` out of a stat line; the command name (field 2) may hold

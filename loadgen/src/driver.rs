@@ -91,19 +91,19 @@ async fn stream_results(
 
 /// A submitted task, as its collector follows it.
 #[derive(Debug, Clone)]
-struct Submitted {
-    id: TaskId,
+pub struct Submitted {
+    pub id: TaskId,
     /// Where its latency counts from: when it was sent, or (open loop) scheduled.
-    since: Instant,
+    pub since: Instant,
     /// When its submission request was sent.
-    sent: Instant,
+    pub sent: Instant,
 }
 
 /// Most tasks per run whose timelines are fetched for the overhead breakdown.
 const MAX_SAMPLES: usize = 1000;
 
-/// Shared tallies of one run.
-struct Tally {
+/// Shared tallies of one run (of the platform, or of the floor).
+pub struct Tally {
     completed: AtomicU64,
     failed: AtomicU64,
     lost: AtomicU64,
@@ -118,7 +118,42 @@ struct Tally {
 }
 
 impl Tally {
-    fn record(&self, seen: Seen, task: &Submitted) {
+    /// Tallies for a run of `tasks` tasks (0: unknown), shown on `progress`.
+    pub fn new(tasks: u64, progress: ProgressBar) -> Self {
+        Self {
+            completed: AtomicU64::new(0),
+            failed: AtomicU64::new(0),
+            lost: AtomicU64::new(0),
+            last_done: Mutex::new(None),
+            latency: Mutex::new(new_histogram()),
+            samples: Mutex::new(Vec::new()),
+            sample_every: tasks.div_ceil(MAX_SAMPLES as u64).max(1),
+            origin: (Instant::now(), now_micros()),
+            progress,
+        }
+    }
+
+    /// The run these tallies make, from `started` to the last final task.
+    pub fn finish(&self, started: Instant) -> Run {
+        self.progress.finish();
+        let last = self
+            .last_done
+            .lock()
+            .expect("tally lock")
+            .unwrap_or_else(Instant::now);
+        let latency = self.latency.lock().expect("tally lock").clone();
+        let samples = std::mem::take(&mut *self.samples.lock().expect("tally lock"));
+        Run {
+            completed: self.completed.load(Ordering::Relaxed),
+            failed: self.failed.load(Ordering::Relaxed),
+            lost: self.lost.load(Ordering::Relaxed),
+            makespan_s: last.duration_since(started).as_secs_f64(),
+            latency,
+            samples,
+        }
+    }
+
+    pub fn record(&self, seen: Seen, task: &Submitted) {
         let now = Instant::now();
         let n = match seen {
             Seen::Completed => self.completed.fetch_add(1, Ordering::Relaxed),
@@ -147,7 +182,7 @@ impl Tally {
         self.progress.inc(1);
     }
 
-    fn record_lost(&self) {
+    pub fn record_lost(&self) {
         self.lost.fetch_add(1, Ordering::Relaxed);
         self.progress.inc(1);
     }
@@ -335,17 +370,7 @@ pub async fn run(
     progress: ProgressBar,
     submitted: Option<oneshot::Sender<()>>,
 ) -> Run {
-    let tally = Arc::new(Tally {
-        completed: AtomicU64::new(0),
-        failed: AtomicU64::new(0),
-        lost: AtomicU64::new(0),
-        last_done: Mutex::new(None),
-        latency: Mutex::new(new_histogram()),
-        samples: Mutex::new(Vec::new()),
-        sample_every: tasks.div_ceil(MAX_SAMPLES as u64).max(1),
-        origin: (Instant::now(), now_micros()),
-        progress,
-    });
+    let tally = Arc::new(Tally::new(tasks, progress));
     let started = Instant::now();
     let session = Arc::new(Session {
         client: client.clone(),
@@ -420,20 +445,5 @@ pub async fn run(
         }
     }
     while handles.join_next().await.is_some() {}
-    tally.progress.finish();
-    let last = tally
-        .last_done
-        .lock()
-        .expect("tally lock")
-        .unwrap_or_else(Instant::now);
-    let latency = tally.latency.lock().expect("tally lock").clone();
-    let samples = std::mem::take(&mut *tally.samples.lock().expect("tally lock"));
-    Run {
-        completed: tally.completed.load(Ordering::Relaxed),
-        failed: tally.failed.load(Ordering::Relaxed),
-        lost: tally.lost.load(Ordering::Relaxed),
-        makespan_s: last.duration_since(started).as_secs_f64(),
-        latency,
-        samples,
-    }
+    tally.finish(started)
 }

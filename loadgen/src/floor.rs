@@ -3,19 +3,19 @@
 //! platform adds to a task is measured against this.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use faas::executor::sandbox::SandboxSpec;
 use faas::executor::{ExecutorKind, ExecutorPool, ExecutorSpec, Job, python_env};
 use faas::task::{FunctionId, TaskId, TaskOutcome};
+use indicatif::ProgressBar;
 use tokio::sync::{mpsc, oneshot};
 
-use crate::driver::Seen;
+use crate::driver::{Seen, Submitted, Tally};
 use crate::experiment::{Load, Shape};
 use crate::functions::Serialized;
-use crate::stats::{Run, new_histogram};
+use crate::stats::Run;
 
 /// A started pool and what routes its completions back to the waiting submitters.
 pub struct Floor {
@@ -75,7 +75,7 @@ impl Floor {
     }
 
     /// Runs one task and waits for it, at most `timeout`.
-    async fn one(&self, timeout: Duration) -> Seen {
+    async fn one(&self, timeout: Duration) -> (Seen, TaskId) {
         let task_id = TaskId::new_random();
         let (tx, rx) = oneshot::channel();
         self.waiting
@@ -89,21 +89,27 @@ impl Floor {
             params: self.params.clone(),
             timeout: None,
         };
-        if self.pool.submit(job).await.is_err() {
-            return Seen::Lost;
-        }
-        match tokio::time::timeout(timeout, rx).await {
-            Ok(Ok(seen)) => seen,
+        // The timeout covers the wait for a queue place too, as the platform's covers
+        // everything from submission on.
+        let ran = tokio::time::timeout(timeout, async {
+            self.pool.submit(job).await.ok()?;
+            rx.await.ok()
+        })
+        .await;
+        match ran {
+            Ok(Some(seen)) => (seen, task_id),
             _ => {
+                // Lost: free the executor it may hold, and forget it.
+                self.pool.cancel(task_id);
                 self.waiting.lock().expect("routes lock").remove(&task_id);
-                Seen::Lost
+                (Seen::Lost, task_id)
             }
         }
     }
 
     /// One measured run of `tasks` tasks (or `load.duration_s`) in the shape of `load`.
     pub async fn run(self: &Arc<Self>, tasks: u64, load: &Load, timeout: Duration) -> Run {
-        let tally = Arc::new(Tally::default());
+        let tally = Arc::new(Tally::new(tasks, ProgressBar::hidden()));
         let started = Instant::now();
         let mut running = tokio::task::JoinSet::new();
         let floor = self.clone();
@@ -111,8 +117,9 @@ impl Floor {
         let task = move |since: Instant| {
             let (floor, tally) = (floor.clone(), tally_in_tasks.clone());
             async move {
-                let seen = floor.one(timeout).await;
-                tally.record(seen, since);
+                let (seen, id) = floor.one(timeout).await;
+                let sent = since;
+                tally.record(seen, &Submitted { id, since, sent });
             }
         };
         match load.shape {
@@ -137,16 +144,7 @@ impl Floor {
             }
         }
         while running.join_next().await.is_some() {}
-        let last = tally.last.lock().expect("tally lock").unwrap_or(started);
-        let latency = tally.latency.lock().expect("tally lock").clone();
-        Run {
-            completed: tally.completed.load(Ordering::Relaxed),
-            failed: tally.failed.load(Ordering::Relaxed),
-            lost: tally.lost.load(Ordering::Relaxed),
-            makespan_s: last.duration_since(started).as_secs_f64(),
-            latency,
-            samples: Vec::new(),
-        }
+        tally.finish(started)
     }
 
     /// Stops the executors.
@@ -159,49 +157,5 @@ impl Floor {
     #[must_use]
     pub fn executor_parent() -> i32 {
         i32::try_from(std::process::id()).unwrap_or(0)
-    }
-}
-
-/// Counts and latencies of one run.
-struct Tally {
-    completed: AtomicU64,
-    failed: AtomicU64,
-    lost: AtomicU64,
-    latency: Mutex<hdrhistogram::Histogram<u64>>,
-    last: Mutex<Option<Instant>>,
-}
-
-impl Default for Tally {
-    fn default() -> Self {
-        Self {
-            completed: AtomicU64::new(0),
-            failed: AtomicU64::new(0),
-            lost: AtomicU64::new(0),
-            latency: Mutex::new(new_histogram()),
-            last: Mutex::new(None),
-        }
-    }
-}
-
-impl Tally {
-    fn record(&self, seen: Seen, since: Instant) {
-        let counter = match seen {
-            Seen::Completed => &self.completed,
-            Seen::Failed => &self.failed,
-            Seen::Lost => {
-                self.lost.fetch_add(1, Ordering::Relaxed);
-                return;
-            }
-        };
-        counter.fetch_add(1, Ordering::Relaxed);
-        let now = Instant::now();
-        let micros = u64::try_from(now.duration_since(since).as_micros()).unwrap_or(u64::MAX);
-        let _ = self
-            .latency
-            .lock()
-            .expect("tally lock")
-            .record(micros.max(1));
-        let mut last = self.last.lock().expect("tally lock");
-        *last = Some(last.map_or(now, |l| l.max(now)));
     }
 }

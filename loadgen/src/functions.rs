@@ -8,7 +8,12 @@ use anyhow::Context;
 
 use crate::experiment::{Function, Workload};
 
-const SCRIPT: &str = include_str!("../python/functions.py");
+/// The functions (shared with the reference targets), then the serializer.
+const SCRIPT: &str = concat!(
+    include_str!("../python/reference_tasks.py"),
+    "\n",
+    include_str!("../python/functions.py")
+);
 
 /// A function payload and the arguments every task sends.
 #[derive(Debug, Clone)]

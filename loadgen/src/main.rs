@@ -99,9 +99,10 @@ async fn main() -> anyhow::Result<ExitCode> {
             fail_on,
             markdown,
         } => {
-            let changes = compare::compare(&run_a, &run_b)?;
+            let comparison = compare::compare(&run_a, &run_b)?;
+            compare::check_gates(&comparison.changes, &fail_on)?;
             let table = compare::markdown(
-                &changes,
+                &comparison,
                 &run_a.display().to_string(),
                 &run_b.display().to_string(),
             );
@@ -112,11 +113,11 @@ async fn main() -> anyhow::Result<ExitCode> {
             if let Some(path) = markdown {
                 std::fs::write(&path, &table)?;
             }
-            let broken = compare::regressions(&changes, &fail_on);
+            let broken = compare::regressions(&comparison.changes, &fail_on);
             if !broken.is_empty() {
                 for c in &broken {
                     eprintln!(
-                        "regression: {} {} is {:.1}% worse ({:.3} [{:.3}, {:.3}])",
+                        "regression: {} {} is at least {:.1}% worse ({:.3} [{:.3}, {:.3}])",
                         c.point,
                         c.figure.column,
                         c.worse_by_percent(),

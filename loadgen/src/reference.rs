@@ -27,7 +27,7 @@ const READY_TIMEOUT: Duration = Duration::from_secs(180);
 
 /// A reference's measured repetitions, each with its CPU seconds per component.
 pub struct Measured {
-    /// What it ran, e.g. `ray 2.40.0`.
+    /// What it ran, e.g. `ray 2.60.0`.
     pub version: String,
     pub runs: Vec<(Run, cpu::Seconds)>,
 }
@@ -187,21 +187,48 @@ async fn python(
         .await
         .context("writing the request")?;
     drop(stdin);
-    let mut lines = BufReader::new(child.stdout.take().context("driver stdout")?).lines();
-    let probe = Probe {
+    let lines = BufReader::new(child.stdout.take().context("driver stdout")?).lines();
+    let mut probe = Probe {
         roots: vec![(cpu::CLIENT, pid)],
         executor_parents: vec![pid],
     };
-    let mut version = None;
+    if let Some(redis) = &redis {
+        probe.roots.push((cpu::REDIS, redis.member().pid()));
+    }
+    let read = read_repetitions(lines, &probe, config).await;
+    let status = stop(&mut child, pid).await;
+    let (version, runs) = read?;
+    if runs.len() != config.repetitions as usize {
+        return Err(anyhow::anyhow!(
+            "the {} driver exited ({status}) after {} of {} repetitions (see {})",
+            reference.as_str(),
+            runs.len(),
+            config.repetitions,
+            log_dir
+                .join(format!("{}.log", reference.as_str()))
+                .display()
+        )
+        .into());
+    }
+    drop(redis);
+    Ok(Measured { version, runs })
+}
+
+/// Reads the driver's lines until it has reported every repetition (or stops), sampling the
+/// CPU of `probe` at its `ready` and after each repetition.
+async fn read_repetitions(
+    mut lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+    probe: &Probe,
+    config: &Experiment,
+) -> Result<(String, Vec<(Run, cpu::Seconds)>), Unavailable> {
+    // A repetition may take its window, and each task its collection timeout, on top.
+    let per_line = READY_TIMEOUT
+        + Duration::from_secs_f64(config.collect.timeout_s + config.load.duration_s.unwrap_or(0.0));
+    let mut version = String::new();
     let mut runs = Vec::new();
     let mut before = probe.sample();
-    loop {
-        let wait = if version.is_none() {
-            READY_TIMEOUT
-        } else {
-            Duration::from_secs_f64(config.collect.timeout_s) + READY_TIMEOUT
-        };
-        let line = tokio::time::timeout(wait, lines.next_line())
+    while runs.len() < config.repetitions as usize {
+        let line = tokio::time::timeout(per_line, lines.next_line())
             .await
             .context("the driver stopped answering")?
             .context("reading the driver")?;
@@ -211,7 +238,7 @@ async fn python(
         match parsed {
             Line::Unavailable { unavailable } => return Err(Unavailable::Missing(unavailable)),
             Line::Ready { version: v, .. } => {
-                version = Some(v);
+                version = v;
                 before = probe.sample();
             }
             Line::Rep {
@@ -239,22 +266,26 @@ async fn python(
             }
         }
     }
-    let status = child.wait().await.context("waiting for the driver")?;
-    if !status.success() || runs.len() != config.repetitions as usize {
-        return Err(anyhow::anyhow!(
-            "the {} driver exited with {status} after {} of {} repetitions (see {})",
-            reference.as_str(),
-            runs.len(),
-            config.repetitions,
-            log_dir
-                .join(format!("{}.log", reference.as_str()))
-                .display()
-        )
-        .into());
+    Ok((version, runs))
+}
+
+/// How long a driver may take to shut its target down (a Ray cluster takes seconds).
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(30);
+
+/// Asks the driver to stop (SIGTERM, so it shuts its target down), and kills it if it has not
+/// within [`SHUTDOWN_GRACE`].
+async fn stop(child: &mut tokio::process::Child, pid: i32) -> String {
+    if pid > 0 {
+        // SAFETY: signalling our own child, which has not been reaped yet.
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
     }
-    drop(redis);
-    Ok(Measured {
-        version: version.unwrap_or_default(),
-        runs,
-    })
+    match tokio::time::timeout(SHUTDOWN_GRACE, child.wait()).await {
+        Ok(Ok(status)) => status.to_string(),
+        _ => {
+            let _ = child.kill().await;
+            "killed after the grace period".to_owned()
+        }
+    }
 }

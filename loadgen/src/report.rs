@@ -19,6 +19,7 @@ use std::path::{Path, PathBuf};
 use anyhow::Context;
 
 use crate::export::csv::read_rows;
+use crate::export::short;
 use crate::stats;
 
 /// Writes `summary.md` into a run directory, from its CSVs; returns its path.
@@ -94,26 +95,12 @@ fn with_interval(row: &BTreeMap<String, String>, column: &str) -> String {
     }
 }
 
-/// Three significant figures, for tables.
-fn short(v: f64) -> String {
-    let a = v.abs();
-    if a >= 1000.0 {
-        format!("{v:.0}")
-    } else if a >= 100.0 {
-        format!("{v:.1}")
-    } else if a >= 1.0 {
-        format!("{v:.2}")
-    } else {
-        format!("{v:.3}")
-    }
-}
-
 /// Every point of a run: the means over repetitions with their 95% intervals.
 fn table(dir: &Path) -> anyhow::Result<String> {
     let rows = read_rows(&dir.join("results.csv"))?;
     let mut out = String::from(
-        "Means over repetitions, [95% bootstrap interval]; CPU is µs per task over all \
-         components.\n\n\
+        "Means over repetitions [95% interval: Student's t below 10 repetitions, bootstrap \
+         from 10]; CPU is µs per task over all components, client included.\n\n\
          | point | reps | tasks/s | p50 ms | p99 ms | efficiency | CPU µs/task | warnings |\n\
          | --- | ---: | --- | --- | --- | --- | ---: | --- |\n",
     );
@@ -148,8 +135,9 @@ fn workload_of(label: &str) -> String {
         .join(" ")
 }
 
-/// Throughput of every system over each reference's at the same workload, with the 95%
-/// bootstrap interval of the ratio (from `repetitions.csv`).
+/// Throughput of every system over each reference's at the same workload: the ratio of the
+/// geometric means with its 95% interval (from `repetitions.csv`, see
+/// [`stats::ratio_interval`]).
 fn ratios(dir: &Path) -> anyhow::Result<String> {
     const REFERENCES: [&str; 6] = ["floor", "process_pool", "zmq", "ray", "celery", "dask"];
     let rows = read_rows(&dir.join("repetitions.csv"))?;
@@ -180,8 +168,8 @@ fn ratios(dir: &Path) -> anyhow::Result<String> {
         return Ok(String::new());
     }
     let mut out = String::from(
-        "Throughput over each reference's at the same workload: ratio of the means \
-         [95% bootstrap interval].\n\n| workload | system | tasks/s |",
+        "Throughput over each reference's at the same workload: ratio of the geometric means \
+         of the repetitions [95% interval].\n\n| workload | system | tasks/s |",
     );
     for r in &present {
         let _ = write!(out, " × {r} |");
@@ -203,11 +191,12 @@ fn ratios(dir: &Path) -> anyhow::Result<String> {
                 .map_or_else(
                     || "-".to_owned(),
                     |(_, _, base)| {
-                        let ratio = stats::mean_std(values).0 / stats::mean_std(base).0;
-                        let (lo, hi) = stats::bootstrap(&[base, values], |s| {
-                            stats::mean_std(s[1]).0 / stats::mean_std(s[0]).0
-                        });
-                        format!("{ratio:.2} [{lo:.2}, {hi:.2}]")
+                        let (ratio, lo, hi) = stats::ratio_interval(base, values);
+                        if lo.is_nan() {
+                            format!("{ratio:.2}")
+                        } else {
+                            format!("{ratio:.2} [{lo:.2}, {hi:.2}]")
+                        }
                     },
                 );
             let _ = write!(out, " {cell} |");
@@ -217,18 +206,20 @@ fn ratios(dir: &Path) -> anyhow::Result<String> {
     Ok(out)
 }
 
-/// The newest run of `experiment` under `results` (run directories are named by UTC time).
+/// The newest finished run of `experiment` under `results` (run directories are named by UTC
+/// time; a run is finished once it has written its `summary.md`, so an interrupted one is
+/// never picked).
 fn latest_run(results: &Path, experiment: &str) -> anyhow::Result<PathBuf> {
     let dir = results.join(experiment);
     let mut runs: Vec<PathBuf> = std::fs::read_dir(&dir)
         .with_context(|| format!("no runs of {experiment} in {}", dir.display()))?
         .flatten()
         .map(|e| e.path())
-        .filter(|p| p.join("results.csv").exists())
+        .filter(|p| p.join("summary.md").exists())
         .collect();
     runs.sort();
     runs.pop()
-        .with_context(|| format!("no run of {experiment} has a results.csv"))
+        .with_context(|| format!("no run of {experiment} has finished (written summary.md)"))
 }
 
 /// `path` relative to `base` when it lies under it (links in the report).
@@ -253,8 +244,8 @@ fn block(directive: &str, results: &Path, root: &Path) -> anyhow::Result<String>
             format!("![{experiment}: {chart}]({})\n", relative(&file, root))
         }
         ["compare", a, b] => {
-            let changes = crate::compare::compare(&root.join(a), &root.join(b))?;
-            crate::compare::markdown(&changes, a, b)
+            let comparison = crate::compare::compare(&root.join(a), &root.join(b))?;
+            crate::compare::markdown(&comparison, a, b)
         }
         _ => anyhow::bail!(
             "unknown block {directive:?}: table|ratios|run EXPERIMENT, figure EXPERIMENT CHART, \

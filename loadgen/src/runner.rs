@@ -108,8 +108,7 @@ pub async fn run(path: &Path, out: &Path) -> anyhow::Result<PathBuf> {
     }
 
     print_table(&experiment.name, &recorder.table);
-    let summary = crate::report::write_summary(&dir)?;
-    eprintln!("summary: {}", summary.display());
+    // Charts first: the summary links those that exist.
     match crate::plot::render(&dir) {
         Ok(files) => {
             for file in files {
@@ -117,6 +116,10 @@ pub async fn run(path: &Path, out: &Path) -> anyhow::Result<PathBuf> {
             }
         }
         Err(e) => eprintln!("charts not drawn: {e:#}"),
+    }
+    match crate::report::write_summary(&dir) {
+        Ok(summary) => eprintln!("summary: {}", summary.display()),
+        Err(e) => eprintln!("no summary: {e:#}"),
     }
     Ok(dir)
 }
@@ -208,9 +211,10 @@ async fn measure_platform(
         started?;
         let after = live.cpu_probe().sample();
         let done = run.completed + run.failed;
-        cpu_us.push(cpu::per_task_us(&before, &after, done));
-        if let Some(callgrind) = callgrind {
-            instructions.push(callgrind.dump(&live.counted(), done)?);
+        match callgrind {
+            // Times under valgrind are valgrind's: only the counts are kept.
+            Some(callgrind) => instructions.push(callgrind.dump(&live.counted(), done)?),
+            None => cpu_us.push(cpu::per_task_us(&before, &after, done)),
         }
         runs.push(run);
     }
@@ -426,11 +430,15 @@ fn efficiency(
     if summary.makespan_s.mean <= 0.0 || c.load.shape != Shape::Burst {
         return Vec::new();
     }
-    let makespans = summary
-        .per_repetition
-        .iter()
-        .map(|f| f.makespan_s)
-        .filter(|m| *m > 0.0);
+    // One value per repetition, NaN where one measured nothing, so they stay aligned with
+    // the repetitions.
+    let makespans = summary.per_repetition.iter().map(|f| {
+        if f.makespan_s > 0.0 && f.completed + f.failed > 0 {
+            f.makespan_s
+        } else {
+            f64::NAN
+        }
+    });
     if c.workload.function == Function::Sleep
         && let Some(per_executor) = c.workload.tasks_per_executor
     {

@@ -1,4 +1,12 @@
-//! Latency histograms and the summary of a point over its repetitions.
+//! Latency histograms, the summary of a point over its repetitions, and the statistics behind
+//! every interval loadgen reports.
+//!
+//! Repetitions are few (3 by default), so intervals of a mean use Student's t below
+//! [`BOOTSTRAP_FROM`] repetitions, where a percentile bootstrap cannot reach past the
+//! sample's range and covers far less than it claims, and the percentile bootstrap from
+//! there on, where it no longer assumes normal data. A ratio of two runs' figures is the
+//! ratio of their geometric means with Welch's t interval on the logarithms. The
+//! Mann–Whitney test is there as a distribution-free second opinion.
 
 use hdrhistogram::Histogram;
 
@@ -65,9 +73,10 @@ impl Figures {
     #[must_use]
     pub fn of(run: &Run) -> Self {
         let done = (run.completed + run.failed) as f64;
+        // NaN, not 0, when nothing finished: such a repetition is left out of the estimates.
         let ms = |q: f64| {
             if run.latency.is_empty() {
-                0.0
+                f64::NAN
             } else {
                 run.latency.value_at_quantile(q) as f64 / 1000.0
             }
@@ -78,10 +87,10 @@ impl Figures {
             failed: run.failed,
             lost: run.lost,
             makespan_s: run.makespan_s,
-            throughput: if run.makespan_s > 0.0 {
+            throughput: if run.makespan_s > 0.0 && done > 0.0 {
                 done / run.makespan_s
             } else {
-                0.0
+                f64::NAN
             },
             p50_ms: ms(0.5),
             p90_ms: ms(0.9),
@@ -166,22 +175,31 @@ pub struct Estimate {
     pub outliers: Vec<usize>,
 }
 
-/// Bootstrap resamples behind every interval.
+/// Bootstrap resamples behind every bootstrap interval.
 pub const RESAMPLES: usize = 10_000;
+/// From this many repetitions on, an interval of a mean is a percentile bootstrap; below,
+/// Student's t.
+pub const BOOTSTRAP_FROM: usize = 10;
+/// Below this many repetitions no repetition is called an outlier: with 3 normal values the
+/// MAD rule would flag one in three points.
+pub const OUTLIERS_FROM: usize = 5;
 /// A coefficient of variation above this earns a warning.
 pub const HIGH_CV: f64 = 0.10;
 /// How far (in scaled MADs, a robust standard deviation) a repetition may lie from the median.
 pub const OUTLIER_MADS: f64 = 3.0;
 
 impl Estimate {
-    /// Estimates from `values` (one per repetition); all zero when there are none.
+    /// Estimates from `values` (one per repetition; NaN ones, repetitions that measured
+    /// nothing, are left out); all zero when there are none.
     #[must_use]
     pub fn of(values: &[f64]) -> Self {
+        let values: Vec<f64> = values.iter().copied().filter(|v| v.is_finite()).collect();
+        let values = values.as_slice();
         if values.is_empty() {
             return Self::default();
         }
         let (mean, std) = mean_std(values);
-        let (lo, hi) = bootstrap(&[values], |s| mean_of(s[0]));
+        let (lo, hi) = mean_interval(values);
         let mut sorted = values.to_vec();
         sorted.sort_by(f64::total_cmp);
         let median = median_of_sorted(&sorted);
@@ -189,7 +207,7 @@ impl Estimate {
         deviations.sort_by(f64::total_cmp);
         // 1.4826 makes the MAD estimate the standard deviation of normal data.
         let mad = 1.4826 * median_of_sorted(&deviations);
-        let outliers = if mad > 0.0 {
+        let outliers = if mad > 0.0 && values.len() >= OUTLIERS_FROM {
             (0..values.len())
                 .filter(|&i| (values[i] - median).abs() > OUTLIER_MADS * mad)
                 .collect()
@@ -230,6 +248,73 @@ impl Estimate {
 
 fn mean_of(values: &[f64]) -> f64 {
     values.iter().sum::<f64>() / values.len() as f64
+}
+
+/// The 95% interval of the mean of `values` (see the module comment for which kind).
+#[must_use]
+pub fn mean_interval(values: &[f64]) -> (f64, f64) {
+    let (mean, std) = mean_std(values);
+    match values.len() {
+        0 => (f64::NAN, f64::NAN),
+        1 => (mean, mean),
+        n if n < BOOTSTRAP_FROM => {
+            let half = t_975(n as f64 - 1.0) * std / (n as f64).sqrt();
+            (mean - half, mean + half)
+        }
+        _ => bootstrap(&[values], |s| mean_of(s[0])),
+    }
+}
+
+/// B over A: the ratio of the geometric means of two sets of repetitions with its 95%
+/// interval (Welch's t on the logarithms). The interval is NaN when either side has fewer
+/// than two values or a value that is not positive.
+#[must_use]
+pub fn ratio_interval(a: &[f64], b: &[f64]) -> (f64, f64, f64) {
+    let logs = |v: &[f64]| -> Option<Vec<f64>> {
+        v.iter()
+            .map(|x| (*x > 0.0 && x.is_finite()).then(|| x.ln()))
+            .collect()
+    };
+    let (Some(la), Some(lb)) = (logs(a), logs(b)) else {
+        let ratio = mean_of(b) / mean_of(a);
+        return (ratio, f64::NAN, f64::NAN);
+    };
+    let ((ma, sa), (mb, sb)) = (mean_std(&la), mean_std(&lb));
+    let ratio = (mb - ma).exp();
+    if la.len() < 2 || lb.len() < 2 {
+        return (ratio, f64::NAN, f64::NAN);
+    }
+    let (va, vb) = (sa * sa / la.len() as f64, sb * sb / lb.len() as f64);
+    let se = (va + vb).sqrt();
+    if se == 0.0 {
+        return (ratio, ratio, ratio);
+    }
+    let df =
+        (va + vb).powi(2) / (va * va / (la.len() as f64 - 1.0) + vb * vb / (lb.len() as f64 - 1.0));
+    let half = t_975(df) * se;
+    (ratio, (mb - ma - half).exp(), (mb - ma + half).exp())
+}
+
+/// The 0.975 quantile of Student's t with `df` degrees of freedom (a fractional `df`, as
+/// Welch's gives, is rounded down, which widens the interval a little).
+#[must_use]
+pub fn t_975(df: f64) -> f64 {
+    const TABLE: [f64; 30] = [
+        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
+        2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
+        2.052, 2.048, 2.045, 2.042,
+    ];
+    if df.is_nan() || df < 1.0 {
+        return f64::NAN;
+    }
+    let whole = df.floor();
+    if whole <= 30.0 {
+        return TABLE[whole as usize - 1];
+    }
+    // Cornish–Fisher expansion around the normal quantile.
+    let z: f64 = 1.959_964;
+    z + (z.powi(3) + z) / (4.0 * whole)
+        + (5.0 * z.powi(5) + 16.0 * z.powi(3) + 3.0 * z) / (96.0 * whole * whole)
 }
 
 fn median_of_sorted(sorted: &[f64]) -> f64 {
@@ -446,36 +531,91 @@ mod tests {
         assert_eq!((one.lo, one.hi, one.median, one.cv), (7.0, 7.0, 7.0, 0.0));
     }
 
-    #[test]
-    fn a_bootstrap_interval_covers_the_true_mean_about_95_percent_of_the_time() {
-        // Samples of 10 from a known distribution (uniform 0..100, mean 50).
+    /// Of `trials` samples of `n` values from uniform 0..100 (mean 50), how many intervals
+    /// from `interval` hold 50.
+    fn coverage(n: usize, trials: usize, interval: impl Fn(&[f64]) -> (f64, f64)) -> usize {
         let mut rng = SplitMix64(42);
-        let trials = 400;
-        let covered = (0..trials)
+        (0..trials)
             .filter(|_| {
-                let sample: Vec<f64> = (0..10)
+                let sample: Vec<f64> = (0..n)
                     .map(|_| (rng.next() % 10_000) as f64 / 100.0)
                     .collect();
-                let e = Estimate::of(&sample);
-                e.lo <= 50.0 && 50.0 <= e.hi
+                let (lo, hi) = interval(&sample);
+                lo <= 50.0 && 50.0 <= hi
+            })
+            .count()
+    }
+
+    #[test]
+    fn intervals_of_a_mean_cover_it_about_95_percent_of_the_time() {
+        let trials = 400;
+        // Student's t at 3 repetitions (the default), the bootstrap at 10.
+        let t = coverage(3, trials, mean_interval);
+        assert!((360..=395).contains(&t), "t at n=3: {t} of {trials}");
+        let bootstrap = coverage(10, trials, mean_interval);
+        // The percentile bootstrap under-covers a little at n = 10.
+        assert!(
+            (340..=395).contains(&bootstrap),
+            "bootstrap at n=10: {bootstrap} of {trials}"
+        );
+        let (lo, hi) = mean_interval(&[1.0, 2.0, 3.0]);
+        assert!(
+            (hi - 2.0 - 4.303 / 3f64.sqrt()).abs() < 1e-9 && (2.0 - lo - (hi - 2.0)).abs() < 1e-9
+        );
+    }
+
+    #[test]
+    fn ratios_are_significant_when_runs_differ_and_rarely_otherwise() {
+        let (r, lo, hi) = ratio_interval(&[100.0, 101.0, 99.0], &[80.0, 81.0, 79.0]);
+        assert!(
+            (r - 0.8).abs() < 0.01 && hi < 1.0 && lo > 0.7,
+            "{r} [{lo}, {hi}]"
+        );
+        // Three against three from one distribution: about 5% of intervals miss 1.
+        let mut rng = SplitMix64(7);
+        let mut draw = || -> Vec<f64> {
+            (0..3)
+                .map(|_| 900.0 + (rng.next() % 20_000) as f64 / 100.0)
+                .collect()
+        };
+        let trials = 400;
+        let false_alarms = (0..trials)
+            .filter(|_| {
+                let (a, b) = (draw(), draw());
+                let (_, lo, hi) = ratio_interval(&a, &b);
+                lo > 1.0 || hi < 1.0
             })
             .count();
-        // The percentile bootstrap under-covers a little at n = 10.
-        assert!((340..=395).contains(&covered), "{covered} of {trials}");
+        assert!(false_alarms <= 40, "{false_alarms} of {trials}");
+        let (_, lo, _) = ratio_interval(&[1.0], &[2.0, 3.0]);
+        assert!(lo.is_nan(), "one repetition gives no interval");
+        let (r, lo, hi) = ratio_interval(&[5.0, 5.0], &[6.0, 6.0]);
+        assert_eq!(
+            (r, lo, hi),
+            (1.2, 1.2, 1.2),
+            "constant counts differ for sure"
+        );
+        assert!((t_975(2.5) - 4.303).abs() < 1e-9 && (t_975(1000.0) - 1.962).abs() < 1e-3);
     }
 
     #[test]
     fn spread_and_outliers_are_warned_about() {
         let steady = Estimate::of(&[100.0, 101.0, 99.0]);
         assert_eq!(steady.warning("throughput"), None);
-        let outlier = Estimate::of(&[100.0, 101.0, 150.0]);
-        assert_eq!(outlier.outliers, vec![2]);
+        let outlier = Estimate::of(&[100.0, 101.0, 99.0, 100.5, 150.0]);
+        assert_eq!(outlier.outliers, vec![4]);
         let warning = outlier.warning("throughput").unwrap();
         assert!(
-            warning.contains("CV") && warning.contains("repetition 3"),
+            warning.contains("CV") && warning.contains("repetition 5"),
             "{warning}"
         );
-        assert!(Estimate::of(&[5.0, 5.0, 5.0]).outliers.is_empty());
+        assert!(
+            Estimate::of(&[100.0, 101.0, 150.0]).outliers.is_empty(),
+            "too few repetitions to call one an outlier"
+        );
+        assert!(Estimate::of(&[5.0, 5.0, 5.0, 5.0, 5.0]).outliers.is_empty());
+        let with_nothing = Estimate::of(&[f64::NAN, 4.0, 6.0]);
+        assert_eq!((with_nothing.n, with_nothing.mean), (2, 5.0));
     }
 
     #[test]

@@ -73,7 +73,10 @@ fn the_smoke_experiment_runs_end_to_end_and_replots() {
         .expect("run loadgen compare");
     let table = String::from_utf8_lossy(&compared.stdout);
     assert!(compared.status.success(), "{table}");
-    assert!(table.contains("| mode=push | throughput |"), "{table}");
+    assert!(
+        table.contains("| mode=push (push) | throughput |"),
+        "{table}"
+    );
     assert!(!table.contains("| worse |"), "{table}");
 
     let metadata: serde_json::Value =

@@ -121,7 +121,7 @@ fn subtitle(run: &Run, figure: &figure::Figure) -> String {
             || p.bars.iter().any(|b| b.interval.is_some())
     });
     if intervals {
-        parts.push("error bars: 95% bootstrap CI of the mean".into());
+        parts.push("error bars: 95% CI of the mean".into());
     }
     parts.join(" · ")
 }
