@@ -220,8 +220,9 @@ pub struct Load {
     /// Burst only: tasks per submission request (`POST /execute_batch` when above 1).
     #[serde(default = "one")]
     pub batch_size: u32,
-    /// Closed and open loops: measure a steady-state window of this many seconds instead of a
-    /// task count (open: `rate × duration_s` tasks; closed: as many as fit).
+    /// Closed and open loops: measure a window of this many seconds instead of a task count
+    /// (open: `rate × duration_s` tasks; closed: as many as fit). Each repetition's window
+    /// starts at once, so the point's warm-up is what keeps start-up out of it.
     #[serde(default)]
     pub duration_s: Option<f64>,
 }
