@@ -417,9 +417,9 @@ fn figure_warnings(config: &Experiment, summary: &Summary) -> Vec<String> {
 }
 
 /// Weak-scaling efficiency of each repetition: for sleep tasks the ideal makespan (tasks per
-/// executor × sleep) over the measured one; for other burst workloads the mean makespan of
-/// the first point of the same system and function (normally the fewest executors) over
-/// this one's.
+/// executor × sleep) over the measured one; for other burst workloads that sweep
+/// `topology.executors`, the mean makespan of the first point of the same system and
+/// function (normally the fewest executors) over this one's.
 fn efficiency(
     point: &Point,
     system: &str,
@@ -444,6 +444,10 @@ fn efficiency(
     {
         let ideal = per_executor as f64 * c.workload.sleep_s;
         return makespans.map(|m| ideal / m).collect();
+    }
+    // Against the first point only where there is a scaling sweep to be the first of.
+    if !point.params.iter().any(|(k, _)| k == "topology.executors") {
+        return Vec::new();
     }
     let key = format!("{system} {:?}", c.workload.function);
     let baseline = *baselines.entry(key).or_insert(summary.makespan_s.mean);

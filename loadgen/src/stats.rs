@@ -199,7 +199,12 @@ impl Estimate {
             return Self::default();
         }
         let (mean, std) = mean_std(values);
-        let (lo, hi) = mean_interval(values);
+        let (mut lo, hi) = mean_interval(values);
+        // Every figure measured here is a count, a rate or a time: a spread-out handful of
+        // them must not give an interval below 0.
+        if values.iter().all(|v| *v >= 0.0) {
+            lo = lo.max(0.0);
+        }
         let mut sorted = values.to_vec();
         sorted.sort_by(f64::total_cmp);
         let median = median_of_sorted(&sorted);
@@ -614,6 +619,11 @@ mod tests {
             "too few repetitions to call one an outlier"
         );
         assert!(Estimate::of(&[5.0, 5.0, 5.0, 5.0, 5.0]).outliers.is_empty());
+        let spread = Estimate::of(&[6.0, 24.0, 353.0]);
+        assert_eq!(
+            spread.lo, 0.0,
+            "a latency's interval stops at 0: {spread:?}"
+        );
         let with_nothing = Estimate::of(&[f64::NAN, 4.0, 6.0]);
         assert_eq!((with_nothing.n, with_nothing.mean), (2, 5.0));
     }
