@@ -10,6 +10,7 @@
 //! <!-- loadgen: figure weak_scaling efficiency -->   a chart of the run
 //! <!-- loadgen: run weak_scaling -->        which run, commit and machine
 //! <!-- loadgen: compare results/a/RUN results/b/RUN -->   `loadgen compare` of two runs
+//! <!-- loadgen: columns memory gateway_peak_rss_mb dispatcher_peak_rss_mb -->   any columns
 //! ```
 
 use std::collections::BTreeMap;
@@ -126,6 +127,39 @@ fn table(dir: &Path) -> anyhow::Result<String> {
     Ok(out)
 }
 
+/// Chosen columns of every point of a run, as they are in `results.csv`.
+fn columns_table(dir: &Path, columns: &[&str]) -> anyhow::Result<String> {
+    let rows = read_rows(&dir.join("results.csv"))?;
+    if let Some(first) = rows.first() {
+        for column in columns {
+            anyhow::ensure!(
+                first.contains_key(*column),
+                "{} has no column {column}",
+                dir.join("results.csv").display()
+            );
+        }
+    }
+    let mut out = format!("| point | {} |\n| --- |", columns.join(" | "));
+    out.push_str(&" ---: |".repeat(columns.len()));
+    out.push('\n');
+    for row in &rows {
+        let cells: Vec<String> = columns
+            .iter()
+            .map(|c| match row.get(*c).and_then(|v| v.parse::<f64>().ok()) {
+                Some(v) => short(v),
+                None => "-".to_owned(),
+            })
+            .collect();
+        let _ = writeln!(
+            out,
+            "| {} | {} |",
+            row.get("label").map_or("", String::as_str),
+            cells.join(" | ")
+        );
+    }
+    Ok(out)
+}
+
 /// A label without its `mode=` or `system=` part: what rows of different systems share.
 fn workload_of(label: &str) -> String {
     label
@@ -185,6 +219,10 @@ fn ratios(dir: &Path) -> anyhow::Result<String> {
             short(stats::mean_std(values).0)
         );
         for reference in &present {
+            if system == reference {
+                out.push_str(" 1 |");
+                continue;
+            }
             let cell = groups
                 .iter()
                 .find(|(w, s, _)| w == workload && s == reference)
@@ -243,13 +281,16 @@ fn block(directive: &str, results: &Path, root: &Path) -> anyhow::Result<String>
             anyhow::ensure!(file.exists(), "{} does not exist", file.display());
             format!("![{experiment}: {chart}]({})\n", relative(&file, root))
         }
+        ["columns", experiment, columns @ ..] if !columns.is_empty() => {
+            columns_table(&latest_run(results, experiment)?, columns)?
+        }
         ["compare", a, b] => {
             let comparison = crate::compare::compare(&root.join(a), &root.join(b))?;
             crate::compare::markdown(&comparison, a, b)
         }
         _ => anyhow::bail!(
             "unknown block {directive:?}: table|ratios|run EXPERIMENT, figure EXPERIMENT CHART, \
-             compare RUN_A RUN_B"
+             compare RUN_A RUN_B, columns EXPERIMENT COLUMN..."
         ),
     })
 }
@@ -322,6 +363,24 @@ mod tests {
     }
 
     #[test]
+    fn chosen_columns_make_a_table_and_a_missing_one_is_an_error() {
+        let dir = std::env::temp_dir().join(format!("loadgen-columns-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("results.csv"),
+            "point,label,gateway_peak_rss_mb,warnings\n0,mode=local,31.5,\n1,mode=pull,,x\n",
+        )
+        .unwrap();
+        let table = columns_table(&dir, &["gateway_peak_rss_mb"]).unwrap();
+        assert_eq!(
+            table,
+            "| point | gateway_peak_rss_mb |\n| --- | ---: |\n| mode=local | 31.50 |\n| mode=pull | - |\n"
+        );
+        assert!(columns_table(&dir, &["nope"]).is_err());
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn ratios_pair_each_system_with_the_references_at_the_same_workload() {
         let dir = std::env::temp_dir().join(format!("loadgen-report-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
@@ -339,7 +398,7 @@ mod tests {
             "{table}"
         );
         assert!(
-            table.contains("| executors=2 | floor | 2000 | 1.00 [1.00, 1.00] |"),
+            table.contains("| executors=2 | floor | 2000 | 1 |"),
             "{table}"
         );
         assert!(
