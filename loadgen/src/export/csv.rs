@@ -312,14 +312,9 @@ pub fn repetition_columns() -> Vec<String> {
         "completed",
         "failed",
         "lost",
-        "makespan_s",
-        "throughput",
-        "p50_ms",
-        "p90_ms",
-        "p99_ms",
-        "efficiency",
     ]
     .iter()
+    .chain(ESTIMATED)
     .map(|c| (*c).to_owned())
     .collect();
     out.extend(cpu_columns());
