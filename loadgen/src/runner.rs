@@ -267,14 +267,15 @@ fn reference_key(config: &Experiment) -> String {
 }
 
 /// The row a reference measured at `point` gets: its parameters without the platform's
-/// mode, led by `system=<reference>`.
+/// mode and collection method, led by `system=<reference>`.
 fn reference_point(point: &Point, reference: Reference) -> Point {
     let mut params = vec![("system".to_owned(), reference.as_str().to_owned())];
     params.extend(
         point
             .params
             .iter()
-            .filter(|(k, _)| k != "topology.mode")
+            // Neither the mode nor how the platform's results are collected applies.
+            .filter(|(k, _)| k != "topology.mode" && !k.starts_with("collect."))
             .cloned(),
     );
     Point {
@@ -544,5 +545,39 @@ mod tests {
         assert_eq!(super::run_name(0), "19700101-000000");
         assert_eq!(super::run_name(1_795_322_158), "20261122-043558");
         assert_eq!(super::run_name(951_782_400), "20000229-000000");
+    }
+
+    #[test]
+    fn a_reference_runs_once_per_workload_and_is_labelled_by_what_applies_to_it() {
+        let text = r#"
+name = "t"
+[topology]
+mode = "local"
+executors = 2
+[workload]
+function = "noop"
+tasks = 10
+[load]
+shape = "closed"
+[collect]
+method = "fastest"
+[[sweep]]
+param = "topology.mode"
+values = ["local", "push"]
+[[sweep]]
+param = "collect.method"
+values = ["fastest", "poll"]
+[[sweep]]
+param = "topology.executors"
+values = [2, 4]
+"#;
+        let (_, points) = crate::experiment::Experiment::parse(text, "t.toml").unwrap();
+        let keys: std::collections::HashSet<String> = points
+            .iter()
+            .map(|p| super::reference_key(&p.config))
+            .collect();
+        assert_eq!(keys.len(), 2, "one workload per executor count");
+        let row = super::reference_point(&points[1], crate::experiment::Reference::Floor);
+        assert_eq!(row.label(), "system=floor executors=4");
     }
 }
