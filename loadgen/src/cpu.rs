@@ -18,8 +18,9 @@ pub const COMPONENTS: [&str; 6] = [
     "executors",
 ];
 
-/// CPU seconds per component, in [`COMPONENTS`] order.
-pub type Seconds = [f64; 6];
+/// A figure per component, in [`COMPONENTS`] order: cumulative CPU seconds from
+/// [`Probe::sample`], µs per task from [`per_task_us`].
+pub type PerComponent = [f64; 6];
 
 /// Which processes make up each component: the listed ones, plus (for `executors`) every
 /// descendant of `executor_parents`.
@@ -43,7 +44,7 @@ impl Probe {
     /// Cumulative CPU seconds of each component now. Processes that exited are not counted,
     /// so take the difference of two samples over a span in which none did.
     #[must_use]
-    pub fn sample(&self) -> Seconds {
+    pub fn sample(&self) -> PerComponent {
         let table = processes();
         let mut out = [0.0; 6];
         for &(component, pid) in &self.roots {
@@ -75,7 +76,7 @@ impl Probe {
 
 /// `after - before` per component, in microseconds per task.
 #[must_use]
-pub fn per_task_us(before: &Seconds, after: &Seconds, tasks: u64) -> Seconds {
+pub fn per_task_us(before: &PerComponent, after: &PerComponent, tasks: u64) -> PerComponent {
     let mut out = [0.0; 6];
     if tasks == 0 {
         return out;

@@ -170,15 +170,17 @@ impl Tally {
             let mut last = self.last_done.lock().expect("tally lock");
             *last = Some(last.map_or(now, |l| l.max(now)));
         }
-        let mut samples = self.samples.lock().expect("tally lock");
-        if seen == Seen::Completed && n % self.sample_every == 0 && samples.len() < MAX_SAMPLES {
-            samples.push(Sample {
-                task_id: task.id,
-                sent_us: self.wall_us(task.sent),
-                seen_us: self.wall_us(now),
-            });
+        // The samples' lock only for the tasks that may be sampled, not on every result.
+        if seen == Seen::Completed && n % self.sample_every == 0 {
+            let mut samples = self.samples.lock().expect("tally lock");
+            if samples.len() < MAX_SAMPLES {
+                samples.push(Sample {
+                    task_id: task.id,
+                    sent_us: self.wall_us(task.sent),
+                    seen_us: self.wall_us(now),
+                });
+            }
         }
-        drop(samples);
         self.progress.inc(1);
     }
 

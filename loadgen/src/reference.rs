@@ -25,11 +25,11 @@ const PEERS_VENV: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../.venv-peers/bi
 /// Setting a target up (a Ray or Dask cluster starting) may take this long.
 const READY_TIMEOUT: Duration = Duration::from_secs(180);
 
-/// A reference's measured repetitions, each with its CPU seconds per component.
+/// A reference's measured repetitions, each with its CPU µs per task of every component.
 pub struct Measured {
     /// What it ran, e.g. `ray 2.60.0`.
     pub version: String,
-    pub runs: Vec<(Run, cpu::Seconds)>,
+    pub runs: Vec<(Run, cpu::PerComponent)>,
 }
 
 /// Why a reference has no numbers.
@@ -80,7 +80,8 @@ async fn floor(config: &Experiment, tasks: u64, payloads: &Serialized) -> anyhow
         let before = probe.sample();
         let run = floor.run(tasks, &config.load, timeout).await;
         let after = probe.sample();
-        runs.push((run, delta(&before, &after)));
+        let per_task = cpu::per_task_us(&before, &after, run.completed + run.failed);
+        runs.push((run, per_task));
     }
     let floor = Arc::into_inner(floor).context("floor still in use")?;
     floor.stop().await;
@@ -88,14 +89,6 @@ async fn floor(config: &Experiment, tasks: u64, payloads: &Serialized) -> anyhow
         version: "the platform's executors, fed directly".to_owned(),
         runs,
     })
-}
-
-fn delta(before: &cpu::Seconds, after: &cpu::Seconds) -> cpu::Seconds {
-    let mut out = *after;
-    for (slot, b) in out.iter_mut().zip(before) {
-        *slot = (*slot - b).max(0.0);
-    }
-    out
 }
 
 /// A line of the driver's output.
@@ -220,7 +213,7 @@ async fn read_repetitions(
     mut lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
     probe: &Probe,
     config: &Experiment,
-) -> Result<(String, Vec<(Run, cpu::Seconds)>), Unavailable> {
+) -> Result<(String, Vec<(Run, cpu::PerComponent)>), Unavailable> {
     // A repetition may take its window, and each task its collection timeout, on top.
     let per_line = READY_TIMEOUT
         + Duration::from_secs_f64(config.collect.timeout_s + config.load.duration_s.unwrap_or(0.0));
@@ -261,7 +254,8 @@ async fn read_repetitions(
                     latency,
                     samples: Vec::new(),
                 };
-                runs.push((run, delta(&before, &after)));
+                let per_task = cpu::per_task_us(&before, &after, run.completed + run.failed);
+                runs.push((run, per_task));
                 before = after;
             }
         }

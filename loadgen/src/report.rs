@@ -250,14 +250,24 @@ fn ratios(dir: &Path) -> anyhow::Result<String> {
 fn latest_run(results: &Path, experiment: &str) -> anyhow::Result<PathBuf> {
     let dir = results.join(experiment);
     let mut runs: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .with_context(|| format!("no runs of {experiment} in {}", dir.display()))?
+        .with_context(|| {
+            format!(
+                "no runs of {experiment} in {}: run `scripts/loadgen run experiments/{experiment}.toml`",
+                dir.display()
+            )
+        })?
         .flatten()
         .map(|e| e.path())
         .filter(|p| p.join("summary.md").exists())
         .collect();
     runs.sort();
-    runs.pop()
-        .with_context(|| format!("no run of {experiment} has finished (written summary.md)"))
+    runs.pop().with_context(|| {
+        format!(
+            "no finished run of {experiment} in {} (one with a summary.md): run \
+                 `scripts/loadgen run experiments/{experiment}.toml`",
+            dir.display()
+        )
+    })
 }
 
 /// `path` relative to `base` when it lies under it (links in the report).

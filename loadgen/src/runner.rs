@@ -293,7 +293,7 @@ struct Measurement<'a> {
     runs: &'a [Run],
     breakdown: &'a Breakdown,
     memory: Option<launcher::Memory>,
-    cpu_us: &'a [cpu::Seconds],
+    cpu_us: &'a [cpu::PerComponent],
     /// Instructions per task of the platform's processes, per repetition (under callgrind).
     instructions: &'a [PerTask],
     /// What a reference ran.
@@ -349,7 +349,7 @@ impl Recorder {
         self.table.push(TableRow {
             label: m.point.label(),
             efficiency: (!efficiency.is_empty()).then(|| stats::mean_std(&efficiency).0),
-            cpu_total_us: crate::export::csv::mean_cpu(m.cpu_us).map(|c| c.iter().sum()),
+            cpu_total_us: crate::export::csv::mean_of_each(m.cpu_us).map(|c| c.iter().sum()),
             warnings: warnings.len(),
             summary,
         });
@@ -364,15 +364,8 @@ impl Recorder {
     ) -> anyhow::Result<()> {
         let (runs, cpu_us, version, notes) = match outcome {
             Ok(measured) => {
-                let (runs, cpu_us): (Vec<Run>, Vec<cpu::Seconds>) = measured
-                    .runs
-                    .into_iter()
-                    .map(|(run, seconds)| {
-                        let per_task =
-                            cpu::per_task_us(&[0.0; 6], &seconds, run.completed + run.failed);
-                        (run, per_task)
-                    })
-                    .unzip();
+                let (runs, cpu_us): (Vec<Run>, Vec<cpu::PerComponent>) =
+                    measured.runs.into_iter().unzip();
                 (runs, cpu_us, measured.version, Vec::new())
             }
             Err(e) => {

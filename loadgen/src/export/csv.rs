@@ -26,7 +26,7 @@ pub struct Row<'a> {
     pub breakdown: &'a Breakdown,
     pub memory: Option<Memory>,
     /// CPU µs per task of each component, per repetition (empty: not measured).
-    pub cpu_us: &'a [cpu::Seconds],
+    pub cpu_us: &'a [cpu::PerComponent],
     /// Instructions per task of the platform's processes, per repetition (empty: not
     /// counted).
     pub instructions: &'a [PerTask],
@@ -111,12 +111,6 @@ fn estimate_fields(e: &Estimate) -> Vec<String> {
         .collect()
 }
 
-/// Mean CPU µs per task of each component over the repetitions.
-#[must_use]
-pub fn mean_cpu(per_repetition: &[cpu::Seconds]) -> Option<cpu::Seconds> {
-    mean_of_each(per_repetition)
-}
-
 /// Every row of a CSV file as column → value (what charts and reports read: columns are
 /// looked up by name, so older runs with fewer columns still load).
 pub fn read_rows(path: &Path) -> anyhow::Result<Vec<std::collections::BTreeMap<String, String>>> {
@@ -141,7 +135,7 @@ pub fn read_rows(path: &Path) -> anyhow::Result<Vec<std::collections::BTreeMap<S
 /// The cores each component kept busy during each repetition (CPU time over the repetition's
 /// wall time): with idle workers connected, the dispatcher's share over the workers is what
 /// heartbeats cost per worker.
-fn utilization(row: &Row<'_>) -> Vec<cpu::Seconds> {
+fn utilization(row: &Row<'_>) -> Vec<cpu::PerComponent> {
     row.cpu_us
         .iter()
         .zip(&row.summary.per_repetition)
@@ -174,7 +168,8 @@ fn instruction_fields(counts: &Option<PerTask>) -> Vec<String> {
 }
 
 /// The mean of each position over the repetitions, if any.
-fn mean_of_each<const N: usize>(per_repetition: &[[f64; N]]) -> Option<[f64; N]> {
+#[must_use]
+pub fn mean_of_each<const N: usize>(per_repetition: &[[f64; N]]) -> Option<[f64; N]> {
     if per_repetition.is_empty() {
         return None;
     }
@@ -271,7 +266,7 @@ impl ResultsCsv {
             ],
             None => [String::new(), String::new()],
         });
-        match mean_cpu(row.cpu_us) {
+        match mean_of_each(row.cpu_us) {
             Some(cpu) => {
                 record.extend(cpu.iter().map(|v| format!("{v:.1}")));
                 record.push(format!("{:.1}", cpu.iter().sum::<f64>()));
