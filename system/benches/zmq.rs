@@ -134,7 +134,7 @@ async fn reply(inbox: &mut mpsc::UnboundedReceiver<Inbound>) -> Vec<u8> {
 
 fn bench(c: &mut Criterion) {
     let ctx = zmq::Context::new();
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+    let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .expect("runtime");
@@ -155,8 +155,11 @@ fn bench(c: &mut Criterion) {
     drop(raw);
 
     let (inbox_tx, mut inbox) = mpsc::unbounded_channel();
-    let bridge =
-        Bridge::spawn(&ctx, vec![dealer(&ctx, &echoer.endpoint)], inbox_tx).expect("spawn bridge");
+    let bridge = {
+        // The bridge's task runs on this runtime, while a benchmark blocks on it.
+        let _runtime = runtime.enter();
+        Bridge::spawn(vec![dealer(&ctx, &echoer.endpoint)], inbox_tx).expect("spawn bridge")
+    };
     group.bench_function("bridge_round_trip", |b| {
         b.iter_custom(|iters| {
             runtime.block_on(async {
@@ -172,8 +175,10 @@ fn bench(c: &mut Criterion) {
     drop(bridge);
 
     let (inbox_tx, mut inbox) = mpsc::unbounded_channel();
-    let bridge = Bridge::spawn(&ctx, vec![dealer(&ctx, &dispatcher.endpoint)], inbox_tx)
-        .expect("spawn bridge");
+    let bridge = {
+        let _runtime = runtime.enter();
+        Bridge::spawn(vec![dealer(&ctx, &dispatcher.endpoint)], inbox_tx).expect("spawn bridge")
+    };
     group.bench_function("bridge_protocol_round_trip", |b| {
         b.iter_custom(|iters| {
             runtime.block_on(async {

@@ -244,7 +244,7 @@ fn listen(
     router.set_rcvhwm(0).map_err(bind_error)?;
     router.bind(&endpoint).map_err(bind_error)?;
     let (inbox_tx, inbox) = mpsc::unbounded_channel();
-    let bridge = Bridge::spawn(&ctx, vec![router], inbox_tx).map_err(bind_error)?;
+    let bridge = Bridge::spawn(vec![router], inbox_tx).map_err(bind_error)?;
     tracing::info!(%endpoint, "listening for workers");
     Ok((bridge, inbox))
 }

@@ -24,7 +24,7 @@ pub(super) async fn session(
     let work = session.connect(zmq::REQ)?;
     let results = session.connect(zmq::REQ)?;
     let (inbox_tx, mut inbox) = mpsc::unbounded_channel();
-    let bridge = Bridge::spawn(session.ctx, vec![work, results], inbox_tx)?;
+    let bridge = Bridge::spawn(vec![work, results], inbox_tx)?;
     let send = |socket: usize, message: &ToDispatcher| {
         bridge.send(socket, vec![protocol::encode(message)]);
     };

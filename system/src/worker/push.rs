@@ -19,7 +19,7 @@ pub(super) async fn session(
 ) -> Result<SessionEnd, WorkerError> {
     let dealer = session.connect(zmq::DEALER)?;
     let (inbox_tx, mut inbox) = mpsc::unbounded_channel();
-    let bridge = Bridge::spawn(session.ctx, vec![dealer], inbox_tx)?;
+    let bridge = Bridge::spawn(vec![dealer], inbox_tx)?;
     let send = |message: &ToDispatcher| bridge.send(0, vec![protocol::encode(message)]);
     let config = session.config;
     let worker = config.name.clone();
