@@ -201,9 +201,9 @@ pub struct WorkerArgs {
     #[arg(long, env = "FAAS_WORKER_SECRET", hide_env_values = true)]
     pub secret: Option<String>,
     /// Pull mode: tasks to ask for beyond the free executors, per executor, once all are busy
-    /// (default 0: ask only for idle executors, which spreads a burst over every worker most
-    /// evenly; push mode: the dispatcher's --prefetch decides).
-    #[arg(long, env = "FAAS_WORKER_PREFETCH", default_value_t = 0)]
+    /// (idle executors are asked for first, which spreads a burst over every worker; 0: only
+    /// those; push mode: the dispatcher's --prefetch decides).
+    #[arg(long, env = "FAAS_WORKER_PREFETCH", default_value_t = crate::dispatcher::DEFAULT_PREFETCH)]
     pub prefetch: u32,
     #[command(flatten)]
     pub curve: WorkerCurveArgs,

@@ -96,14 +96,21 @@ async fn a_dispatcher_crash_loses_nothing(#[case] mode: &str) {
 }
 
 /// Kills every worker: queued tasks wait, running ones fail (no retries), and new workers
-/// run what waited.
+/// run what waited. Nothing is prefetched (a task a dead worker held waiting uses an attempt
+/// like one it ran), so the tasks not running stay in the queue.
 #[rstest]
 #[case::pull("pull")]
 #[case::push("push")]
 #[tokio::test(flavor = "multi_thread")]
 async fn losing_every_worker(#[case] mode: &str) {
+    let no_prefetch = ["--prefetch", "0"];
     let args = ["--heartbeat", "0.5", "--max-retries", "0"];
-    let mut system = TestSystem::with_mode(mode, &[1, 1], &args).await;
+    let mut system = TestSystem::from_spec(faas::cluster::ClusterSpec {
+        dispatcher_args: args.iter().chain(&no_prefetch).map(|a| (*a).to_owned()).collect(),
+        worker_args: no_prefetch.map(str::to_owned).to_vec(),
+        ..common::spec(common::mode(mode), &[1, 1])
+    })
+    .await;
     let mut fifo = Fifo::new();
     let tasks = system.submit_naps(&fifo, 5, 3.0).await;
     // Each worker's one executor runs one.

@@ -6,12 +6,10 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use faas::cli::{ExecutorArgs, RetentionArgs, ServerCurveArgs};
-use faas::dispatcher::remote::{
-    DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MISSES, DEFAULT_PREFETCH, RemoteConfig,
-};
+use faas::dispatcher::remote::{DEFAULT_MAX_MESSAGE_BYTES, DEFAULT_MISSES, RemoteConfig};
 use faas::dispatcher::{
-    self, DEFAULT_LIVENESS_TTL, DEFAULT_MAX_RETRIES, DEFAULT_RECLAIM_AFTER, DispatcherConfig, Mode,
-    local,
+    self, DEFAULT_LIVENESS_TTL, DEFAULT_MAX_RETRIES, DEFAULT_PREFETCH, DEFAULT_RECLAIM_AFTER,
+    DispatcherConfig, Mode,
 };
 
 #[derive(Parser)]
@@ -64,10 +62,10 @@ struct Cli {
     /// Heartbeat intervals a worker may stay silent before it is declared dead.
     #[arg(long, default_value_t = DEFAULT_MISSES)]
     heartbeat_misses: u32,
-    /// Tasks queued beyond the executors: per worker in push mode (default 1), per executor
-    /// in local mode (default 4).
-    #[arg(long)]
-    prefetch: Option<u32>,
+    /// Tasks kept waiting per executor beyond the one it runs: in the pool's queue (local)
+    /// or at each worker (push; pull workers take their own --prefetch).
+    #[arg(long, default_value_t = DEFAULT_PREFETCH)]
+    prefetch: u32,
     /// Serve GET /health and GET /metrics (Prometheus) on this address, e.g. 127.0.0.1:9100.
     #[arg(long, env = "FAAS_DISPATCHER_HTTP")]
     http: Option<String>,
@@ -137,7 +135,7 @@ async fn main() -> anyhow::Result<()> {
         port: cli.port.unwrap_or_default(),
         heartbeat,
         misses: cli.heartbeat_misses,
-        prefetch: cli.prefetch.unwrap_or(DEFAULT_PREFETCH),
+        prefetch: cli.prefetch,
         secret: cli.worker_secret.filter(|s| !s.is_empty()),
         curve: cli.curve.into_keys()?,
         max_message_bytes: cli.max_message_mb.saturating_mul(1 << 20),
@@ -145,7 +143,7 @@ async fn main() -> anyhow::Result<()> {
     match cli.mode {
         Mode::Local => {
             let kind = cli.executor.into_kind().await?;
-            let prefetch = cli.prefetch.unwrap_or(local::DEFAULT_PREFETCH) as usize;
+            let prefetch = cli.prefetch as usize;
             dispatcher::local::run(config, kind, cli.executors, prefetch, shutdown).await
         }
         Mode::Pull => dispatcher::pull::run(config, remote, shutdown).await,

@@ -14,11 +14,6 @@ use crate::protocol::Completion;
 use crate::store::Store;
 use crate::task::TaskId;
 
-/// Tasks waiting per executor in the pool's shared queue unless told otherwise. The queue is
-/// shared, so waiting tasks never hold each other back; they only cost an attempt each if
-/// the dispatcher dies.
-pub const DEFAULT_PREFETCH: u32 = 4;
-
 impl Transport for ExecutorPool {
     async fn dispatch(&mut self, job: Job) -> Result<(), Job> {
         self.submit(job).await

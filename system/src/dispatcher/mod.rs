@@ -43,8 +43,8 @@ use crate::pickle::worker_failure_pickle;
 use crate::store::StoreError;
 use crate::task::TaskId;
 pub use config::{
-    DEFAULT_LIVENESS_TTL, DEFAULT_MAX_RETRIES, DEFAULT_RECLAIM_AFTER, DEFAULT_SHUTDOWN_GRACE,
-    DEFAULT_TASK_TIMEOUT, DispatcherConfig, Mode,
+    DEFAULT_LIVENESS_TTL, DEFAULT_MAX_RETRIES, DEFAULT_PREFETCH, DEFAULT_RECLAIM_AFTER,
+    DEFAULT_SHUTDOWN_GRACE, DEFAULT_TASK_TIMEOUT, DispatcherConfig, Mode,
 };
 pub use metrics::DispatcherMetrics;
 

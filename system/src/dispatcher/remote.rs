@@ -22,8 +22,6 @@ use crate::task::TaskId;
 pub const DEFAULT_HEARTBEAT: Duration = Duration::from_secs(1);
 /// Heartbeat intervals without a word after which a worker is dead.
 pub const DEFAULT_MISSES: u32 = 3;
-/// Tasks a push worker may hold beyond its executors.
-pub const DEFAULT_PREFETCH: u32 = 1;
 
 /// Settings of the remote modes.
 #[derive(Debug, Clone)]
