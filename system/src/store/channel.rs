@@ -1,5 +1,6 @@
 //! Following a pub/sub channel of task ids (completions, cancellations) with a subscription
-//! that survives connection loss.
+//! that survives connection loss. A message names one task id, or several separated by spaces
+//! (a batch of completions recorded together).
 
 use std::time::Duration;
 
@@ -13,7 +14,7 @@ use crate::task::TaskId;
 pub enum Heard {
     /// A subscription (re)started: announcements made before it were missed.
     Subscribed,
-    /// A task id was announced.
+    /// A task id was announced (a message naming several is heard as one each).
     Task(TaskId),
 }
 
@@ -74,10 +75,13 @@ async fn subscribe_once(
                     let closed = redis::RedisError::from((redis::ErrorKind::Io, "subscription closed"));
                     return Err(closed.into());
                 };
-                if let Ok(Ok(task)) = message.get_payload::<String>().map(|p| p.parse::<TaskId>())
-                    && !on(Heard::Task(task))
-                {
-                    return Ok(());
+                let Ok(payload) = message.get_payload::<String>() else {
+                    continue;
+                };
+                for task in payload.split(' ').filter_map(|id| id.parse::<TaskId>().ok()) {
+                    if !on(Heard::Task(task)) {
+                        return Ok(());
+                    }
                 }
             }
         }

@@ -7,7 +7,7 @@
 //! | `faas:queue` | stream | one entry `{task: id}` per task waiting for or held by a dispatcher (deleted once its task is final or requeued under a new entry); consumer group [`QUEUE_GROUP`] |
 //! | `faas:dispatcher:{consumer}` | string with TTL | present while the dispatcher that reads the queue as `consumer` is alive |
 //! | `tasks` | pub/sub channel | every new task id (public contract) |
-//! | `faas:done` | pub/sub channel | every task id that became final |
+//! | `faas:done` | pub/sub channel | every task id that became final (one message may name several, separated by spaces) |
 //! | `faas:cancel` | pub/sub channel | every running task id cancelled through the API, for the dispatcher running it |
 
 use crate::task::{FunctionId, TaskId};

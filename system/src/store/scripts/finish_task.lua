@@ -3,8 +3,8 @@
 -- started the task from) is fenced: once the task was requeued under a new entry, the claim is
 -- lost and the outcome is not recorded. An outcome without a claim (a worker's result for a task
 -- this dispatcher does not hold) is recorded if the task is not final. Each outcome it records also acknowledges and deletes the task's
--- queue entry, starts the task's retention clock and announces the task as done (a final or
--- missing task is left as it is).
+-- queue entry and starts the task's retention clock; the tasks recorded are announced as done in
+-- one message, their ids separated by spaces (a final or missing task is left as it is).
 -- One call records a whole batch: the per-call cost of a script is paid once.
 -- KEYS[1] queue stream, KEYS[1 + i] task hash of outcome i
 -- ARGV[1] group, ARGV[2] done channel, ARGV[3] retention of final tasks (ms, 0: forever), then
@@ -14,6 +14,7 @@
 -- Returns, per outcome, 1 when recorded, 0 when the task was already final, -1 when it does
 -- not exist, -2 when the claim was lost.
 local out = {}
+local done = {}
 for i = 2, #KEYS do
   local task = KEYS[i]
   local a = 4 + 7 * (i - 2)
@@ -42,8 +43,11 @@ for i = 2, #KEYS do
       redis.call('XACK', KEYS[1], ARGV[1], entry)
       redis.call('XDEL', KEYS[1], entry)
     end
-    redis.call('PUBLISH', ARGV[2], ARGV[a + 4])
+    done[#done + 1] = ARGV[a + 4]
     out[i - 1] = 1
   end
+end
+if #done > 0 then
+  redis.call('PUBLISH', ARGV[2], table.concat(done, ' '))
 end
 return out

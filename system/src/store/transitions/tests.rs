@@ -375,3 +375,38 @@ async fn a_lost_claim_cannot_record_but_an_unclaimed_result_can() {
         [FinishOutcome::Recorded]
     );
 }
+
+#[tokio::test]
+async fn a_batch_of_outcomes_is_announced_in_one_message() {
+    let redis = TestRedis::start().await;
+    let store = redis.store().await;
+    let mut reader = redis.reader().await;
+    let function = registered_function(&store).await;
+    store.ensure_queue_group().await.unwrap();
+    let tasks: Vec<TaskId> = (0..3).map(|_| TaskId::new_random()).collect();
+    for task in &tasks {
+        assert!(store.submit_task(*task, function, "p").await.unwrap());
+    }
+    let entries = Store::read_queue(&mut reader, "d1", 3, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(entries.len(), 3);
+    store.start_tasks(&entries, "d1").await.unwrap();
+    let mut done = redis.subscribe(keys::DONE_CHANNEL).await;
+    let outcomes: Vec<FinalOutcome> = entries
+        .iter()
+        .map(|entry| FinalOutcome {
+            task_id: entry.task_id,
+            status: TaskStatus::Completed,
+            result: "r".into(),
+            started_at: None,
+            finished_at: now_micros(),
+            executor: None,
+            claim: Some(entry.entry_id.clone()),
+        })
+        .collect();
+    let recorded = store.finish_tasks(&outcomes).await.unwrap();
+    assert_eq!(recorded, [FinishOutcome::Recorded; 3]);
+    let ids: Vec<String> = entries.iter().map(|e| e.task_id.to_string()).collect();
+    assert_eq!(done.next().await, ids.join(" "));
+}
