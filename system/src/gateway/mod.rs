@@ -9,6 +9,7 @@
 //! - `auth`, `json`, `error`, `metrics`: the token check, the JSON body extractor, the error
 //!   answers and `GET /metrics`.
 //! - [`waiters`]: requests waiting for results, woken by the store's completion channel.
+//! - `submissions`: group commit of concurrent single submissions.
 
 mod auth;
 mod error;
@@ -18,6 +19,7 @@ mod metrics;
 mod openapi;
 mod result_stream;
 mod server;
+mod submissions;
 pub mod waiters;
 
 use std::net::SocketAddr;
@@ -46,6 +48,8 @@ pub struct AppState {
     pub store: Store,
     /// Requests waiting for results.
     pub waiters: waiters::Waiters,
+    /// Single submissions, grouped under load.
+    submissions: submissions::Submissions,
     metrics: Arc<metrics::GatewayMetrics>,
 }
 
@@ -68,6 +72,7 @@ impl AppState {
                 .listen(redis_url.to_owned(), shutdown.clone()),
         );
         Ok(Self {
+            submissions: submissions::Submissions::start(store.clone()),
             store,
             waiters,
             metrics: Arc::default(),

@@ -3,7 +3,7 @@
 use redis::{ErrorKind, ServerErrorKind};
 
 /// What can go wrong talking to the store.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum StoreError {
     /// Redis refused the command or could not be reached.
     #[error("redis: {0}")]

@@ -22,7 +22,7 @@ mod records;
 mod replicated;
 mod scripts;
 #[cfg(test)]
-mod testing;
+pub(crate) mod testing;
 mod transitions;
 
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -15,11 +15,11 @@ const WAIT: Duration = Duration::from_secs(10);
 
 /// A redis-server without persistence on a free port, in its own temporary directory: the
 /// supervisor's [`RedisServer`], ready when it says so.
-pub(super) struct TestRedis(RedisServer);
+pub(crate) struct TestRedis(RedisServer);
 
 impl TestRedis {
     /// Starts a server and returns once it is ready.
-    pub(super) async fn start() -> Self {
+    pub(crate) async fn start() -> Self {
         Self(
             RedisServer::start(Persistence::None, &Output::Captured)
                 .await
@@ -32,19 +32,19 @@ impl TestRedis {
     }
 
     /// The store under test, connected to this server.
-    pub(super) async fn store(&self) -> Store {
+    pub(crate) async fn store(&self) -> Store {
         Store::connect(&self.url()).await.expect("connect store")
     }
 
     /// A dedicated connection for blocking queue reads.
-    pub(super) async fn reader(&self) -> QueueReader {
+    pub(crate) async fn reader(&self) -> QueueReader {
         QueueReader::connect(&self.url(), WAIT)
             .await
             .expect("connect queue reader")
     }
 
     /// A plain connection, for looking at what the store wrote.
-    pub(super) async fn conn(&self) -> redis::aio::MultiplexedConnection {
+    pub(crate) async fn conn(&self) -> redis::aio::MultiplexedConnection {
         redis::Client::open(self.url())
             .expect("redis url")
             .get_multiplexed_async_connection()
@@ -53,7 +53,7 @@ impl TestRedis {
     }
 
     /// A subscription to `channel`, active when this returns.
-    pub(super) async fn subscribe(&self, channel: &str) -> Subscription {
+    pub(crate) async fn subscribe(&self, channel: &str) -> Subscription {
         let mut pubsub = redis::Client::open(self.url())
             .expect("redis url")
             .get_async_pubsub()
@@ -64,7 +64,7 @@ impl TestRedis {
     }
 
     /// Every field of a task's hash.
-    pub(super) async fn task_hash(&self, id: TaskId) -> HashMap<String, String> {
+    pub(crate) async fn task_hash(&self, id: TaskId) -> HashMap<String, String> {
         redis::cmd("HGETALL")
             .arg(keys::task(id))
             .query_async(&mut self.conn().await)
@@ -73,7 +73,7 @@ impl TestRedis {
     }
 
     /// The queue stream's entries, oldest first, as (entry id, task id).
-    pub(super) async fn queue(&self) -> Vec<(String, String)> {
+    pub(crate) async fn queue(&self) -> Vec<(String, String)> {
         let reply: redis::streams::StreamRangeReply = redis::cmd("XRANGE")
             .arg(keys::QUEUE)
             .arg("-")
@@ -93,11 +93,11 @@ impl TestRedis {
 }
 
 /// Messages published on one channel.
-pub(super) struct Subscription(redis::aio::PubSubStream);
+pub(crate) struct Subscription(redis::aio::PubSubStream);
 
 impl Subscription {
     /// The payload of the next message.
-    pub(super) async fn next(&mut self) -> String {
+    pub(crate) async fn next(&mut self) -> String {
         let message = tokio::time::timeout(WAIT, self.0.next())
             .await
             .expect("a message is published")
@@ -107,7 +107,7 @@ impl Subscription {
 }
 
 /// A function registered in `store`.
-pub(super) async fn registered_function(store: &Store) -> FunctionId {
+pub(crate) async fn registered_function(store: &Store) -> FunctionId {
     let id = FunctionId::new_random();
     store
         .register_function(id, "f", "Zm4=")

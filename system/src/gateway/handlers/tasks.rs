@@ -45,8 +45,8 @@ pub async fn execute_function(
     let params = check_payload("payload", req.payload).await?;
     let task_id = TaskId::new_random();
     if !state
-        .store
-        .submit_task(task_id, function_id, &params)
+        .submissions
+        .submit(function_id, task_id, params)
         .await?
     {
         return Err(ApiError::UnknownFunction(function_id));
