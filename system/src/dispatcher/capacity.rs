@@ -16,7 +16,8 @@
 //!   back with its completion.
 //! - push: each registration is a credit of its executors and their prefetch
 //!   ([`registry::slots`]); a task sent to a worker keeps its place until the worker reports
-//!   it (or it is overdue), and a lost worker's places go with it.
+//!   it (or it is overdue), and a lost worker's places go with it. The fetcher waits for half
+//!   of all credit to be free, as local mode's does for half its pool.
 //! - pull: each worker has a grant, the most room its asks named less the tasks it was sent
 //!   since. Asks only ever raise it (a worker asks for its idle executors first, so its asks
 //!   are not monotonic) and it is withdrawn when the worker goes. A task sent to a worker takes
@@ -196,6 +197,19 @@ impl Ledger {
         self.workers
             .insert(worker.to_owned(), Share { places, holding: 0 });
         self.add(places);
+        self.follow_credit();
+    }
+
+    /// Push: the fetcher refills once half of all credit is free, as local mode does with
+    /// its pool, so that under load the queue is read (and tasks started) in batches while
+    /// the other half keeps the workers busy; an idle dispatcher still reads at once. Pull
+    /// grants are too small and short-lived for a threshold: a worker's parked ask would
+    /// wait on others' asks.
+    fn follow_credit(&mut self) {
+        if let Policy::Push { .. } = self.policy {
+            let credit: usize = self.workers.values().map(|s| s.places).sum();
+            self.refill_at = (credit / 2).max(1);
+        }
     }
 
     fn worker_asked(&mut self, worker: &str, room: usize) {
@@ -217,6 +231,7 @@ impl Ledger {
             self.in_use -= share.holding;
             self.withdraw(share.places.saturating_sub(share.holding));
         }
+        self.follow_credit();
     }
 
     fn shutdown(&mut self) {
@@ -243,10 +258,10 @@ impl Capacity {
         Self::with(Ledger::new(Policy::Local, places, places / 2))
     }
 
-    /// Push mode: each worker's credit is its executors and `prefetch` more per executor.
+    /// Push mode: each worker's credit is its executors and `prefetch` more per executor; the
+    /// fetcher refills once half the credit is free (see `Ledger::follow_credit`).
     #[must_use]
     pub fn push(prefetch: u32) -> Self {
-        // Workers come and go, so there is no fixed number of places worth waiting for.
         Self::with(Ledger::new(Policy::Push { prefetch }, 0, 1))
     }
 

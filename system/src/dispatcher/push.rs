@@ -297,8 +297,12 @@ mod tests {
         register(&mut push, "big", 3, t0);
         register(&mut push, "small", 1, t0);
         let f = FunctionId::new_random();
+        // The fetcher reads once half the credit is free: here all of it, in one read.
+        let read = capacity.try_reserve(8).expect("every credit is free");
+        assert_eq!(read.count(), 8);
+        read.start(8);
         for _ in 0..8 {
-            push.backlog.push_back(fetch(&capacity, f));
+            push.backlog.push_back(job(f));
         }
         // One more than the credits, as an over-eager fetch could take.
         push.backlog.push_back(job(f));

@@ -45,6 +45,34 @@ fn a_withdrawal_while_the_fetcher_holds_places_is_owed_not_lost() {
 }
 
 #[test]
+fn push_places_refill_once_half_the_credit_is_free() {
+    let capacity = Capacity::push(1);
+    capacity.worker_joined("w", 2);
+    capacity.try_reserve(256).expect("all four").start(4);
+    for _ in 0..4 {
+        capacity.task_sent("w");
+    }
+    capacity.task_done_at("w");
+    assert!(
+        capacity.try_reserve(256).is_none(),
+        "one free place of four"
+    );
+    capacity.task_done_at("w");
+    assert_eq!(capacity.try_reserve(256).map(|r| r.count()), Some(2));
+    capacity.worker_lost("w");
+    capacity.worker_joined("v", 1);
+    capacity.try_reserve(256).expect("both of v's").start(2);
+    capacity.task_sent("v");
+    capacity.task_sent("v");
+    capacity.task_done_at("v");
+    assert_eq!(
+        capacity.try_reserve(256).map(|r| r.count()),
+        Some(1),
+        "the threshold follows the credit down: one place of two is enough"
+    );
+}
+
+#[test]
 fn a_pull_task_sent_beyond_its_workers_grant_takes_a_place_from_another() {
     let capacity = Capacity::pull();
     capacity.worker_joined("a", 2);
@@ -211,7 +239,8 @@ impl<'a> Model<'a> {
                 let (available, _, _) = self.capacity.counts();
                 let refill = match self.mode {
                     Mode::Local(places) => (places / 2).max(1),
-                    Mode::Push(_) | Mode::Pull => 1,
+                    Mode::Push(_) => (self.target() / 2).max(1),
+                    Mode::Pull => 1,
                 };
                 match self.capacity.try_reserve(most) {
                     Some(read) => {
