@@ -250,6 +250,14 @@ async fn chaos(#[case] mode: &str) {
         || step < SCHEDULE.len()
         || started.elapsed() < Duration::from_secs(18)
     {
+        // Refusals are retried, but not forever: a store that stays unable to take writes
+        // (no replica confirms them) fails the run instead of hanging it.
+        assert!(
+            started.elapsed() < SUBMIT_OVER * 6,
+            "only {} of {TASKS} tasks accepted after {:?} ({refused} refusals)",
+            tasks.len(),
+            started.elapsed()
+        );
         ticks.tick().await;
         // Submit on schedule; a refusal (Redis away or full) is retried on the next tick.
         let due =

@@ -106,7 +106,11 @@ async fn losing_every_worker(#[case] mode: &str) {
     let no_prefetch = ["--prefetch", "0"];
     let args = ["--heartbeat", "0.5", "--max-retries", "0"];
     let mut system = TestSystem::from_spec(faas::cluster::ClusterSpec {
-        dispatcher_args: args.iter().chain(&no_prefetch).map(|a| (*a).to_owned()).collect(),
+        dispatcher_args: args
+            .iter()
+            .chain(&no_prefetch)
+            .map(|a| (*a).to_owned())
+            .collect(),
         worker_args: no_prefetch.map(str::to_owned).to_vec(),
         ..common::spec(common::mode(mode), &[1, 1])
     })

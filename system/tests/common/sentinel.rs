@@ -50,7 +50,9 @@ impl SentinelSet {
             sentinels: Vec::new(),
             dir,
         };
-        let primary = set.spawn("primary", &[]);
+        // The primary knows the password too: restarted after a failover, it is made a replica
+        // and must authenticate to the new primary, or no write is confirmed by a replica again.
+        let primary = set.spawn("primary", &[format!("masterauth {}", set.password)]);
         let primary_port = primary.port;
         set.servers.push(Some(primary));
         for name in ["replica-1", "replica-2"] {
