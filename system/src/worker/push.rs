@@ -39,19 +39,26 @@ pub(super) async fn session(
 
     let mut last_heard = Instant::now();
     let mut last_sent = Instant::now();
+    // When results were last sent, while any sent is unacknowledged. Results that finish
+    // meanwhile wait for the acknowledgement (or a heartbeat interval, should it not come) and
+    // then go together: under load one report, and one recording at the dispatcher, carries
+    // many, as pull's lockstep results socket does.
+    let mut report: Option<Instant> = None;
     loop {
         let now = Instant::now();
         if runner.drained(now) {
             return Ok(SessionEnd::Shutdown);
         }
-        if runner.has_pending() {
+        let held = report.is_some_and(|sent| now < sent + heartbeat);
+        if runner.has_pending() && !held {
             send(&ToDispatcher::Results {
                 worker: worker.clone(),
                 results: runner.take_pending(),
                 started: runner.take_started(),
             });
             last_sent = now;
-        } else if runner.has_started() || now >= last_sent + heartbeat {
+            report = Some(now);
+        } else if (runner.has_started() && !runner.has_pending()) || now >= last_sent + heartbeat {
             send(&ToDispatcher::Heartbeat {
                 worker: worker.clone(),
                 started: runner.take_started(),
@@ -59,6 +66,9 @@ pub(super) async fn session(
             last_sent = now;
         }
         let mut wake = (last_sent + heartbeat).min(last_heard + liveness);
+        if let Some(sent) = report.filter(|_| runner.has_pending()) {
+            wake = wake.min(sent + heartbeat);
+        }
         if let Some(until) = runner.drain_deadline() {
             wake = wake.min(until);
         }
@@ -78,6 +88,9 @@ pub(super) async fn session(
                     Some(ToWorker::Tasks { tasks, .. }) if !runner.draining() => runner.accept(tasks).await,
                     Some(ToWorker::Ack { tasks, cancel }) => {
                         runner.acknowledged(tasks);
+                        if runner.all_acknowledged() {
+                            report = None;
+                        }
                         runner.cancel(cancel);
                     }
                     Some(ToWorker::Cancel { tasks }) => runner.cancel(tasks),
