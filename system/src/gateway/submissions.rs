@@ -133,12 +133,9 @@ mod tests {
 
     /// How many script calls Redis has run.
     async fn script_calls(redis: &TestRedis) -> u64 {
-        let stats: String = redis::cmd("INFO")
-            .arg("commandstats")
-            .query_async(&mut redis.conn().await)
+        redis
+            .info("commandstats")
             .await
-            .unwrap();
-        stats
             .lines()
             .find_map(|line| line.strip_prefix("cmdstat_evalsha:calls="))
             .and_then(|rest| rest.split(',').next())

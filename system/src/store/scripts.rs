@@ -171,11 +171,7 @@ mod tests {
         let store = redis.store().await;
         let call = ScriptCall::new(Transition::Start, &[keys::QUEUE], keys::QUEUE_GROUP);
         assert!(store.run_script::<i64>(&call).await.unwrap().is_empty());
-        let stats: String = redis::cmd("INFO")
-            .arg("commandstats")
-            .query_async(&mut redis.conn().await)
-            .await
-            .unwrap();
+        let stats = redis.info("commandstats").await;
         assert!(!stats.contains("cmdstat_evalsha"), "{stats}");
     }
 

@@ -52,6 +52,15 @@ impl TestRedis {
             .expect("connect to test redis")
     }
 
+    /// One section of `INFO` (`memory`, `commandstats`...).
+    pub(crate) async fn info(&self, section: &str) -> String {
+        redis::cmd("INFO")
+            .arg(section)
+            .query_async(&mut self.conn().await)
+            .await
+            .expect("INFO")
+    }
+
     /// A subscription to `channel`, active when this returns.
     pub(crate) async fn subscribe(&self, channel: &str) -> Subscription {
         let mut pubsub = redis::Client::open(self.url())

@@ -229,12 +229,10 @@ async fn a_record_from_before_the_rename_still_names_its_dispatcher() {
 
 /// Redis's `used_memory`, in bytes.
 async fn used_memory(redis: &TestRedis) -> i64 {
-    let info: String = redis::cmd("INFO")
-        .arg("memory")
-        .query_async(&mut redis.conn().await)
+    redis
+        .info("memory")
         .await
-        .unwrap();
-    info.lines()
+        .lines()
         .find_map(|l| l.strip_prefix("used_memory:"))
         .and_then(|n| n.trim().parse().ok())
         .expect("used_memory in INFO memory")
