@@ -48,18 +48,22 @@ impl Outbox for Bridge {
     }
 }
 
-/// The async side of a bridge. Dropping it ends the task, which closes the sockets.
+/// The async side of a bridge. Dropping it ends the task, which closes the sockets the next
+/// time the runtime runs it (closing them discards what they have not sent yet, as it did
+/// with a thread of their own: they linger for nothing).
 pub struct Bridge {
     outbox: mpsc::UnboundedSender<(usize, Vec<Vec<u8>>)>,
 }
 
 impl Bridge {
-    /// Moves `sockets` into a new task of the current runtime; everything they receive goes
-    /// to `inbox`.
+    /// Moves `sockets` into a new task of the current runtime (so it must be called within
+    /// one); everything they receive goes to `inbox`.
     pub fn spawn(
         sockets: Vec<zmq::Socket>,
         inbox: mpsc::UnboundedSender<Inbound>,
     ) -> Result<Self, zmq::Error> {
+        // On an error below, `signals` (a local) is dropped before `sockets` (a parameter):
+        // each descriptor is deregistered while its socket is still open.
         let mut signals = Vec::with_capacity(sockets.len());
         for socket in &sockets {
             // Closing must not wait for unsent messages: the peer may be gone for good.
@@ -128,10 +132,19 @@ async fn run(
     inbox: mpsc::UnboundedSender<Inbound>,
 ) {
     loop {
+        let mut more = false;
         for (index, socket) in sockets.sockets.iter().enumerate() {
-            if !deliver(index, socket, &inbox) {
-                return;
+            match deliver(index, socket, &inbox) {
+                Delivered::All => {}
+                Delivered::Some => more = true,
+                Delivered::NobodyListens => return,
             }
+        }
+        if more {
+            // A socket still has messages, which no new signal will announce: let the rest of
+            // the runtime (the dispatcher's core, its timers) run, then take them.
+            tokio::task::yield_now().await;
+            continue;
         }
         tokio::select! {
             biased;
@@ -154,14 +167,43 @@ async fn run(
     }
 }
 
-/// Passes on every message `socket` has waiting; `false` once nobody listens any more.
-fn deliver(index: usize, socket: &zmq::Socket, inbox: &mpsc::UnboundedSender<Inbound>) -> bool {
-    while socket
-        .get_events()
-        .is_ok_and(|events| events.contains(zmq::POLLIN))
-    {
-        let Ok((frames, peer)) = recv_with_peer(socket) else {
-            break;
+/// Messages passed on per socket before the task yields to the rest of the runtime.
+const DELIVER_AT_ONCE: usize = 256;
+
+/// What [`deliver`] did.
+enum Delivered {
+    /// Every message waiting, until `ZMQ_EVENTS` said none was left.
+    All,
+    /// [`DELIVER_AT_ONCE`] of them; more are waiting.
+    Some,
+    /// The inbox is closed: nobody listens any more.
+    NobodyListens,
+}
+
+/// Passes on the messages `socket` has waiting, up to [`DELIVER_AT_ONCE`]. Interrupted calls
+/// are retried: the signal that announced the messages is spent, and no other would come.
+fn deliver(
+    index: usize,
+    socket: &zmq::Socket,
+    inbox: &mpsc::UnboundedSender<Inbound>,
+) -> Delivered {
+    for _ in 0..DELIVER_AT_ONCE {
+        match socket.get_events() {
+            Ok(events) if events.contains(zmq::POLLIN) => {}
+            Ok(_) => return Delivered::All,
+            Err(zmq::Error::EINTR) => continue,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read a zmq socket's events");
+                return Delivered::All;
+            }
+        }
+        let (frames, peer) = match recv_with_peer(socket) {
+            Ok(message) => message,
+            Err(zmq::Error::EINTR | zmq::Error::EAGAIN) => continue,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot receive from a zmq socket");
+                return Delivered::All;
+            }
         };
         let message = Inbound::Message {
             socket: index,
@@ -169,10 +211,10 @@ fn deliver(index: usize, socket: &zmq::Socket, inbox: &mpsc::UnboundedSender<Inb
             peer,
         };
         if inbox.send(message).is_err() {
-            return false;
+            return Delivered::NobodyListens;
         }
     }
-    true
+    Delivered::Some
 }
 
 fn send(
