@@ -17,7 +17,7 @@
 //! - push: each registration is a credit of its executors and their prefetch
 //!   ([`registry::slots`]); a task sent to a worker keeps its place until the worker reports
 //!   it (or it is overdue), and a lost worker's places go with it. The fetcher waits for half
-//!   of all credit to be free, as local mode's does for half its pool.
+//!   the workers' prefetch places to be free, never more than one worker's.
 //! - pull: each worker has a grant, the most room its asks named less the tasks it was sent
 //!   since. Asks only ever raise it (a worker asks for its idle executors first, so its asks
 //!   are not monotonic) and it is withdrawn when the worker goes. A task sent to a worker takes
@@ -35,6 +35,10 @@ use std::sync::Mutex;
 use tokio::sync::Notify;
 
 use super::registry;
+
+/// The most places a push fetcher waits for before it reads (a read takes at most this many
+/// more than asked).
+const MAX_REFILL: usize = 256;
 
 /// How places come and go (see the module comment).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -200,15 +204,21 @@ impl Ledger {
         self.follow_credit();
     }
 
-    /// Push: the fetcher refills once half of all credit is free, as local mode does with
-    /// its pool, so that under load the queue is read (and tasks started) in batches while
-    /// the other half keeps the workers busy; an idle dispatcher still reads at once. Pull
-    /// grants are too small and short-lived for a threshold: a worker's parked ask would
-    /// wait on others' asks.
+    /// Push: the fetcher refills once half of all workers' prefetch places are free, as
+    /// local mode does with its pool's queue, so that under load the queue is read (and tasks
+    /// started) in batches while the rest keeps the workers busy; an idle dispatcher still
+    /// reads at once. Unlike local mode's one queue, each worker has its own: the threshold
+    /// is never more than the smallest worker's prefetch places, so a worker whose queue has
+    /// drained (its executors about to idle) always brings a refill, and with no prefetch
+    /// every free place does. Pull grants are too small and short-lived for a threshold: a
+    /// worker's parked ask would wait on others' asks.
     fn follow_credit(&mut self) {
-        if let Policy::Push { .. } = self.policy {
-            let credit: usize = self.workers.values().map(|s| s.places).sum();
-            self.refill_at = (credit / 2).max(1);
+        if let Policy::Push { prefetch } = self.policy {
+            // A worker's places are its executors times (1 + prefetch).
+            let queue = |s: &Share| s.places / (1 + prefetch as usize) * prefetch as usize;
+            let total: usize = self.workers.values().map(queue).sum();
+            let smallest = self.workers.values().map(queue).min().unwrap_or(0);
+            self.refill_at = (total / 2).min(smallest).clamp(1, MAX_REFILL);
         }
     }
 
@@ -259,7 +269,7 @@ impl Capacity {
     }
 
     /// Push mode: each worker's credit is its executors and `prefetch` more per executor; the
-    /// fetcher refills once half the credit is free (see `Ledger::follow_credit`).
+    /// fetcher refills once half the prefetch places are free (see `Ledger::follow_credit`).
     #[must_use]
     pub fn push(prefetch: u32) -> Self {
         Self::with(Ledger::new(Policy::Push { prefetch }, 0, 1))

@@ -45,31 +45,58 @@ fn a_withdrawal_while_the_fetcher_holds_places_is_owed_not_lost() {
 }
 
 #[test]
-fn push_places_refill_once_half_the_credit_is_free() {
-    let capacity = Capacity::push(1);
+fn push_places_refill_once_half_the_prefetch_is_free() {
+    let capacity = Capacity::push(3);
+    // 8 places, 6 of them prefetch: the fetcher waits for 3.
     capacity.worker_joined("w", 2);
-    capacity.try_reserve(256).expect("all four").start(4);
-    for _ in 0..4 {
+    capacity.try_reserve(256).expect("all eight").start(8);
+    for _ in 0..8 {
         capacity.task_sent("w");
     }
     capacity.task_done_at("w");
+    capacity.task_done_at("w");
+    assert!(capacity.try_reserve(256).is_none(), "two free places");
+    capacity.task_done_at("w");
+    assert_eq!(capacity.try_reserve(256).map(|r| r.count()), Some(3));
+}
+
+#[test]
+fn a_push_worker_whose_queue_drained_brings_a_refill() {
+    let capacity = Capacity::push(2);
+    let workers = ["a", "b", "c", "d"];
+    // Each has 3 places, 2 of them prefetch: half of all prefetch is 4, one worker's is 2.
+    for worker in workers {
+        capacity.worker_joined(worker, 1);
+    }
+    capacity.try_reserve(256).expect("all twelve").start(12);
+    for worker in workers {
+        for _ in 0..3 {
+            capacity.task_sent(worker);
+        }
+    }
+    capacity.task_done_at("a");
     assert!(
         capacity.try_reserve(256).is_none(),
-        "one free place of four"
+        "a still has one waiting"
     );
-    capacity.task_done_at("w");
-    assert_eq!(capacity.try_reserve(256).map(|r| r.count()), Some(2));
-    capacity.worker_lost("w");
-    capacity.worker_joined("v", 1);
-    capacity.try_reserve(256).expect("both of v's").start(2);
-    capacity.task_sent("v");
-    capacity.task_sent("v");
-    capacity.task_done_at("v");
+    capacity.task_done_at("a");
     assert_eq!(
         capacity.try_reserve(256).map(|r| r.count()),
-        Some(1),
-        "the threshold follows the credit down: one place of two is enough"
+        Some(2),
+        "a's queue is empty: its executor is about to idle"
     );
+}
+
+#[test]
+fn without_prefetch_every_free_push_place_is_read() {
+    let capacity = Capacity::push(0);
+    for worker in ["a", "b", "c", "d"] {
+        capacity.worker_joined(worker, 1);
+        capacity.try_reserve(256).expect("its place").start(1);
+        capacity.task_sent(worker);
+    }
+    capacity.task_done_at("a");
+    assert_eq!(capacity.try_reserve(256).map(|r| r.count()), Some(1));
 }
 
 #[test]
@@ -239,7 +266,13 @@ impl<'a> Model<'a> {
                 let (available, _, _) = self.capacity.counts();
                 let refill = match self.mode {
                     Mode::Local(places) => (places / 2).max(1),
-                    Mode::Push(_) => (self.target() / 2).max(1),
+                    Mode::Push(prefetch) => {
+                        let prefetch = prefetch as usize;
+                        let queue = |w: &Worker| w.places / (1 + prefetch) * prefetch;
+                        let total: usize = self.workers.values().map(queue).sum();
+                        let smallest = self.workers.values().map(queue).min().unwrap_or(0);
+                        (total / 2).min(smallest).clamp(1, 256)
+                    }
                     Mode::Pull => 1,
                 };
                 match self.capacity.try_reserve(most) {
