@@ -10,6 +10,7 @@ use super::runner::Runner;
 use super::{Session, SessionEnd, WorkerError, await_welcome, decode};
 use crate::bridge::{Bridge, Inbound};
 use crate::protocol::{self, ToDispatcher, ToWorker};
+use crate::task::TaskId;
 
 /// One connection to the dispatcher, from registration until it is lost or shutdown.
 pub(super) async fn session(
@@ -39,25 +40,29 @@ pub(super) async fn session(
 
     let mut last_heard = Instant::now();
     let mut last_sent = Instant::now();
-    // When results were last sent, while any sent is unacknowledged. Results that finish
-    // meanwhile wait for the acknowledgement (or a heartbeat interval, should it not come) and
-    // then go together: under load one report, and one recording at the dispatcher, carries
-    // many, as pull's lockstep results socket does.
-    let mut report: Option<Instant> = None;
+    // The last results report, while any of its results is unacknowledged, and when it was
+    // sent. Results that finish meanwhile wait for its acknowledgement (or a heartbeat
+    // interval, should it not come) and then go together: under load one report, and one
+    // recording at the dispatcher, carries several, as pull's lockstep results socket does.
+    let mut report: Option<(Instant, Vec<TaskId>)> = None;
     loop {
         let now = Instant::now();
         if runner.drained(now) {
             return Ok(SessionEnd::Shutdown);
         }
-        let held = report.is_some_and(|sent| now < sent + heartbeat);
+        let held = report
+            .as_ref()
+            .is_some_and(|(sent, _)| now < *sent + heartbeat);
         if runner.has_pending() && !held {
+            let results = runner.take_pending();
+            let tasks = results.iter().map(|r| r.task_id).collect();
             send(&ToDispatcher::Results {
                 worker: worker.clone(),
-                results: runner.take_pending(),
+                results,
                 started: runner.take_started(),
             });
             last_sent = now;
-            report = Some(now);
+            report = Some((now, tasks));
         } else if (runner.has_started() && !runner.has_pending()) || now >= last_sent + heartbeat {
             send(&ToDispatcher::Heartbeat {
                 worker: worker.clone(),
@@ -66,8 +71,8 @@ pub(super) async fn session(
             last_sent = now;
         }
         let mut wake = (last_sent + heartbeat).min(last_heard + liveness);
-        if let Some(sent) = report.filter(|_| runner.has_pending()) {
-            wake = wake.min(sent + heartbeat);
+        if let Some((sent, _)) = report.as_ref().filter(|_| runner.has_pending()) {
+            wake = wake.min(*sent + heartbeat);
         }
         if let Some(until) = runner.drain_deadline() {
             wake = wake.min(until);
@@ -77,7 +82,7 @@ pub(super) async fn session(
             () = shutdown.cancelled(), if !runner.draining() => runner.begin_drain(),
             event = inbox.recv() => {
                 let Some(event) = event else {
-                    return Ok(SessionEnd::Reconnect("connection thread stopped".into()));
+                    return Ok(SessionEnd::Reconnect("the connection's task stopped".into()));
                 };
                 if let Inbound::SendFailed { error, .. } = &event {
                     return Ok(SessionEnd::Reconnect(format!("send failed: {error}")));
@@ -88,7 +93,7 @@ pub(super) async fn session(
                     Some(ToWorker::Tasks { tasks, .. }) if !runner.draining() => runner.accept(tasks).await,
                     Some(ToWorker::Ack { tasks, cancel }) => {
                         runner.acknowledged(tasks);
-                        if runner.all_acknowledged() {
+                        if report.as_ref().is_some_and(|(_, tasks)| runner.all_acknowledged_of(tasks)) {
                             report = None;
                         }
                         runner.cancel(cancel);

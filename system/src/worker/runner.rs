@@ -202,6 +202,11 @@ impl Runner {
         self.sent.is_empty()
     }
 
+    /// Every result of `tasks` that was sent has been acknowledged.
+    pub fn all_acknowledged_of(&self, tasks: &[TaskId]) -> bool {
+        tasks.iter().all(|task| !self.sent.contains_key(task))
+    }
+
     pub fn acknowledged(&mut self, tasks: impl IntoIterator<Item = TaskId>) {
         for task in tasks {
             self.sent.remove(&task);
