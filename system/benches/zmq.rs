@@ -1,10 +1,10 @@
 //! A ZeroMQ round trip on 127.0.0.1 TCP, against a ROUTER that answers on a thread of its own:
 //! a ~200-byte message on raw sockets, the same message with the client side going through
-//! [`Bridge`] (sockets on their own thread, async code on the other side of channels, as the
-//! dispatcher and workers use ZeroMQ), and a real pull-mode exchange (an `ask` carrying one
-//! result, answered by `tasks` with one task) encoded, sent and decoded on both sides. The
-//! first is the transport's floor; the difference to the second is the cost of the thread
-//! hand-off every remote task pays twice; the third adds the protocol's JSON.
+//! [`Bridge`] (sockets driven by a task of the async runtime, async code on the other side of
+//! channels, as the dispatcher and workers use ZeroMQ), and a real pull-mode exchange (an
+//! `ask` carrying one result, answered by `tasks` with one task) encoded, sent and decoded on
+//! both sides. The first is the transport's floor; the difference to the second is the cost
+//! of the bridge every remote message pays; the third adds the protocol's JSON.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

@@ -14,8 +14,8 @@
 //! - [`executor`]: the Python runtime, its environment, and pools of executor processes.
 //! - [`dispatcher`]: the core that moves tasks from the queue to executors and records
 //!   outcomes, and the transports (dispatch modes) behind it.
-//! - [`protocol`] and [`bridge`]: the worker ↔ dispatcher messages, and ZeroMQ sockets on
-//!   their own threads.
+//! - [`protocol`] and [`bridge`]: the worker ↔ dispatcher messages, and ZeroMQ sockets
+//!   driven on the async runtime.
 //! - [`curve`]: CURVE keys and the ZAP handler that authenticate the worker transport.
 //! - [`worker`]: the remote workers of the pull and push modes.
 //! - [`cli`], [`host`], [`memory`], [`metrics`], [`secret`], [`shutdown`] and [`telemetry`]:

@@ -75,7 +75,14 @@ async fn two_workers_run_four_sleeps_at_once(#[case] mode: &str) {
 #[case::push("push")]
 #[tokio::test(flavor = "multi_thread")]
 async fn work_is_shared_in_proportion_to_executors(#[case] mode: &str) {
-    let system = TestSystem::with_mode(mode, &[4, 1], &["--prefetch", "0"]).await;
+    // No prefetch (pull workers take their own --prefetch): each task goes to an idle executor.
+    let no_prefetch = vec!["--prefetch".to_owned(), "0".to_owned()];
+    let system = TestSystem::from_spec(faas::cluster::ClusterSpec {
+        dispatcher_args: no_prefetch.clone(),
+        worker_args: no_prefetch,
+        ..common::spec(common::mode(mode), &[4, 1])
+    })
+    .await;
     let f = system.register(SLEEP_FN, "nap").await;
     let tasks = submit_sleeps(&system, &f, 25, 0.2).await;
     for task in &tasks {

@@ -216,7 +216,8 @@ pub(super) fn decode(payload: &[u8]) -> Option<crate::protocol::ToDispatcher> {
         .ok()
 }
 
-/// A ROUTER bound for workers, on a bridge thread; its events arrive on the returned channel.
+/// A ROUTER bound for workers, on a bridge (a task of this runtime); its events arrive on the
+/// returned channel.
 fn listen(
     config: &RemoteConfig,
 ) -> Result<(Bridge, mpsc::UnboundedReceiver<Inbound>), DispatcherError> {

@@ -4,7 +4,7 @@
 //! | from | message | when | answer |
 //! |---|---|---|---|
 //! | worker | `register {worker, capacity, secret?}` | on start, after `reregister`, after losing the dispatcher | `welcome` |
-//! | worker | `ask {worker, free, results, started?}` | pull: it has room for `free` tasks (idle executors plus its prefetch); carries finished results | `tasks` (parked until work arrives, or empty after a heartbeat interval as a keep-alive) |
+//! | worker | `ask {worker, free, results, started?}` | pull: it has room for `free` tasks (its idle executors, or its prefetch places once every executor is busy); carries finished results | `tasks` (parked until work arrives, or empty after a heartbeat interval as a keep-alive) |
 //! | worker | `results {worker, results, started?}` | finished tasks (push; pull's second socket while its ask is parked) | `ack` once they are recorded (pull: or a heartbeat interval later, with those recorded by then) |
 //! | worker | `heartbeat {worker, started?}` | nothing else sent for a heartbeat interval; push: also as soon as a task starts | pull: `ack`; push: none |
 //! | dispatcher | `welcome {heartbeat_ms, misses}` | after `register` | — |

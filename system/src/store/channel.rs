@@ -87,3 +87,32 @@ async fn subscribe_once(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::testing::TestRedis;
+
+    #[tokio::test]
+    async fn a_message_naming_several_tasks_is_heard_as_one_each() {
+        let redis = TestRedis::start().await;
+        let url = redis.url();
+        let (tx, mut heard) = tokio::sync::mpsc::unbounded_channel();
+        let stop = CancellationToken::new();
+        let follower = tokio::spawn(async move {
+            follow_task_ids(&url, "test-channel", &stop, |h| tx.send(h).is_ok()).await;
+        });
+        assert_eq!(heard.recv().await, Some(Heard::Subscribed));
+        let (a, b) = (TaskId::new_random(), TaskId::new_random());
+        let _: i64 = redis::cmd("PUBLISH")
+            .arg("test-channel")
+            .arg(format!("{a} {b}"))
+            .query_async(&mut redis.conn().await)
+            .await
+            .unwrap();
+        assert_eq!(heard.recv().await, Some(Heard::Task(a)));
+        assert_eq!(heard.recv().await, Some(Heard::Task(b)));
+        drop(heard);
+        follower.abort();
+    }
+}

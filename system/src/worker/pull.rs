@@ -108,7 +108,7 @@ pub(super) async fn session(
             () = shutdown.cancelled(), if !runner.draining() => runner.begin_drain(),
             event = inbox.recv() => {
                 let Some(event) = event else {
-                    return Ok(SessionEnd::Reconnect("connection thread stopped".into()));
+                    return Ok(SessionEnd::Reconnect("the connection's task stopped".into()));
                 };
                 let socket = match &event {
                     Inbound::Message { socket, .. } => *socket,
