@@ -649,7 +649,7 @@ impl Drop for Browser {
 async fn docs_page_renders_offline_in_headless_chromium() {
     assert!(
         Path::new(CHROMIUM).exists(),
-        "{CHROMIUM} is missing: run scripts/prerequisites (it installs Debian's chromium)"
+        "{CHROMIUM} is missing: run scripts/prerequisites --tests (it installs Debian's chromium)"
     );
     let system = TestSystem::without_dispatcher(&[]).await;
     let doc = fetch_document(&system).await;
