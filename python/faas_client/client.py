@@ -6,6 +6,7 @@ Wire format: functions, arguments and results travel as
 
 import builtins
 import codecs
+import os
 import sys
 import threading
 import time
@@ -22,6 +23,19 @@ FINAL_STATUSES = ("COMPLETED", "FAILED")
 MAX_POLL = 30.0
 #: Items per ``/execute_batch`` request.
 BATCH_SIZE = 1000
+#: The gateway's address when neither the caller nor ``FAAS_URL`` names one.
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+
+def configured(url=None, token=None):
+    """The gateway's URL and bearer token: as given, else from the environment
+    (``FAAS_URL``, ``FAAS_AUTH_TOKEN``, the names the server side uses), else the local
+    default and no token."""
+    if url is None:
+        url = os.environ.get("FAAS_URL") or DEFAULT_URL
+    if token is None:
+        token = os.environ.get("FAAS_AUTH_TOKEN") or None
+    return url, token
 
 
 def serialize(obj):
@@ -101,8 +115,10 @@ def outcome(task_id, body):
 class Client:
     """Client for one FaaS server.
 
-    :param url: base URL of the gateway.
-    :param token: optional bearer token (``Authorization: Bearer <token>``).
+    :param url: base URL of the gateway (default: ``FAAS_URL``, else
+        ``http://127.0.0.1:8000``).
+    :param token: optional bearer token (``Authorization: Bearer <token>``; default:
+        ``FAAS_AUTH_TOKEN``, else none).
     :param timeout: HTTP timeout in seconds for ordinary requests (long polls get
         this on top of their wait).
     :param check_versions: run :meth:`check_compatibility` before the first
@@ -113,7 +129,8 @@ class Client:
     :class:`faas_client.FaaSExecutor`.
     """
 
-    def __init__(self, url="http://127.0.0.1:8000", token=None, timeout=30, check_versions=True):
+    def __init__(self, url=None, token=None, timeout=30, check_versions=True):
+        url, token = configured(url, token)
         self.url = url.rstrip("/")
         self.timeout = timeout
         self.check_versions = check_versions

@@ -5,7 +5,7 @@ import threading
 from concurrent.futures import Executor, Future
 from concurrent.futures import wait as wait_futures
 
-from .client import FINAL_STATUSES, MAX_POLL, Client, outcome
+from .client import FINAL_STATUSES, MAX_POLL, Client, configured, outcome
 
 _STOP = object()
 _START_LOCK = threading.Lock()
@@ -45,10 +45,11 @@ class FaaSExecutor(Executor):
     until then; it only stops the local wait, the server still runs the task.
     """
 
-    def __init__(self, url="http://127.0.0.1:8000", token=None, max_waiters=64,
+    def __init__(self, url=None, token=None, max_waiters=64,
                  timeout=30, check_versions=True):
         if max_waiters < 1:
             raise ValueError("max_waiters must be at least 1")
+        url, token = configured(url, token)
         self._url, self._token, self._timeout = url, token, timeout
         self._max_waiters = max_waiters
         self._client = Client(url, token, timeout, check_versions)  # for submissions

@@ -168,3 +168,22 @@ def test_executor_shutdown_cancel_futures_returns_at_once():
     ex.shutdown(wait=True, cancel_futures=True)
     assert time.monotonic() - start < 0.5
     assert all(f.cancelled() for f in futures)
+
+
+def test_the_gateway_and_token_come_from_the_environment(monkeypatch):
+    monkeypatch.setenv("FAAS_URL", URL)
+    monkeypatch.setenv("FAAS_AUTH_TOKEN", "from-env")
+    with Client() as c:
+        assert c.url == URL.rstrip("/")
+        assert c.session.headers["Authorization"] == "Bearer from-env"
+        assert c.health() == {"status": "ok"}
+    with Client(URL, token="given") as c:
+        assert c.session.headers["Authorization"] == "Bearer given"
+    with FaaSExecutor(check_versions=False) as ex:
+        assert ex._client.url == URL.rstrip("/")
+        assert ex._token == "from-env"
+    monkeypatch.delenv("FAAS_URL")
+    monkeypatch.delenv("FAAS_AUTH_TOKEN")
+    with Client() as c:
+        assert c.url == "http://127.0.0.1:8000"
+        assert "Authorization" not in c.session.headers
