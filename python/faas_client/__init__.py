@@ -10,7 +10,7 @@ See :class:`Client` for the synchronous API and :class:`FaaSExecutor` for a
 """
 
 from .client import Client
-from .errors import FaaSError, IncompatibleEnvironment, TaskFailed, WorkerFailure
+from .errors import FaaSError, IncompatibleEnvironment, TaskCancelled, TaskFailed, WorkerFailure
 from .executor import FaaSExecutor
 
 __version__ = "0.1.0"
@@ -20,6 +20,7 @@ __all__ = [
     "FaaSExecutor",
     "FaaSError",
     "IncompatibleEnvironment",
+    "TaskCancelled",
     "TaskFailed",
     "WorkerFailure",
     "__version__",

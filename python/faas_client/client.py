@@ -15,7 +15,7 @@ import types
 import dill
 import requests
 
-from .errors import FaaSError, IncompatibleEnvironment, TaskFailed, WorkerFailure
+from .errors import FaaSError, IncompatibleEnvironment, TaskCancelled, TaskFailed, WorkerFailure
 
 #: Statuses after which a task never changes again.
 FINAL_STATUSES = ("COMPLETED", "FAILED")
@@ -90,8 +90,9 @@ def outcome(task_id, body):
     """Turn a final ``/result`` body into a value, or raise the task's failure.
 
     COMPLETED -> the deserialized value. FAILED -> re-raise the deserialized
-    exception; the server's dynamically built ``WorkerFailure`` becomes
-    :class:`faas_client.WorkerFailure` (chained ``from`` the original); anything
+    exception; the server's dynamically built ``WorkerFailure`` and ``TaskCancelled``
+    become :class:`faas_client.WorkerFailure` and :class:`faas_client.TaskCancelled`
+    (chained ``from`` the original); anything
     that is not an exception raises :class:`TaskFailed`.
     """
     status, payload = body.get("status"), body.get("result")
@@ -108,6 +109,8 @@ def outcome(task_id, body):
     if isinstance(exc, BaseException):
         if type(exc).__name__ == "WorkerFailure":
             raise WorkerFailure(str(exc), task_id) from exc
+        if type(exc).__name__ == "TaskCancelled":
+            raise TaskCancelled(str(exc), task_id) from exc
         raise exc
     raise TaskFailed(task_id, f"failure payload is not an exception: {exc!r}", exc)
 
@@ -258,6 +261,13 @@ class Client:
     def status(self, task_id):
         """Current status: ``QUEUED``, ``RUNNING``, ``COMPLETED`` or ``FAILED``."""
         return self._request("GET", f"/status/{task_id}")["status"]
+
+    def cancel(self, task_id):
+        """Cancel a task that is not final (``POST /cancel/{id}``): a queued one never runs,
+        a running one's executor is stopped; its result becomes :class:`TaskCancelled`.
+        Returns the status it had (``QUEUED`` or ``RUNNING``); raises :class:`FaaSError`
+        with status 409 if it was already final, 404 if there is no such task."""
+        return self._request("POST", f"/cancel/{task_id}")["previous_status"]
 
     def poll(self, task_id, wait=0.0):
         """One ``GET /result/{id}?wait=`` call; returns the raw body

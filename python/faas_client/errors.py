@@ -40,6 +40,19 @@ class WorkerFailure(TaskFailed):
         self.result = None
 
 
+class TaskCancelled(TaskFailed):
+    """The task was cancelled through the API (``POST /cancel/{id}``) before it finished.
+
+    Raised in place of the server's dynamically built ``TaskCancelled`` class, which is
+    chained as ``__cause__``.
+    """
+
+    def __init__(self, message, task_id=None):
+        Exception.__init__(self, message)
+        self.task_id = task_id
+        self.result = None
+
+
 class IncompatibleEnvironment(RuntimeError):
     """The workers' Python or dill version differs (major.minor) from the local
     one, so dill payloads cannot be exchanged reliably."""

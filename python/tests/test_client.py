@@ -9,8 +9,8 @@ import time
 import pytest
 import requests
 
-from faas_client import (Client, FaaSExecutor, IncompatibleEnvironment, TaskFailed,
-                         WorkerFailure)
+from faas_client import (Client, FaaSExecutor, IncompatibleEnvironment, TaskCancelled,
+                         TaskFailed, WorkerFailure)
 from faas_client.errors import FaaSError
 
 URL = os.environ.get("FAAS_URL", "http://127.0.0.1:8000")
@@ -187,3 +187,20 @@ def test_the_gateway_and_token_come_from_the_environment(monkeypatch):
     with Client() as c:
         assert c.url == "http://127.0.0.1:8000"
         assert "Authorization" not in c.session.headers
+
+
+def test_a_cancelled_task_raises_task_cancelled(client):
+    def nap():
+        import time as t
+        t.sleep(2)  # inside the suite's 3 s task deadline, should the cancel come late
+        return "woke"
+
+    task_id = client.submit(nap)
+    assert client.cancel(task_id) in ("QUEUED", "RUNNING")
+    with pytest.raises(TaskCancelled) as caught:
+        client.result(task_id, timeout=60)
+    assert isinstance(caught.value, TaskFailed)
+    assert caught.value.task_id == task_id
+    with pytest.raises(FaaSError) as again:
+        client.cancel(task_id)
+    assert again.value.status_code == 409
