@@ -23,6 +23,13 @@ FINAL_STATUSES = ("COMPLETED", "FAILED")
 MAX_POLL = 30.0
 #: Items per ``/execute_batch`` request.
 BATCH_SIZE = 1000
+#: Answers after which an idempotent request is sent again: the gateway or a proxy in front
+#: of it is restarting, overloaded or cannot reach Redis for a moment.
+RETRY_STATUSES = (502, 503, 504)
+#: Attempts of an idempotent request in all, and the first pause between two (doubled each
+#: time, at most 2 s).
+RETRY_ATTEMPTS = 5
+RETRY_FIRST_PAUSE = 0.1
 #: The gateway's address when neither the caller nor ``FAAS_URL`` names one.
 DEFAULT_URL = "http://127.0.0.1:8000"
 
@@ -147,10 +154,25 @@ class Client:
     # -- plumbing ---------------------------------------------------------------------
 
     def _request(self, method, path, json=None, params=None, timeout=None):
-        resp = self.session.request(
-            method, self.url + path, json=json, params=params,
-            timeout=self.timeout if timeout is None else timeout,
-        )
+        """One API call. Reads (GET) are sent again, with a growing pause, after a 502, 503
+        or 504 or a failed connection, up to :data:`RETRY_ATTEMPTS` times; a submission or a
+        cancellation is sent once, since repeating it could run a task twice or answer 409."""
+        attempts = RETRY_ATTEMPTS if method == "GET" else 1
+        pause = RETRY_FIRST_PAUSE
+        for attempt in range(1, attempts + 1):
+            try:
+                resp = self.session.request(
+                    method, self.url + path, json=json, params=params,
+                    timeout=self.timeout if timeout is None else timeout,
+                )
+            except requests.ConnectionError:
+                if attempt == attempts:
+                    raise
+            else:
+                if resp.status_code not in RETRY_STATUSES or attempt == attempts:
+                    break
+            time.sleep(pause)
+            pause = min(pause * 2, 2.0)
         if resp.status_code >= 400:
             try:
                 message = resp.json().get("error", resp.text)

@@ -204,3 +204,47 @@ def test_a_cancelled_task_raises_task_cancelled(client):
     with pytest.raises(FaaSError) as again:
         client.cancel(task_id)
     assert again.value.status_code == 409
+
+
+def test_reads_are_retried_after_502_503_504_and_submissions_are_not():
+    """A stand-in for a gateway behind a proxy that is restarting: it answers each path's
+    first requests with 503, 502 and 504, then 200."""
+    import http.server
+    import json
+    import threading
+
+    answers = {"/health": [503, 502, 504], "/execute_function": [503]}
+    seen = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        def answer(self):
+            seen.append((self.command, self.path))
+            length = int(self.headers.get("Content-Length") or 0)
+            self.rfile.read(length)
+            pending = answers.get(self.path, [])
+            status = pending.pop(0) if pending else 200
+            body = json.dumps({"status": "ok"} if status == 200 else {"error": "busy"})
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body.encode())
+
+        do_GET = do_POST = answer
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with Client(f"http://127.0.0.1:{server.server_port}", check_versions=False) as c:
+            assert c.health() == {"status": "ok"}
+            assert seen.count(("GET", "/health")) == 4
+            with pytest.raises(FaaSError) as refused:
+                c._request("POST", "/execute_function", json={})
+            assert refused.value.status_code == 503
+            assert seen.count(("POST", "/execute_function")) == 1
+    finally:
+        server.shutdown()
+        server.server_close()
