@@ -184,6 +184,10 @@ async fn chaos(#[case] mode: &str) {
             "20",
             "--liveness-ttl",
             "1",
+            // Starts confirmed by a replica: the failover below cannot lose the attempt of
+            // a task that runs (it would run again under the same attempt).
+            "--replicas",
+            "1",
             "--http",
             &http,
         ];

@@ -80,6 +80,11 @@ struct Cli {
     max_message_mb: usize,
     #[command(flatten)]
     retention: RetentionArgs,
+    /// Hand a task to an executor only once this many Redis replicas have its start (Redis
+    /// WAIT, up to 2 s, else retried): a failover to a replica then cannot lose the attempt
+    /// of a task that runs, and run it again under the same attempt.
+    #[arg(long, env = "FAAS_REDIS_REPLICAS", default_value_t = 0)]
+    replicas: u32,
     #[command(flatten)]
     executor: ExecutorArgs,
 }
@@ -128,6 +133,7 @@ async fn main() -> anyhow::Result<()> {
     config.reclaim_after = reclaim_after;
     config.liveness_ttl = liveness_ttl;
     config.retention = cli.retention.retention()?;
+    config.replicas = cli.replicas;
     config.http = cli.http;
     config.task_timeout = (!task_timeout.is_zero()).then_some(task_timeout);
     let remote = RemoteConfig {

@@ -75,6 +75,8 @@ pub struct DispatcherConfig {
     pub reclaim_after: Duration,
     /// How long a task this dispatcher makes final is kept; `None`: forever.
     pub retention: Option<Duration>,
+    /// Replicas a task's start must reach (Redis `WAIT`) before the task is handed out.
+    pub replicas: u32,
     /// Per-task deadline on the executor; `None` for none.
     pub task_timeout: Option<Duration>,
     /// This dispatcher's consumer name in the queue's group; unique per process.
@@ -95,6 +97,7 @@ impl DispatcherConfig {
             liveness_ttl: DEFAULT_LIVENESS_TTL,
             reclaim_after: DEFAULT_RECLAIM_AFTER,
             retention: Some(crate::store::DEFAULT_RETENTION),
+            replicas: 0,
             task_timeout: Some(DEFAULT_TASK_TIMEOUT),
             consumer: format!(
                 "{host}:{}:{}",

@@ -44,7 +44,8 @@ pub async fn run(
 ) -> Result<(), DispatcherError> {
     let store = Store::connect(&config.redis_url)
         .await?
-        .with_retention(config.retention);
+        .with_retention(config.retention)
+        .with_replicas(config.replicas);
     let (pool_tx, mut pool_rx) = mpsc::unbounded_channel::<Completion>();
     let places = executors * (1 + prefetch);
     let pool = ExecutorPool::start(kind, executors, places, "local", pool_tx).await?;

@@ -119,7 +119,8 @@ pub(super) async fn run<M: RemoteMode>(
 ) -> Result<(), DispatcherError> {
     let store = crate::store::Store::connect(&config.redis_url)
         .await?
-        .with_retention(config.retention);
+        .with_retention(config.retention)
+        .with_replicas(config.replicas);
     let (bridge, inbox) = listen(&remote)?;
     let capacity = Arc::new(capacity);
     let (completions_tx, completions) = mpsc::unbounded_channel();

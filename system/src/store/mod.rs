@@ -86,10 +86,11 @@ impl Store {
         })
     }
 
-    /// Acknowledges submissions only once `replicas` replicas have them (Redis's `WAIT`), so
-    /// that a failover to one of them loses no task the gateway accepted; a submission not
-    /// confirmed in time is an error ([`StoreError::NotReplicated`]). Such submissions go
-    /// through a connection of their own, one at a time.
+    /// Acknowledges submissions and starts only once `replicas` replicas have them (Redis's
+    /// `WAIT`), so that a failover to one of them loses no task the gateway accepted and no
+    /// attempt of a task that runs; a write not confirmed in time is an error
+    /// ([`StoreError::NotReplicated`]). Such writes go through a connection of their own, one
+    /// at a time.
     #[must_use]
     pub fn with_replicas(mut self, replicas: u32) -> Self {
         self.replicated =

@@ -129,10 +129,7 @@ impl Store {
         for (task_id, params) in tasks {
             call.task(keys::task(*task_id), (task_id.to_string(), *params));
         }
-        let created: Vec<i64> = match &self.replicated {
-            Some(replicated) => replicated.run(&call).await?,
-            None => self.run_script(&call).await?,
-        };
+        let created: Vec<i64> = self.run_replicated(&call).await?;
         Ok(created.iter().all(|&c| c == 1))
     }
 

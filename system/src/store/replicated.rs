@@ -1,5 +1,6 @@
-//! Submissions that must reach replicas before they are acknowledged (the gateway's
-//! `--replicas`). They go through a connection of their own, one at a time: `WAIT` blocks the
+//! Writes that must reach replicas before they count: submissions before the gateway
+//! acknowledges them, and starts before the dispatcher hands tasks out (each's `--replicas`).
+//! They go through a connection of their own, one at a time: `WAIT` blocks the
 //! connection it runs on (so it must not be the shared one), and it confirms only the writes
 //! made on that very connection (so a connection that reconnects silently would confirm
 //! nothing and say yes).

@@ -102,6 +102,20 @@ impl Store {
     }
 }
 
+impl Store {
+    /// [`Self::run_script`], and with [`Store::with_replicas`], only confirmed once the
+    /// replicas have what it wrote.
+    pub(super) async fn run_replicated<T: FromRedisValue>(
+        &self,
+        call: &ScriptCall,
+    ) -> Result<Vec<T>, StoreError> {
+        match &self.replicated {
+            Some(replicated) => replicated.run(call).await,
+            None => self.run_script(call).await,
+        }
+    }
+}
+
 /// Runs `call` on `conn`: see [`Store::run_script`].
 pub(super) async fn invoke<T: FromRedisValue>(
     conn: &mut impl redis::aio::ConnectionLike,

@@ -100,7 +100,8 @@ impl Store {
         for entry in entries {
             call.task(keys::task(entry.task_id), &entry.entry_id);
         }
-        let replies: Vec<Value> = self.run_script(&call).await?;
+        // A start lost in a failover would let the task run again under the same attempt.
+        let replies: Vec<Value> = self.run_replicated(&call).await?;
         entries
             .iter()
             .zip(replies)

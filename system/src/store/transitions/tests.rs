@@ -410,3 +410,25 @@ async fn a_batch_of_outcomes_is_announced_in_one_message() {
     let ids: Vec<String> = entries.iter().map(|e| e.task_id.to_string()).collect();
     assert_eq!(done.next().await, ids.join(" "));
 }
+
+#[tokio::test]
+async fn a_start_no_replica_confirms_is_an_error_with_replicas_asked_for() {
+    let mut f = Fixture::new().await;
+    let entry = f.receive().await;
+    // This Redis has no replica: the start is written but never confirmed.
+    let store = f.store.clone().with_replicas(1);
+    let error = store
+        .start_tasks(std::slice::from_ref(&entry), "d1")
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(
+            error,
+            StoreError::NotReplicated {
+                wanted: 1,
+                confirmed: 0
+            }
+        ),
+        "{error}"
+    );
+}
