@@ -100,9 +100,7 @@ impl Store {
     ) -> Result<Vec<T>, StoreError> {
         invoke(&mut self.conn(), call).await
     }
-}
 
-impl Store {
     /// [`Self::run_script`], and with [`Store::with_replicas`], only confirmed once the
     /// replicas have what it wrote.
     pub(super) async fn run_replicated<T: FromRedisValue>(

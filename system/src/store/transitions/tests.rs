@@ -378,21 +378,18 @@ async fn a_lost_claim_cannot_record_but_an_unclaimed_result_can() {
 
 #[tokio::test]
 async fn a_batch_of_outcomes_is_announced_in_one_message() {
-    let redis = TestRedis::start().await;
-    let store = redis.store().await;
-    let mut reader = redis.reader().await;
-    let function = registered_function(&store).await;
-    store.ensure_queue_group().await.unwrap();
-    let tasks: Vec<TaskId> = (0..3).map(|_| TaskId::new_random()).collect();
-    for task in &tasks {
-        assert!(store.submit_task(*task, function, "p").await.unwrap());
+    let mut f = Fixture::new().await;
+    for _ in 0..2 {
+        let task = TaskId::new_random();
+        assert!(f.store.submit_task(task, f.function, "p").await.unwrap());
     }
-    let entries = Store::read_queue(&mut reader, "d1", 3, Duration::from_secs(5))
+    let entries = Store::read_queue(&mut f.reader, "d1", 3, Duration::from_secs(5))
         .await
         .unwrap();
     assert_eq!(entries.len(), 3);
+    let store = &f.store;
     store.start_tasks(&entries, "d1").await.unwrap();
-    let mut done = redis.subscribe(keys::DONE_CHANNEL).await;
+    let mut done = f.redis.subscribe(keys::DONE_CHANNEL).await;
     let outcomes: Vec<FinalOutcome> = entries
         .iter()
         .map(|entry| FinalOutcome {
